@@ -1,0 +1,64 @@
+"""The common shape of every image data set: in-memory tensors split into train / val / test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set's files are missing; the message says which package provides them."""
+
+
+class CorruptDataError(ValueError):
+    """A data file exists but cannot be parsed."""
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # float32, (N, C, H, W), normalised
+    y: torch.Tensor  # int64, (N,)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, n: int | None, seed: int = 0) -> Split:
+        """A seeded random subset of ``n`` examples (the whole split when n is None or too large)."""
+        if n is None or n >= len(self):
+            return self
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return Split(self.x[idx], self.y[idx])
+
+
+@dataclass
+class ImageData:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+
+def split_train_val(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int) -> tuple[Split, Split]:
+    """Seeded split of a training set into train and validation parts."""
+    if not 0 <= val_size < len(y):
+        raise ValueError(f"val_size must be in [0, {len(y)}), got {val_size}")
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = perm[:val_size], perm[val_size:]
+    return Split(x[train_idx], y[train_idx]), Split(x[val_idx], y[val_idx])
+
+
+def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """Scale uint8 pixels to [0, 1], then to zero mean and unit variance using the training set's statistics."""
+    train_f = train.float() / 255.0
+    mean, std = train_f.mean(), train_f.std()
+    return [(train_f - mean) / std] + [((o.float() / 255.0) - mean) / std for o in others]

@@ -1,0 +1,41 @@
+"""Batched, gradient-free passes of a trained model over a whole tensor of inputs."""
+
+from __future__ import annotations
+
+import torch
+
+from matryoshka.nn.model import MatryoshkaClassifier
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.no_grad()
+def encode(model: MatryoshkaClassifier, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Full-dim embeddings z (float32, on the CPU) of every input, computed in eval mode."""
+    z, _ = encode_and_classify(model, x, batch_size, with_logits=False)
+    return z
+
+
+@torch.no_grad()
+def encode_and_classify(
+    model: MatryoshkaClassifier, x: torch.Tensor, batch_size: int = 1024, with_logits: bool = True
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Embeddings and per-dim logits of every input (both on the CPU), in one pass."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    zs, logits = [], []
+    try:
+        for start in range(0, len(x), batch_size):
+            z = model.encode(x[start : start + batch_size].to(device))
+            zs.append(z.float().cpu())
+            if with_logits:
+                logits.append([out.float().cpu() for out in model.head(z)])
+    finally:
+        model.train(was_training)
+    per_dim = [torch.cat(parts) for parts in zip(*logits, strict=True)] if logits else []
+    return torch.cat(zs) if zs else torch.empty(0), per_dim

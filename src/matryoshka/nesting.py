@@ -1,0 +1,84 @@
+"""Nesting lists: the prefix sizes m at which a Matryoshka embedding is trained and read.
+
+Kusupati et al., "Matryoshka Representation Learning", NeurIPS 2022 (arXiv 2205.13147), Sec. 3:
+the set M = {8, 16, ..., d} of nested dimensions, each with a relative importance c_m (1 by default).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Sequence
+
+
+class NestingError(ValueError):
+    """A nesting list that cannot be used (empty, unsorted, out of range, ...)."""
+
+
+def nesting_list(d: int, min_dim: int = 8) -> list[int]:
+    """Powers of two from ``min_dim`` up to ``d``, always ending with ``d``.
+
+    >>> nesting_list(2048)
+    [8, 16, 32, 64, 128, 256, 512, 1024, 2048]
+    >>> nesting_list(384)
+    [8, 16, 32, 64, 128, 256, 384]
+    """
+    if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+        raise NestingError(f"embedding size d must be a positive int, got {d!r}")
+    if not isinstance(min_dim, int) or isinstance(min_dim, bool) or min_dim < 1:
+        raise NestingError(f"min_dim must be a positive int, got {min_dim!r}")
+    if min_dim > d:
+        raise NestingError(f"min_dim={min_dim} is larger than the embedding size d={d}")
+    m = 2 ** math.ceil(math.log2(min_dim))
+    dims = []
+    while m < d:
+        dims.append(m)
+        m *= 2
+    dims.append(d)
+    return dims
+
+
+def validate_nesting(nesting: Sequence[int], d: int | None = None) -> list[int]:
+    """Check a user-given nesting list and return it as a list of ints.
+
+    Rejects empty, non-integer, non-positive, unsorted or repeated dims, and dims larger than ``d``.
+    Dims are never sorted silently: an out-of-order list usually means a bug upstream.
+    Warns when ``d`` is given and missing from the list (the full embedding would go untrained).
+    """
+    dims = list(nesting)
+    if not dims:
+        raise NestingError("nesting list is empty; give at least one dim, e.g. nesting_list(d)")
+    for m in dims:
+        if not isinstance(m, int) or isinstance(m, bool):
+            raise NestingError(f"nesting dims must be ints, got {m!r} in {dims}")
+        if m < 1:
+            raise NestingError(f"nesting dims must be positive, got {m} in {dims}")
+    for a, b in itertools.pairwise(dims):
+        if b <= a:
+            kind = "repeated" if a == b else "unsorted"
+            raise NestingError(f"nesting list must be strictly increasing ({kind}: {a} then {b}): {dims}")
+    if d is not None:
+        if dims[-1] > d:
+            raise NestingError(f"nesting dim {dims[-1]} is larger than the embedding size d={d}: {dims}")
+        if dims[-1] != d:
+            warnings.warn(
+                f"nesting list {dims} does not include the full dim d={d}; "
+                f"the last {d - dims[-1]} features will get no training signal",
+                stacklevel=2,
+            )
+    return dims
+
+
+def nesting_weights(nesting: Sequence[int], weights: Sequence[float] | None = None) -> list[float]:
+    """Relative importance c_m per dim; all ones by default (as in the paper)."""
+    if weights is None:
+        return [1.0] * len(nesting)
+    w = [float(x) for x in weights]
+    if len(w) != len(nesting):
+        raise NestingError(f"got {len(w)} weights for {len(nesting)} nesting dims {list(nesting)}")
+    if any(not math.isfinite(x) or x < 0 for x in w):
+        raise NestingError(f"weights must be finite and non-negative, got {w}")
+    if sum(w) == 0:
+        raise NestingError("at least one weight must be positive")
+    return w

@@ -1,0 +1,16 @@
+from matryoshka.nn.backbones import MLP, ResNetSmall, SmallCNN, build_backbone
+from matryoshka.nn.heads import FixedFeatureHead, MRLHead
+from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
+from matryoshka.nn.model import MatryoshkaClassifier
+
+__all__ = [
+    "MLP",
+    "FixedFeatureHead",
+    "InfoNCELoss",
+    "MRLHead",
+    "MatryoshkaClassifier",
+    "MatryoshkaLoss",
+    "ResNetSmall",
+    "SmallCNN",
+    "build_backbone",
+]

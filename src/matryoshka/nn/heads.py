@@ -1,0 +1,111 @@
+"""Classification heads over a Matryoshka embedding.
+
+``MRLHead`` is the paper's head (Kusupati et al. 2022, Sec. 3): one linear classifier W^(m) per nesting
+dim m, reading z[:m]. With ``tied=True`` it is MRL-E: one weight W shared by all dims and sliced,
+W^(m) = W[:, :m], so the head has the parameters of a single full-dim classifier.
+
+``FixedFeatureHead`` is the FF-k baseline's head: a single classifier that reads only the first k
+features, so the remaining features receive no gradient and the model is effectively k-dimensional.
+
+Example::
+
+    import torch
+    from matryoshka import MRLHead, MatryoshkaLoss
+
+    head = MRLHead(in_dim=64, num_classes=10, nesting=[8, 16, 32, 64])
+    z = torch.randn(32, 64)
+    logits = head(z)                       # list of 4 tensors, each (32, 10)
+    loss = MatryoshkaLoss(torch.nn.CrossEntropyLoss(), head.nesting)(logits, torch.randint(0, 10, (32,)))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from matryoshka.nesting import nesting_list, validate_nesting
+
+
+def _check_input(z: torch.Tensor, in_dim: int, name: str) -> None:
+    if z.ndim != 2 or z.shape[1] != in_dim:
+        raise ValueError(f"{name} expects embeddings of shape (batch, {in_dim}), got {tuple(z.shape)}")
+
+
+class MRLHead(nn.Module):
+    """One linear classifier per nesting dim (MRL), or one weight-tied classifier sliced per dim (MRL-E).
+
+    Args:
+        in_dim: embedding size d.
+        num_classes: number of classes.
+        nesting: increasing list of dims <= d; defaults to ``nesting_list(in_dim)``.
+        tied: MRL-E (shared weight, sliced) instead of a separate Linear per dim.
+        bias: whether each classifier has a bias.
+
+    ``forward(z)`` returns a list of logits, one ``(batch, num_classes)`` tensor per nesting dim.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        num_classes: int,
+        nesting: Sequence[int] | None = None,
+        tied: bool = False,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        self.in_dim = in_dim
+        self.num_classes = num_classes
+        self.nesting = validate_nesting(nesting_list(in_dim) if nesting is None else nesting, in_dim)
+        self.tied = tied
+        if tied:
+            self.classifier = nn.Linear(self.nesting[-1], num_classes, bias=bias)
+        else:
+            self.classifiers = nn.ModuleList(nn.Linear(m, num_classes, bias=bias) for m in self.nesting)
+
+    def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
+        _check_input(z, self.in_dim, type(self).__name__)
+        if not self.tied:
+            return [clf(z[:, :m]) for m, clf in zip(self.nesting, self.classifiers, strict=True)]
+        # MRL-E: logits at dim m are those at the previous dim plus the next block of features, so all
+        # dims together cost one full-dim matmul.
+        weight, bias = self.classifier.weight, self.classifier.bias
+        outputs, start = [], 0
+        running = bias.expand(z.shape[0], -1) if bias is not None else None
+        for m in self.nesting:
+            block = z[:, start:m] @ weight[:, start:m].T
+            running = block if running is None else running + block
+            outputs.append(running)
+            start = m
+        return outputs
+
+    def extra_repr(self) -> str:
+        return f"in_dim={self.in_dim}, num_classes={self.num_classes}, nesting={self.nesting}, tied={self.tied}"
+
+
+class FixedFeatureHead(nn.Module):
+    """FF-k baseline head: one classifier on the first ``k`` features only.
+
+    ``forward(z)`` returns a one-element list so that it is interchangeable with :class:`MRLHead`.
+    """
+
+    def __init__(self, in_dim: int, num_classes: int, k: int | None = None, bias: bool = True) -> None:
+        super().__init__()
+        k = in_dim if k is None else k
+        if not 1 <= k <= in_dim:
+            raise ValueError(f"FixedFeatureHead k must be in [1, {in_dim}], got {k}")
+        self.in_dim = in_dim
+        self.num_classes = num_classes
+        self.k = k
+        self.nesting = [k]
+        self.classifier = nn.Linear(k, num_classes, bias=bias)
+
+    def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
+        _check_input(z, self.in_dim, type(self).__name__)
+        return [self.classifier(z[:, : self.k])]
+
+    def extra_repr(self) -> str:
+        return f"in_dim={self.in_dim}, num_classes={self.num_classes}, k={self.k}"

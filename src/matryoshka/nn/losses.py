@@ -1,0 +1,108 @@
+"""MatryoshkaLoss: the paper's objective, sum over m of c_m * L(output at dim m, target).
+
+Kusupati et al., "Matryoshka Representation Learning", NeurIPS 2022 (arXiv 2205.13147), Eq. 1.
+It wraps any per-dim loss:
+
+* classification: ``outputs`` is the list of per-dim logits from :class:`~matryoshka.MRLHead`;
+* embedding losses (contrastive, distillation): ``outputs`` is the embedding z of shape (batch, d);
+  each prefix z[:, :m] is re-normalised and passed to the loss. When the target is itself an
+  embedding (the other tower, or a teacher), it is truncated and re-normalised the same way.
+
+Example::
+
+    import torch
+    from matryoshka import MatryoshkaLoss
+    from matryoshka.nn.losses import InfoNCELoss
+
+    queries, docs = torch.randn(16, 64), torch.randn(16, 64)
+    loss = MatryoshkaLoss(InfoNCELoss(), nesting=[8, 16, 32, 64])(queries, docs)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from matryoshka.nesting import nesting_weights, validate_nesting
+from matryoshka.truncate import truncate
+
+
+class MatryoshkaLoss(nn.Module):
+    """Weighted sum of a loss over nested prefixes of a representation.
+
+    Args:
+        loss_fn: per-dim loss, called as ``loss_fn(output_m, target_m)``.
+        nesting: increasing list of dims.
+        weights: relative importance c_m per dim (default all ones). Stored as a buffer, so it follows
+            ``.to(device)``; it is also moved to the outputs' device in ``forward``.
+        normalize: re-normalise each embedding prefix (embedding path only).
+    """
+
+    def __init__(
+        self,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        nesting: Sequence[int],
+        weights: Sequence[float] | None = None,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        self.loss_fn = loss_fn
+        self.nesting = validate_nesting(nesting)
+        self.register_buffer("weights", torch.tensor(nesting_weights(self.nesting, weights)), persistent=False)
+        self.normalize = normalize
+
+    def per_dim(self, outputs: Sequence[torch.Tensor] | torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Unweighted loss at each nesting dim, as a tensor of shape (len(nesting),)."""
+        if isinstance(outputs, torch.Tensor):
+            return torch.stack(self._embedding_losses(outputs, target))
+        outputs = list(outputs)
+        if len(outputs) != len(self.nesting):
+            raise ValueError(
+                f"got {len(outputs)} outputs for {len(self.nesting)} nesting dims {self.nesting}; "
+                "pass the list of per-dim logits returned by MRLHead, or the embedding tensor"
+            )
+        return torch.stack([self.loss_fn(out, target) for out in outputs])
+
+    def forward(self, outputs: Sequence[torch.Tensor] | torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        losses = self.per_dim(outputs, target)
+        return (self.weights.to(losses.device, losses.dtype) * losses).sum()
+
+    def _embedding_losses(self, z: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+        if z.ndim != 2:
+            raise ValueError(f"embedding outputs must have shape (batch, d), got {tuple(z.shape)}")
+        if self.nesting[-1] > z.shape[1]:
+            raise ValueError(f"nesting dim {self.nesting[-1]} is larger than the embedding size {z.shape[1]}")
+        # A target embedding (other tower, teacher) is truncated like the output; labels pass through.
+        paired = target.is_floating_point() and target.ndim == 2 and target.shape[1] == z.shape[1]
+        return [
+            self.loss_fn(
+                truncate(z, m, self.normalize),
+                truncate(target, m, self.normalize) if paired else target,
+            )
+            for m in self.nesting
+        ]
+
+
+class InfoNCELoss(nn.Module):
+    """In-batch-negatives contrastive loss (multiple-negatives ranking): row i of ``a`` matches row i of ``b``.
+
+    Inputs are expected to be L2-normalised (``MatryoshkaLoss`` does this per prefix); ``scale`` is the
+    inverse temperature. ``symmetric=True`` averages the a->b and b->a directions.
+    """
+
+    def __init__(self, scale: float = 20.0, symmetric: bool = False) -> None:
+        super().__init__()
+        self.scale = scale
+        self.symmetric = symmetric
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if a.shape != b.shape or a.ndim != 2:
+            raise ValueError(f"InfoNCELoss expects two (batch, dim) tensors of equal shape, got {a.shape}, {b.shape}")
+        scores = self.scale * a @ b.T
+        labels = torch.arange(a.shape[0], device=a.device)
+        loss = nn.functional.cross_entropy(scores, labels)
+        if self.symmetric:
+            loss = (loss + nn.functional.cross_entropy(scores.T, labels)) / 2
+        return loss

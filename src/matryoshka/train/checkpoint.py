@@ -1,0 +1,202 @@
+"""Crash-safe checkpoints: model weights in safetensors, a JSON manifest, and the optimiser state for resuming.
+
+Layout of a run folder::
+
+    run/
+      config.json            the experiment config, data shape and the final model's checksum
+      model.safetensors      final weights (written when training ends)
+      metrics.jsonl          one line per validated epoch
+      checkpoints/
+        latest               name of the newest complete checkpoint (replaced atomically)
+        epoch-0003/          model.safetensors, trainer_state.pt, manifest.json
+
+Every file is written to a temporary name, fsynced and renamed, and a checkpoint folder is renamed into
+place only when complete, so a process killed at any moment leaves the previous checkpoint loadable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from matryoshka.nn.model import MatryoshkaClassifier, build_classifier
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated, corrupt, or does not fit the model."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+
+
+def _save_weights(model: torch.nn.Module, path: Path) -> str:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(_state_dict_cpu(model), tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        digest = sha256_file(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return digest
+
+
+def load_weights(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Load a safetensors file, checking its checksum when one is known."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint weights {path} do not exist")
+    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+        raise CheckpointError(f"{path} does not match its recorded checksum: the file is corrupt or was replaced")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from e
+
+
+def save_checkpoint(
+    run_dir: Path,
+    epoch: int,
+    model: torch.nn.Module,
+    trainer_state: dict[str, Any],
+    keep: int = 2,
+) -> Path:
+    """Write ``checkpoints/epoch-NNNN`` whole, then point ``checkpoints/latest`` at it; keep the newest ``keep``."""
+    ckpt_root = run_dir / "checkpoints"
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    name = f"epoch-{epoch:04d}"
+    tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{name}."))
+    try:
+        digest = _save_weights(model, tmp / "model.safetensors")
+        buf = tmp / "trainer_state.pt"
+        torch.save(trainer_state, buf)
+        with open(buf, "rb") as f:
+            os.fsync(f.fileno())
+        atomic_write_json(
+            tmp / "manifest.json", {"epoch": epoch, "model_sha256": digest, "trainer_state_sha256": sha256_file(buf)}
+        )
+        final = ckpt_root / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(ckpt_root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_bytes(ckpt_root / "latest", name.encode())
+    old = sorted(p for p in ckpt_root.glob("epoch-*") if p.is_dir())[:-keep]
+    for p in old:
+        shutil.rmtree(p, ignore_errors=True)
+    for p in ckpt_root.glob(".epoch-*"):  # leftovers of a killed save
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint folder of a run, or None when it has none."""
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    path = run_dir / "checkpoints" / pointer.read_text().strip()
+    if not (path / "manifest.json").exists():
+        raise CheckpointError(f"{pointer} names {path.name}, which is missing or incomplete")
+    return path
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and trainer state of a checkpoint folder, both verified against the manifest."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"cannot read the manifest of checkpoint {path}: {e}") from e
+    weights = load_weights(path / "model.safetensors", manifest["model_sha256"])
+    state_path = path / "trainer_state.pt"
+    if not state_path.exists() or sha256_file(state_path) != manifest["trainer_state_sha256"]:
+        raise CheckpointError(f"{state_path} is missing or does not match its recorded checksum")
+    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    return weights, state
+
+
+def save_model(run_dir: Path, model: torch.nn.Module, info: dict[str, Any]) -> None:
+    """Write the final ``model.safetensors`` and ``config.json`` (with the weights' checksum)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    digest = _save_weights(model, run_dir / "model.safetensors")
+    atomic_write_json(run_dir / "config.json", {**info, "model_sha256": digest})
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[MatryoshkaClassifier, dict]:
+    """Rebuild a trained model from a run folder (or its ``model.safetensors``); returns (model, config.json)."""
+    path = Path(path)
+    run_dir = path.parent if path.suffix == ".safetensors" else path
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise CheckpointError(f"no trained model in {run_dir}: {config_path.name} is missing (did training finish?)")
+    try:
+        info = json.loads(config_path.read_text())
+        m = info["config"]["model"]
+        model = build_classifier(
+            m["backbone"],
+            m["embed_dim"],
+            m["head"],
+            info["nesting"],
+            tuple(info["input_shape"]),
+            info["num_classes"],
+            m.get("width"),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{config_path} is not a valid model config: {e}") from e
+    weights = load_weights(run_dir / "model.safetensors", info.get("model_sha256"))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"weights in {run_dir} do not fit the model described by its config: {e}") from e
+    return model.to(map_location).eval(), info

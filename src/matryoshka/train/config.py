@@ -1,0 +1,125 @@
+"""Experiment configuration: YAML in, validated pydantic models out. Unknown keys are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from matryoshka.nesting import nesting_list, validate_nesting
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message names the bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    name: Literal["fashion_mnist", "digits"] = "fashion_mnist"
+    root: str | None = None
+    val_size: int | None = Field(None, ge=0, description="validation examples held out of train (data set default)")
+    train_subset: int | None = Field(None, ge=1, description="train on a seeded random subset of this size")
+    seed: int = 0
+
+
+class ModelConfig(_Strict):
+    backbone: Literal["cnn", "resnet", "mlp"] = "cnn"
+    embed_dim: int = Field(512, ge=1)
+    width: int | None = Field(None, ge=1, description="first conv stage channels (cnn, resnet) or hidden size (mlp)")
+    head: Literal["mrl", "mrl_e", "ff"] = "mrl"
+    nesting: list[int] | None = Field(None, description="dims trained; default: powers of two from min_dim to d")
+    min_dim: int = Field(8, ge=1)
+    ff_dim: int | None = Field(None, ge=1, description="FF-k baseline: k (the head reads z[:k]); default d")
+    loss_weights: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.nesting is not None:
+            validate_nesting(self.nesting, self.embed_dim)
+        if self.ff_dim is not None and self.ff_dim > self.embed_dim:
+            raise ValueError(f"ff_dim={self.ff_dim} is larger than embed_dim={self.embed_dim}")
+        return self
+
+    def resolved_nesting(self) -> list[int]:
+        if self.head == "ff":
+            return [self.ff_dim or self.embed_dim]
+        return list(self.nesting) if self.nesting is not None else nesting_list(self.embed_dim, self.min_dim)
+
+
+class OptimConfig(_Strict):
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(256, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    out_dir: str = "runs/fashion_mnist_mrl"
+    keep_checkpoints: int = Field(2, ge=1)
+    eval_every: int = Field(1, ge=1, description="validate every N epochs")
+
+
+class ExperimentConfig(_Strict):
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"invalid {source}:\n{_format_errors(e)}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping with sections data/model/optim/train")
+    for item in overrides or []:
+        apply_override(raw, item)
+    return parse_config(raw, str(path))
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set ``raw[a][b] = value`` for an override ``a.b=value``."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} must look like section.key=value, e.g. train.epochs=2")
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {p} is not a section")
+    node[leaf] = yaml.safe_load(value)

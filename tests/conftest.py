@@ -1,0 +1,31 @@
+import os
+
+import pytest
+
+from matryoshka.data import load_dataset
+from matryoshka.train import parse_config
+
+# Keep thread counts predictable on small CI machines (and bit-identical reruns meaningful).
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def digits_config(tmp_path):
+    """A few-second MRL run on sklearn digits."""
+
+    def make(**train):
+        return parse_config(
+            {
+                "data": {"name": "digits"},
+                "model": {"backbone": "cnn", "embed_dim": 32, "width": 8, "head": "mrl"},
+                "optim": {"lr": 0.003},
+                "train": {"epochs": 2, "batch_size": 64, "out_dir": str(tmp_path / "run"), **train},
+            }
+        )
+
+    return make

@@ -1,0 +1,184 @@
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from matryoshka.train import CheckpointError, Trainer, TrainingDivergedError, load_model
+from matryoshka.train.checkpoint import latest_checkpoint, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _weights(run_dir):
+    model, _ = load_model(run_dir)
+    return model.state_dict()
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_training_learns_digits_at_every_dim(digits, digits_config):
+    result = Trainer(digits_config(epochs=4), data=digits, progress=False).fit()
+    acc = result.val_accuracy
+    assert list(acc) == [8, 16, 32]
+    assert min(acc.values()) > 0.85, acc
+    info = json.loads((result.run_dir / "config.json").read_text())
+    assert info["nesting"] == [8, 16, 32] and info["world_size"] == 1
+    assert len((result.run_dir / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def test_reruns_are_bit_identical(digits, digits_config, tmp_path):
+    a = Trainer(digits_config(out_dir=str(tmp_path / "a")), data=digits, progress=False).fit()
+    b = Trainer(digits_config(out_dir=str(tmp_path / "b")), data=digits, progress=False).fit()
+    _assert_same_weights(_weights(a.run_dir), _weights(b.run_dir))
+
+
+def test_resume_equals_uninterrupted_run(digits, digits_config, tmp_path):
+    full = Trainer(digits_config(epochs=3, out_dir=str(tmp_path / "full")), data=digits, progress=False).fit()
+    part_dir = tmp_path / "part"
+    Trainer(digits_config(epochs=3, out_dir=str(part_dir)), data=digits, progress=False).fit()
+    # Pretend the run died after epoch 2: drop the last checkpoint and the final model.
+    shutil.rmtree(part_dir / "checkpoints" / "epoch-0003")
+    (part_dir / "checkpoints" / "latest").write_text("epoch-0002")
+    (part_dir / "model.safetensors").unlink()
+    resumed = Trainer(digits_config(epochs=3, out_dir=str(part_dir)), data=digits, progress=False).fit()
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    _assert_same_weights(_weights(full.run_dir), _weights(part_dir))
+
+
+def test_resume_refuses_a_different_config(digits, digits_config):
+    Trainer(digits_config(epochs=1), data=digits, progress=False).fit()
+    with pytest.raises(CheckpointError, match="different config"):
+        Trainer(digits_config(epochs=1, batch_size=32), data=digits, progress=False).fit()
+    Trainer(digits_config(epochs=1, batch_size=32), data=digits, progress=False, resume=False).fit()
+
+
+class _PoisonAtEpoch3(Trainer):
+    def _train_epoch(self, epoch, progress):
+        if epoch == 3:
+            self.train_split.x = torch.full_like(self.train_split.x, float("nan"))
+        return super()._train_epoch(epoch, progress)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(digits, digits_config):
+    cfg = digits_config(epochs=4)
+    with pytest.raises(TrainingDivergedError, match="loss became nan at epoch 3"):
+        _PoisonAtEpoch3(cfg, data=copy.deepcopy(digits), progress=False).fit()
+    run_dir = Path(cfg.train.out_dir)
+    ckpt = latest_checkpoint(run_dir)
+    assert ckpt.name == "epoch-0002"
+    weights, _ = load_checkpoint(ckpt)
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+    assert not (run_dir / "model.safetensors").exists()
+
+
+def test_corrupt_and_missing_checkpoints_give_clear_errors(digits, digits_config, tmp_path):
+    result = Trainer(digits_config(epochs=1), data=digits, progress=False).fit()
+    with pytest.raises(CheckpointError, match="config.json is missing"):
+        load_model(tmp_path / "nowhere")
+    weights = result.run_dir / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_model(result.run_dir)
+    ckpt = latest_checkpoint(result.run_dir)
+    (ckpt / "trainer_state.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(ckpt)
+    (result.run_dir / "checkpoints" / "latest").write_text("epoch-0042")
+    with pytest.raises(CheckpointError, match="missing or incomplete"):
+        latest_checkpoint(result.run_dir)
+
+
+def test_truncated_safetensors_without_checksum(tmp_path, digits, digits_config):
+    result = Trainer(digits_config(epochs=1), data=digits, progress=False).fit()
+    info = json.loads((result.run_dir / "config.json").read_text())
+    info.pop("model_sha256")
+    (result.run_dir / "config.json").write_text(json.dumps(info))
+    weights = result.run_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_model(result.run_dir)
+
+
+def _train_command(config_path, out_dir):
+    return [
+        sys.executable,
+        "-m",
+        "matryoshka.cli",
+        "train",
+        "-c",
+        str(config_path),
+        "--out",
+        str(out_dir),
+        "--no-progress",
+    ]
+
+
+def _write_config(tmp_path, epochs):
+    path = tmp_path / "digits.yaml"
+    path.write_text(
+        "data: {name: digits}\n"
+        "model: {backbone: cnn, embed_dim: 32, width: 8}\n"
+        "optim: {lr: 0.003}\n"
+        f"train: {{epochs: {epochs}, batch_size: 16}}\n"
+    )
+    return path
+
+
+def test_kill_9_mid_training_then_resume_matches_uninterrupted(tmp_path):
+    config = _write_config(tmp_path, epochs=6)
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    subprocess.run(_train_command(config, ref_dir), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(
+        _train_command(config, run_dir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / "checkpoints" / "epoch-0002").exists():
+        time.sleep(0.02)
+    time.sleep(0.3)  # somewhere inside epoch 3 (or in the middle of its save)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "model.safetensors").exists(), "the run finished before it could be killed"
+    ckpt = latest_checkpoint(run_dir)
+    load_checkpoint(ckpt)  # the last checkpoint is intact
+    done = subprocess.run(_train_command(config, run_dir), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming {run_dir} after epoch" in done.stdout
+    _assert_same_weights(_weights(ref_dir), _weights(run_dir))
+
+
+def test_torchrun_ddp_two_cpu_processes(tmp_path):
+    config = _write_config(tmp_path, epochs=2)
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "matryoshka.cli",
+        "train",
+        "-c",
+        str(config),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    info = json.loads((out / "config.json").read_text())
+    assert info["world_size"] == 2
+    assert min(info["val_acc"].values()) > 0.8, info["val_acc"]
