@@ -34,7 +34,7 @@ test-slow: install data
 	$(BIN)/pytest -q -m slow
 
 demo: install data
-	$(BIN)/mrl train --config configs/fashion_mnist_mrl.yaml
+	$(BIN)/mrl demo --out runs/demo
 
 bench: install data
 	$(BIN)/python benchmarks/train_overhead.py

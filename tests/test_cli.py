@@ -36,3 +36,44 @@ def test_train_reports_bad_config_clearly(tmp_path):
 def test_encode_missing_checkpoint(tmp_path):
     result = runner.invoke(app, ["encode", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "z.npy")])
     assert result.exit_code == 2 and "config.json is missing" in result.output
+
+
+def test_eval_on_npy_embeddings(tmp_path, digits):
+    x_train, x_test = digits.train.x.flatten(1).numpy(), digits.test.x.flatten(1).numpy()
+    paths = {}
+    for name, arr in [("tz", x_train), ("ty", digits.train.y.numpy()), ("qz", x_test), ("qy", digits.test.y.numpy())]:
+        paths[name] = tmp_path / f"{name}.npy"
+        np.save(paths[name], arr)
+    out = tmp_path / "eval.json"
+    args = [
+        "eval",
+        "--train-embeddings",
+        paths["tz"],
+        "--train-labels",
+        paths["ty"],
+        "--test-embeddings",
+        paths["qz"],
+        "--test-labels",
+        paths["qy"],
+        "--dims",
+        "16,64",
+        "--out",
+        out,
+    ]
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    import json
+
+    res = json.loads(out.read_text())
+    assert res["dims"] == [16, 64] and res["knn1"]["64"] > 0.9 and res["probe"]["64"] > 0.9
+    assert 0 < res["retrieval"]["16"]["map@10"] <= 1
+    bad = runner.invoke(app, [str(a) for a in args[:-4]] + ["--dims", "64,16"])
+    assert bad.exit_code == 2 and "unsorted" in bad.output
+    np.save(paths["qz"], x_test[:, :10])
+    bad = runner.invoke(app, [str(a) for a in args[:-4]])
+    assert bad.exit_code == 2 and "equal widths" in bad.output
+
+
+def test_eval_needs_one_source(tmp_path):
+    result = runner.invoke(app, ["eval"])
+    assert result.exit_code == 2 and "either --checkpoint" in result.output

@@ -87,6 +87,164 @@ def encode(
     typer.echo(f"wrote {tuple(z.shape)} embeddings of the {split} split to {out}")
 
 
+def _load_npy(path: Path, what: str) -> np.ndarray:
+    if not path.exists():
+        _fail(f"{what} file {path} does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        _fail(f"{what} file {path} is not a readable .npy array: {e}")
+        raise
+
+
+def _print_eval(results: dict, dims: list[int], k: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="per-dim evaluation (accuracies and retrieval metrics in %)")
+    table.add_column("dim", justify="right")
+    columns = [c for c in ("head", "probe", "knn1") if results.get(c)]
+    for c in columns:
+        table.add_column(c, justify="right")
+    metrics = (f"map@{k}", f"p@{k}", f"r@{k}")
+    for c in metrics:
+        table.add_column(c, justify="right")
+    for m in dims:
+        key = str(m)
+        row = [f"{100 * results[c][key]:.2f}" for c in columns]
+        row += [f"{100 * results['retrieval'][key][c]:.2f}" for c in metrics]
+        table.add_row(key, *row)
+    Console().print(table)
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[Path | None, typer.Option(help="run folder of a trained model")] = None,
+    train_embeddings: Annotated[
+        Path | None, typer.Option(help=".npy (N, d) database / probe-training embeddings")
+    ] = None,
+    train_labels: Annotated[Path | None, typer.Option(help=".npy (N,) integer labels")] = None,
+    test_embeddings: Annotated[Path | None, typer.Option(help=".npy (M, d) query / probe-test embeddings")] = None,
+    test_labels: Annotated[Path | None, typer.Option(help=".npy (M,) integer labels")] = None,
+    dims: Annotated[str | None, typer.Option(help="comma-separated dims (default: the model's nesting list)")] = None,
+    k: Annotated[int, typer.Option(help="cut-off for mAP@k, P@k, R@k")] = 10,
+    knn_queries: Annotated[
+        int | None, typer.Option(help="use a seeded subset of test queries for 1-NN/retrieval")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+) -> None:
+    """Evaluate at every dim: a trained model (--checkpoint) or any embeddings given as .npy files."""
+    import json
+
+    import torch
+
+    from matryoshka.evaluate import accuracy, evaluate_views, prefix_view
+    from matryoshka.nesting import NestingError, nesting_list, validate_nesting
+
+    if (checkpoint is None) == (train_embeddings is None):
+        _fail("give either --checkpoint, or --train-embeddings/--train-labels/--test-embeddings/--test-labels")
+    heads: dict[str, float] = {}
+    if checkpoint is not None:
+        from matryoshka.data import load_dataset
+        from matryoshka.inference import encode_and_classify, resolve_device
+        from matryoshka.train import CheckpointError, load_model
+
+        try:
+            model, info = load_model(checkpoint, resolve_device(device))
+        except CheckpointError as e:
+            _fail(str(e))
+            raise
+        c = info["config"]["data"]
+        data = load_dataset(c["name"], c["root"], c["val_size"], c["seed"])
+        train_z, _ = encode_and_classify(model, data.train.x, with_logits=False)
+        test_z, logits = encode_and_classify(model, data.test.x)
+        train_y, test_y = data.train.y, data.test.y
+        default_dims = info["nesting"]
+        heads = {str(m): accuracy(out_m, test_y) for m, out_m in zip(default_dims, logits, strict=True)}
+    else:
+        if None in (train_labels, test_embeddings, test_labels):
+            _fail("--train-embeddings needs --train-labels, --test-embeddings and --test-labels")
+        arrays = [
+            _load_npy(p, w)
+            for p, w in [
+                (train_embeddings, "train embeddings"),
+                (train_labels, "train labels"),
+                (test_embeddings, "test embeddings"),
+                (test_labels, "test labels"),
+            ]
+        ]
+        train_z, train_y, test_z, test_y = (torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+        if train_z.ndim != 2 or test_z.ndim != 2 or train_z.shape[1] != test_z.shape[1]:
+            _fail(f"embeddings must be 2-D with equal widths, got {tuple(train_z.shape)} and {tuple(test_z.shape)}")
+        if len(train_y) != len(train_z) or len(test_y) != len(test_z):
+            _fail("each embeddings file needs exactly one label per row")
+        if not (torch.isfinite(train_z).all() and torch.isfinite(test_z).all()):
+            _fail("embeddings contain NaN or inf")
+        train_z, test_z = train_z.float(), test_z.float()
+        train_y, test_y = train_y.long(), test_y.long()
+        default_dims = nesting_list(train_z.shape[1])
+    try:
+        chosen = validate_nesting([int(x) for x in dims.split(",")], None) if dims else default_dims
+        if chosen[-1] > train_z.shape[1]:
+            raise NestingError(f"dim {chosen[-1]} is larger than the embeddings' {train_z.shape[1]}")
+    except (ValueError, NestingError) as e:
+        _fail(f"bad --dims: {e}")
+        raise
+    results = evaluate_views(prefix_view(train_z, test_z), chosen, train_y, test_y, k=k, max_queries=knn_queries)
+    if heads:
+        results["head"] = {m: a for m, a in heads.items() if int(m) in chosen}
+    _print_eval(results, chosen, k)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"dims": chosen, **results}, indent=2))
+        typer.echo(f"wrote {out}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="output folder for results.json, report.html and plots")] = Path(
+        "runs/demo"
+    ),
+    quick: Annotated[bool, typer.Option(help="a short run (about a minute on 2 CPU cores)")] = False,
+    epochs: Annotated[int | None, typer.Option(help="epochs per model (default 3, 1 with --quick)")] = None,
+    backbone: Annotated[str | None, typer.Option(help="cnn, resnet or mlp")] = None,
+    width: Annotated[int | None, typer.Option(help="backbone width")] = None,
+    embed_dim: Annotated[int | None, typer.Option(help="embedding size d")] = None,
+    train_subset: Annotated[int | None, typer.Option(help="train on this many examples")] = None,
+    knn_queries: Annotated[int | None, typer.Option(help="test queries for 1-NN / retrieval (0: all)")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    fresh: Annotated[bool, typer.Option(help="retrain from scratch instead of reusing OUT/models")] = False,
+) -> None:
+    """Train MRL, MRL-E and FF-k on Fashion-MNIST, evaluate all methods at all dims, write a report."""
+    from dataclasses import replace
+
+    from matryoshka.data import CorruptDataError, DataNotFoundError
+    from matryoshka.demo import DemoSettings, run_demo
+    from matryoshka.train import CheckpointError
+
+    settings = DemoSettings.quick() if quick else DemoSettings()
+    changes = {
+        "epochs": epochs,
+        "backbone": backbone,
+        "width": width,
+        "embed_dim": embed_dim,
+        "train_subset": train_subset,
+    }
+    settings = replace(settings, device=device, **{k: v for k, v in changes.items() if v is not None})
+    if knn_queries is not None:
+        settings = replace(settings, knn_queries=knn_queries or None)
+    try:
+        results = run_demo(out, settings, fresh=fresh)
+    except (DataNotFoundError, CorruptDataError, CheckpointError) as e:
+        _fail(str(e))
+        return
+    for check in results["targets"]:
+        status = "met" if check["met"] else "NOT met"
+        typer.echo(f"{status:>8}  {check['target']}: {check['measured']}")
+    typer.echo(f"wrote {out / 'results.json'} and {out / 'report.html'} in {results['timings']['total_s']:.0f}s")
+
+
 def main() -> None:
     app()
 

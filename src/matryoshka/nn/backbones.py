@@ -65,7 +65,11 @@ class BasicBlock(nn.Module):
 
 
 class ResNetSmall(nn.Module):
-    """A ResNet-style encoder (3 stages of basic blocks, global average pool, linear to ``embed_dim``)."""
+    """A ResNet-style encoder: a stem, 3 stages of basic blocks (width, 2 width, 4 width channels), global pool.
+
+    As in the paper's ResNet-50, the embedding is the pooled output of the last stage when
+    ``embed_dim == 4 * width``; otherwise a linear layer maps the pooled features to ``embed_dim``.
+    """
 
     def __init__(self, embed_dim: int, in_channels: int = 1, width: int = 32, blocks: int = 2) -> None:
         super().__init__()
@@ -77,7 +81,7 @@ class ResNetSmall(nn.Module):
                 layers.append(BasicBlock(c, c_out, stride=2 if (stage > 0 and i == 0) else 1))
                 c = c_out
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.project = nn.Linear(c, embed_dim)
+        self.project: nn.Module = nn.Identity() if embed_dim == c else nn.Linear(c, embed_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.project(self.features(x))

@@ -67,6 +67,7 @@ class TrainConfig(_Strict):
     batch_size: int = Field(256, ge=1)
     seed: int = 0
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
     out_dir: str = "runs/fashion_mnist_mrl"
     keep_checkpoints: int = Field(2, ge=1)
     eval_every: int = Field(1, ge=1, description="validate every N epochs")

@@ -90,6 +90,8 @@ class Trainer:
             device = torch.device("cuda", local_rank)
         self.device = device
         self.is_main = self.rank == 0
+        precision = config.train.precision
+        self.bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
         self.progress = progress and self.is_main
         self.resume = resume
         self.run_dir = Path(config.train.out_dir)
@@ -154,8 +156,8 @@ class Trainer:
         weights, state = load_checkpoint(ckpt)
         if state.get("config") != self._comparable_config():
             raise CheckpointError(
-                f"{self.run_dir} holds a checkpoint of a different config; pass --no-resume to start over "
-                "or choose another out_dir"
+                f"{self.run_dir} holds a checkpoint of a different config; start over with --no-resume "
+                "(mrl train) or --fresh (mrl demo), or choose another out_dir"
             )
         self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -188,7 +190,8 @@ class Trainer:
         for step, idx in enumerate(self._epoch_batches(epoch), start=1):
             x = x_all[idx].to(self.device, non_blocking=True)
             y = y_all[idx].to(self.device, non_blocking=True)
-            loss = self.criterion(self.ddp_model(x), y)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                loss = self.criterion(self.ddp_model(x), y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if clip is not None:
@@ -213,7 +216,7 @@ class Trainer:
         return running.item() / max(count, 1)
 
     def validate(self) -> dict[str, float]:
-        _, logits = encode_and_classify(self.model, self.data.val.x, batch_size=1024)
+        _, logits = encode_and_classify(self.model, self.data.val.x)
         return accuracy_per_dim(logits, self.data.val.y, self.nesting) if len(self.data.val) else {}
 
     def fit(self) -> TrainResult:

@@ -1,0 +1,49 @@
+import json
+
+import pytest
+
+from matryoshka.demo import DemoSettings, check_targets, run_demo
+
+
+def _tiny(**kw):
+    return DemoSettings(embed_dim=32, width=8, epochs=3, train_subset=1500, knn_queries=300, probe_iters=20, **kw)
+
+
+def test_demo_writes_results_report_and_plots(tmp_path):
+    results = run_demo(tmp_path, _tiny())
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["dims"] == [8, 16, 32] == results["dims"]
+    for section in ("classification", "knn1"):
+        for method in ("mrl", "mrl_e", "ff", "svd", "random"):
+            values = saved[section][method]
+            assert set(values) == {"8", "16", "32"}
+            assert all(0 <= v <= 1 for v in values.values())
+    assert saved["classification"]["mrl"]["32"] > 0.5
+    assert set(saved["retrieval"]["per_dim"]["mrl"]["8"]) == {"map@10", "p@10", "r@10"}
+    assert len(saved["targets"]) == 4
+    for png in ("accuracy_vs_dims.png", "knn1_vs_dims.png", "map10_vs_dims.png", "cost_vs_accuracy.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Targets" in html and "<img" in html
+    # A rerun reuses the trained models (nothing retrained) and gives the same numbers.
+    again = run_demo(tmp_path, _tiny())
+    assert again["classification"]["mrl"] == saved["classification"]["mrl"]
+    assert sum(again["training_seconds"].values()) == pytest.approx(sum(saved["training_seconds"].values()))
+
+
+def test_check_targets_reports_measured_gaps():
+    dims = [8, 16, 32]
+
+    def acc(v):
+        return {str(m): v for m in dims}
+
+    results = {
+        "dims": dims,
+        "classification": {"mrl": acc(0.9), "ff": acc(0.91), "svd": acc(0.5), "random": acc(0.85), "mrl_e": acc(0.895)},
+    }
+    checks = {c["target"]: c for c in check_targets(results)}
+    ff = checks["MRL >= FF - 0.5pt at every dim"]
+    assert not ff["met"] and "-1.00pt" in ff["measured"]
+    assert checks["MRL >= SVD of FF-full + 10pt at dims <= 16"]["met"]
+    assert not checks["MRL >= Rand. FS of FF-full + 10pt at dims <= 16"]["met"]
+    assert checks["MRL-E within 1pt of MRL from 16 dims"]["met"]
