@@ -77,3 +77,19 @@ def test_eval_on_npy_embeddings(tmp_path, digits):
 def test_eval_needs_one_source(tmp_path):
     result = runner.invoke(app, ["eval"])
     assert result.exit_code == 2 and "either --checkpoint" in result.output
+
+
+def test_cascade_command(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {name: digits}\nmodel: {embed_dim: 32, width: 8}\ntrain: {epochs: 3, batch_size: 64}\n")
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", "-c", str(config), "--out", str(run), "--no-progress"]).exit_code == 0
+    saved = tmp_path / "cascade.json"
+    result = runner.invoke(app, ["cascade", "--checkpoint", str(run), "--save", str(saved)])
+    assert result.exit_code == 0, result.output
+    assert "examples stopping at each dim: 8:" in result.output and saved.exists()
+    result = runner.invoke(app, ["cascade", "--checkpoint", str(run), "--policy", "target_dim", "--target", "8"])
+    assert result.exit_code == 0, result.output
+    assert "8: 360, 16: 0, 32: 0" in result.output
+    result = runner.invoke(app, ["cascade", "--checkpoint", str(run), "--policy", "target_dim"])
+    assert result.exit_code == 2 and "needs a target" in result.output

@@ -21,10 +21,22 @@ def test_demo_writes_results_report_and_plots(tmp_path):
     assert saved["classification"]["mrl"]["32"] > 0.5
     assert set(saved["retrieval"]["per_dim"]["mrl"]["8"]) == {"map@10", "p@10", "r@10"}
     assert len(saved["targets"]) == 4
-    for png in ("accuracy_vs_dims.png", "knn1_vs_dims.png", "map10_vs_dims.png", "cost_vs_accuracy.png"):
+    adaptive = saved["adaptive_classification"]
+    assert adaptive["splits"] == 5 and set(adaptive["policies"]) == {"pairwise", "matched"}
+    assert 8 <= adaptive["policies"]["matched"]["expected_dim"]["mean"] <= 32
+    assert set(adaptive["fixed"]["ff"]) == {"8", "16", "32"}
+    pngs = (
+        "accuracy_vs_dims.png",
+        "knn1_vs_dims.png",
+        "map10_vs_dims.png",
+        "cost_vs_accuracy.png",
+        "cascade_vs_dims.png",
+    )
+    for png in pngs:
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (tmp_path / "report.html").read_text()
-    assert "data:image/png;base64," in html and "Targets" in html and "<img" in html
+    assert "data:image/png;base64," in html and "Targets" in html and html.count("<img") == 5
+    assert "Adaptive classification" in html
     # A rerun reuses the trained models (nothing retrained) and gives the same numbers.
     again = run_demo(tmp_path, _tiny())
     assert again["classification"]["mrl"] == saved["classification"]["mrl"]

@@ -202,6 +202,72 @@ def eval_(
 
 
 @app.command()
+def cascade(
+    checkpoint: Annotated[Path, typer.Option(help="run folder of a trained MRL / MRL-E model")],
+    policy: Annotated[str, typer.Option(help="pairwise, target_accuracy or target_dim")] = "pairwise",
+    target: Annotated[
+        float | None, typer.Option(help="accuracy in [0, 1] or expected dim, for target policies")
+    ] = None,
+    tolerance: Annotated[float, typer.Option(help="pairwise: accuracy a pair may lose, in [0, 1]")] = 0.0,
+    max_dim: Annotated[int | None, typer.Option(help="never go beyond this dim")] = None,
+    save: Annotated[Path | None, typer.Option(help="write the fitted thresholds (JSON)")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+) -> None:
+    """Fit cascade thresholds on the validation split, then classify the test split adaptively."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from matryoshka.adaptive import Cascade, oracle
+    from matryoshka.data import load_dataset
+    from matryoshka.inference import encode_and_classify, resolve_device
+    from matryoshka.train import CheckpointError, load_model
+
+    try:
+        model, info = load_model(checkpoint, resolve_device(device))
+    except CheckpointError as e:
+        _fail(str(e))
+        raise
+    if info["config"]["model"]["head"] == "ff":
+        _fail("a cascade needs a model with nested heads (mrl or mrl_e), this one is an FF model")
+    c = info["config"]["data"]
+    data = load_dataset(c["name"], c["root"], c["val_size"], c["seed"])
+    if len(data.val) == 0:
+        _fail("the model's validation split is empty; retrain with data.val_size > 0 to fit thresholds")
+    _, val_logits = encode_and_classify(model, data.val.x)
+    try:
+        fitted = Cascade(info["nesting"], max_dim).fit(
+            val_logits, data.val.y, policy=policy, target=target, tolerance=tolerance
+        )
+    except ValueError as e:
+        _fail(str(e))
+        raise
+    device_t = next(model.parameters()).device
+    result = fitted.predict_model(model, data.test.x.to(device_t))
+    _, test_logits = encode_and_classify(model, data.test.x)
+    y = data.test.y
+    table = Table(title=f"adaptive classification on the test split ({policy} thresholds fitted on validation)")
+    for col in ("", "accuracy (%)", "expected dims", "head cost (dims)"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        "cascade", f"{100 * result.accuracy(y):.2f}", f"{result.expected_dim:.1f}", f"{result.mean_head_cost:.1f}"
+    )
+    orc = oracle(test_logits, y, fitted.nesting)
+    table.add_row("oracle", f"{100 * orc['accuracy']:.2f}", f"{orc['expected_dim']:.1f}", f"{orc['head_cost']:.1f}")
+    for m, lg in zip(fitted.nesting, test_logits, strict=False):
+        table.add_row(f"fixed {m}", f"{100 * (lg.argmax(1) == y).float().mean().item():.2f}", str(m), str(m))
+    Console().print(table)
+    exits = {m: int((result.dims_used.cpu() == m).sum()) for m in fitted.nesting}
+    typer.echo("examples stopping at each dim: " + ", ".join(f"{m}: {n}" for m, n in exits.items()))
+    typer.echo(
+        "thresholds: "
+        + ", ".join(f"{m}: {t:.2f}" for m, t in zip(fitted.nesting, fitted.thresholds_.tolist(), strict=True))
+    )
+    if save is not None:
+        fitted.save(save)
+        typer.echo(f"wrote {save}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="output folder for results.json, report.html and plots")] = Path(
         "runs/demo"

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from matryoshka.adaptive import evaluate_cascades
 from matryoshka.data import ImageData, load_dataset
 from matryoshka.evaluate import SVDProjection, accuracy, evaluate_views, prefix_view, random_features
 from matryoshka.inference import encode_and_classify, resolve_device
@@ -54,6 +55,7 @@ class DemoSettings:
     train_subset: int | None = None
     knn_queries: int | None = 2000
     probe_iters: int = 60
+    cascade_splits: int = 5
     device: str = "auto"
     seed: int = 0
 
@@ -96,8 +98,8 @@ def _train_all(settings: DemoSettings, data: ImageData, out: Path, console: Cons
     return models
 
 
-def _method_views(models: dict[str, Any], data: ImageData, nesting: list[int]) -> tuple[dict, dict]:
-    """Per-method views for evaluation, and the trained heads' test accuracy per dim."""
+def _method_views(models: dict[str, Any], data: ImageData, nesting: list[int]) -> tuple[dict, dict, dict]:
+    """Per-method views for evaluation, the trained heads' test accuracy per dim, and their test logits."""
     encoded = {}
     for name, entry in models.items():
         train_z, _ = encode_and_classify(entry["model"], data.train.x, with_logits=False)
@@ -119,7 +121,8 @@ def _method_views(models: dict[str, Any], data: ImageData, nesting: list[int]) -
         "svd": lambda m: (svd.transform(full_train, m), svd.transform(full_test, m)),
         "random": lambda m: (random_features(full_train, m), random_features(full_test, m)),
     }
-    return views, heads
+    test_logits = {"mrl": encoded["mrl"][2], "ff": {m: encoded[f"ff-{m}"][2][0] for m in nesting}}
+    return views, heads, test_logits
 
 
 def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -184,7 +187,7 @@ def run_demo(
     models = _train_all(settings, data, out, console)
     t_trained = time.perf_counter()
     console.print("[bold]evaluating every method at every dim[/bold]")
-    views, heads = _method_views(models, data, nesting)
+    views, heads, test_logits = _method_views(models, data, nesting)
     results: dict[str, Any] = {
         "dataset": settings.dataset,
         "dims": nesting,
@@ -226,6 +229,10 @@ def run_demo(
             on_dim=lambda _m: progress.advance(task),
         )
         results["classification"]["mrl_probe"] = ev["probe"]
+    console.print("[bold]adaptive classification: cascades over the MRL heads[/bold]")
+    results["adaptive_classification"] = evaluate_cascades(
+        test_logits["mrl"], data.test.y, nesting, test_logits["ff"], splits=settings.cascade_splits, seed=settings.seed
+    )
     t_evaluated = time.perf_counter()
 
     results["targets"] = check_targets(results)

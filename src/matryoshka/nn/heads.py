@@ -82,6 +82,14 @@ class MRLHead(nn.Module):
             start = m
         return outputs
 
+    def logits_at(self, z: torch.Tensor, index: int) -> torch.Tensor:
+        """Logits of the single head at ``nesting[index]``: only that head's matmul runs (for cascades)."""
+        _check_input(z, self.in_dim, type(self).__name__)
+        m = self.nesting[index]
+        if not self.tied:
+            return self.classifiers[index](z[:, :m])
+        return nn.functional.linear(z[:, :m], self.classifier.weight[:, :m], self.classifier.bias)
+
     def extra_repr(self) -> str:
         return f"in_dim={self.in_dim}, num_classes={self.num_classes}, nesting={self.nesting}, tied={self.tied}"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from matryoshka.report.page import image, render, table, write_html
-from matryoshka.report.plots import cost_plot, per_dim_plot
+from matryoshka.report.plots import cascade_plot, cost_plot, per_dim_plot
 
 
 def write_report(results: dict[str, Any], out: Path) -> Path:
@@ -62,6 +62,8 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         ("Retrieval (same-class relevance, train set as database)", retrieval_tables + image(map_png, "mAP@10")),
         ("Cost", image(cost_png, "cost vs accuracy")),
     ]
+    if results.get("adaptive_classification"):
+        sections.append(("Adaptive classification (cascade over dims)", cascade_section(results, out)))
     sections += results.get("extra_sections", [])
     sections.append(
         (
@@ -73,6 +75,48 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     path = out / "report.html"
     write_html(path, render(results, sections))
     return path
+
+
+def cascade_section(results: dict[str, Any], out: Path) -> str:
+    ad = results["adaptive_classification"]
+    png = cascade_plot(ad, results["dims"], out / "cascade_vs_dims.png")
+
+    def fmt(stat: dict[str, float], scale: float = 1, digits: int = 1) -> str:
+        return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
+
+    rows = []
+    for name, label in (
+        ("pairwise", "cascade, pairwise thresholds (paper)"),
+        ("matched", f"cascade matched to the best fixed model within {100 * ad['match_within']:.1f}pt"),
+    ):
+        pol = ad["policies"][name]
+        rows.append(
+            f"<tr><td>{label}</td><td>{fmt(pol['accuracy'], 100, 2)}</td><td>{fmt(pol['expected_dim'])}</td>"
+            f"<td>{fmt(pol['head_cost'])}</td></tr>"
+        )
+    orc = ad["oracle"]
+    rows.append(
+        f"<tr><td>oracle (best dim per example)</td><td>{fmt(orc['accuracy'], 100, 2)}</td>"
+        f"<td>{fmt(orc['expected_dim'])}</td><td>{fmt(orc['head_cost'])}</td></tr>"
+    )
+    best = ad["best_fixed"]
+    rows.append(
+        f"<tr><td>best fixed-dim model: {best['method'].upper()}-{best['dim']}</td>"
+        f"<td>{fmt(best['accuracy'], 100, 2)}</td><td>{best['dim']}</td><td>-</td></tr>"
+    )
+    ratio = ad["matched_dim_ratio"]
+    summary = (
+        f"<p>Thresholds on the max softmax probability are fitted on a random {100 * ad['fit_fraction']:.0f}% "
+        f"of the test set and scored on the rest, over {ad['splits']} random splits. The matched cascade "
+        f"uses {ad['policies']['matched']['expected_dim']['mean']:.1f} dims on average where the best fixed "
+        f"model uses {best['dim']}: {ratio['mean']:.1f}x fewer (± {ratio['std']:.1f}). Head cost counts "
+        "the dims of every head evaluated on the way.</p>"
+    )
+    table_html = (
+        "<table><tr><th>method</th><th>accuracy (%)</th><th>expected dims</th><th>head cost (dims)</th>"
+        f"</tr>{''.join(rows)}</table>"
+    )
+    return summary + table_html + image(png, "cascade accuracy vs expected dims")
 
 
 __all__ = ["write_report"]

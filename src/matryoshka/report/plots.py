@@ -80,3 +80,62 @@ def cost_plot(results: dict[str, Any], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def cascade_plot(adaptive: dict[str, Any], dims: list[int], path: Path) -> Path:
+    """Accuracy against expected dims: the cascade's trade-off curve, fixed-dim models, and the oracle."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.6), dpi=120)
+    curve = sorted(adaptive["curve"], key=lambda p: p["expected_dim"])
+    ax.plot(
+        [p["expected_dim"] for p in curve],
+        [100 * p["accuracy"] for p in curve],
+        color="#d62728",
+        lw=2,
+        label="MRL cascade (shared threshold sweep)",
+    )
+    for method, label in (("mrl", "MRL at fixed dims"), ("ff", "FF-k at fixed dims")):
+        fixed = adaptive["fixed"].get(method, {})
+        if fixed:
+            xs = [int(k) for k in fixed]
+            ax.plot(
+                xs,
+                [100 * v for v in fixed.values()],
+                ls="",
+                label=label,
+                **{k: v for k, v in _style(method).items() if k in ("marker", "color")},
+            )
+    for name, marker in (("pairwise", "P"), ("matched", "*")):
+        pol = adaptive["policies"][name]
+        ax.errorbar(
+            pol["expected_dim"]["mean"],
+            100 * pol["accuracy"]["mean"],
+            xerr=pol["expected_dim"]["std"],
+            yerr=100 * pol["accuracy"]["std"],
+            marker=marker,
+            ms=11,
+            color="black",
+            ls="",
+            label=f"cascade, {name} thresholds (mean ± std over splits)",
+        )
+    orc = adaptive["oracle"]
+    ax.plot(
+        orc["expected_dim"]["mean"],
+        100 * orc["accuracy"]["mean"],
+        marker="o",
+        mfc="none",
+        ms=10,
+        color="purple",
+        ls="",
+        label="oracle (best dim per example)",
+    )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(dims, [str(m) for m in dims])
+    ax.set_xlabel("expected dims per example")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("Adaptive classification")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,106 @@
+"""Measure cascades honestly: thresholds fitted on one random half of held-out data, scored on the other,
+over several random splits (mean and spread)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+import torch
+
+from matryoshka.adaptive.cascade import Cascade, oracle
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
+
+
+def _accuracies(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> list[float]:
+    return [(lg.argmax(1) == labels).float().mean().item() for lg in logits]
+
+
+def evaluate_cascades(
+    logits: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    nesting: Sequence[int],
+    baseline_logits: dict[int, torch.Tensor] | None = None,
+    splits: int = 5,
+    fit_fraction: float = 0.5,
+    match_within: float = 0.005,
+    seed: int = 0,
+) -> dict:
+    """Cascade results over ``splits`` random fit/test splits of (logits, labels).
+
+    ``baseline_logits`` maps a dim k to the logits of a separately trained model (FF-k); the best fixed-dim
+    model is the most accurate of the MRL heads and these (the smallest dim on ties). The *matched* cascade
+    uses the cheapest shared threshold whose fit-half accuracy is within ``match_within`` of that model's
+    fit-half accuracy; its test-half accuracy and expected dim are reported with the ratio of dims.
+    """
+    nesting = list(nesting)
+    if not 0 < fit_fraction < 1:
+        raise ValueError(f"fit_fraction must be in (0, 1), got {fit_fraction}")
+    n = labels.shape[0]
+    if n < 4:
+        raise ValueError(f"need at least 4 held-out examples to split, got {n}")
+    baseline_logits = baseline_logits or {}
+    per_split: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        per_split.setdefault(key, []).append(value)
+
+    best_dims = []
+    for s in range(splits):
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + s))
+        n_fit = int(n * fit_fraction)
+        fit, test = perm[:n_fit], perm[n_fit:]
+        fit_logits, test_logits = [lg[fit] for lg in logits], [lg[test] for lg in logits]
+        # Best fixed-dim model, chosen on the fit half, scored on the test half.
+        candidates = [("mrl", m, lg) for m, lg in zip(nesting, logits, strict=True)]
+        candidates += [("ff", k, lg) for k, lg in sorted(baseline_logits.items())]
+        fit_acc = [(lg[fit].argmax(1) == labels[fit]).float().mean().item() for _, _, lg in candidates]
+        best = max(range(len(candidates)), key=lambda i: (fit_acc[i], -candidates[i][1]))
+        method, best_dim, best_logits = candidates[best]
+        best_dims.append((method, best_dim))
+        best_test = (best_logits[test].argmax(1) == labels[test]).float().mean().item()
+        add("best_fixed_accuracy", best_test)
+        for m, acc in zip(nesting, _accuracies(test_logits, labels[test]), strict=True):
+            add(f"mrl@{m}", acc)
+        for k, lg in baseline_logits.items():
+            add(f"ff@{k}", (lg[test].argmax(1) == labels[test]).float().mean().item())
+
+        pairwise = Cascade(nesting).fit(fit_logits, labels[fit], policy="pairwise").predict(test_logits)
+        matched = (
+            Cascade(nesting)
+            .fit(fit_logits, labels[fit], policy="target_accuracy", target=fit_acc[best] - match_within)
+            .predict(test_logits)
+        )
+        for name, res in (("pairwise", pairwise), ("matched", matched)):
+            add(f"{name}.accuracy", res.accuracy(labels[test]))
+            add(f"{name}.expected_dim", res.expected_dim)
+            add(f"{name}.head_cost", res.mean_head_cost)
+        add("matched.dim_ratio", best_dim / matched.expected_dim)
+        orc = oracle(test_logits, labels[test], nesting)
+        for key, value in orc.items():
+            add(f"oracle.{key}", value)
+
+    stats = {key: _stats(values) for key, values in per_split.items()}
+    # A sweep of one shared threshold fits nothing, so the whole set can be used for the trade-off curve.
+    curve = Cascade(nesting).tradeoff(logits, labels, grid=51)
+    best_method, best_dim = max(set(best_dims), key=best_dims.count)
+    return {
+        "splits": splits,
+        "fit_fraction": fit_fraction,
+        "match_within": match_within,
+        "best_fixed": {"method": best_method, "dim": best_dim, "accuracy": stats["best_fixed_accuracy"]},
+        "fixed": {
+            "mrl": {str(m): stats[f"mrl@{m}"]["mean"] for m in nesting},
+            "ff": {str(k): stats[f"ff@{k}"]["mean"] for k in sorted(baseline_logits)},
+        },
+        "policies": {
+            name: {metric: stats[f"{name}.{metric}"] for metric in ("accuracy", "expected_dim", "head_cost")}
+            for name in ("pairwise", "matched")
+        },
+        "matched_dim_ratio": stats["matched.dim_ratio"],
+        "oracle": {metric: stats[f"oracle.{metric}"] for metric in ("accuracy", "expected_dim", "head_cost")},
+        "curve": curve,
+    }
