@@ -277,6 +277,7 @@ def demo(
     backbone: Annotated[str | None, typer.Option(help="cnn, resnet or mlp")] = None,
     width: Annotated[int | None, typer.Option(help="backbone width")] = None,
     embed_dim: Annotated[int | None, typer.Option(help="embedding size d")] = None,
+    min_dim: Annotated[int | None, typer.Option(help="smallest nesting dim (default 8)")] = None,
     train_subset: Annotated[int | None, typer.Option(help="train on this many examples")] = None,
     knn_queries: Annotated[int | None, typer.Option(help="test queries for 1-NN / retrieval (0: all)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
@@ -295,6 +296,7 @@ def demo(
         "backbone": backbone,
         "width": width,
         "embed_dim": embed_dim,
+        "min_dim": min_dim,
         "train_subset": train_subset,
     }
     settings = replace(settings, device=device, **{k: v for k, v in changes.items() if v is not None})
