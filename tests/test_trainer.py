@@ -126,13 +126,13 @@ def _train_command(config_path, out_dir):
     ]
 
 
-def _write_config(tmp_path, epochs):
+def _write_config(tmp_path, epochs, device="auto"):
     path = tmp_path / "digits.yaml"
     path.write_text(
         "data: {name: digits}\n"
         "model: {backbone: cnn, embed_dim: 32, width: 8}\n"
         "optim: {lr: 0.003}\n"
-        f"train: {{epochs: {epochs}, batch_size: 16}}\n"
+        f"train: {{epochs: {epochs}, batch_size: 16, device: {device}}}\n"
     )
     return path
 
@@ -161,7 +161,7 @@ def test_kill_9_mid_training_then_resume_matches_uninterrupted(tmp_path):
 
 
 def test_torchrun_ddp_two_cpu_processes(tmp_path):
-    config = _write_config(tmp_path, epochs=2)
+    config = _write_config(tmp_path, epochs=2, device="cpu")
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [

@@ -33,12 +33,26 @@ def train(
 ) -> None:
     """Train a model from a YAML config; checkpoints every epoch, resumes after an interruption."""
     from matryoshka.data import CorruptDataError, DataNotFoundError
-    from matryoshka.train import CheckpointError, ConfigError, Trainer, TrainingDivergedError, load_config
+    from matryoshka.train import (
+        CheckpointError,
+        ConfigError,
+        DistributedSetupError,
+        Trainer,
+        TrainingDivergedError,
+        load_config,
+    )
 
     try:
         cfg = load_config(config, list(overrides or []) + ([f"train.out_dir={out}"] if out else []))
         result = Trainer(cfg, progress=progress, resume=resume).fit()
-    except (ConfigError, DataNotFoundError, CorruptDataError, CheckpointError, TrainingDivergedError) as e:
+    except (
+        ConfigError,
+        DataNotFoundError,
+        CorruptDataError,
+        CheckpointError,
+        TrainingDivergedError,
+        DistributedSetupError,
+    ) as e:
         _fail(str(e))
         return
     if result.val_accuracy:

@@ -38,6 +38,10 @@ from matryoshka.train.config import ExperimentConfig
 CHECK_EVERY = 25  # steps between loss checks; each check waits for the device
 
 
+class DistributedSetupError(RuntimeError):
+    """torchrun asked for a layout this machine cannot run (e.g. more processes than GPUs)."""
+
+
 class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -53,13 +57,23 @@ class TrainResult:
         return {int(k): v for k, v in self.history[-1]["val_acc"].items()} if self.history else {}
 
 
-def _distributed_context() -> tuple[int, int, int]:
+def _distributed_context(device: torch.device) -> tuple[int, int, torch.device]:
+    """Rank, world size and this process's device; under torchrun, one process group (gloo on CPU, nccl on CUDA)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if world > 1:
-        return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
-    return 0, 1, 0
+    if world == 1:
+        return 0, 1, device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise DistributedSetupError(
+                f"torchrun started more processes per node than the {torch.cuda.device_count()} GPU(s) here; "
+                "use --nproc_per_node equal to the GPU count, or train.device=cpu"
+            )
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
 
 
 def accuracy_per_dim(logits: list[torch.Tensor], y: torch.Tensor, nesting: list[int]) -> dict[str, float]:
@@ -84,10 +98,7 @@ class Trainer:
         resume: bool = True,
     ) -> None:
         self.config = config
-        self.rank, self.world, local_rank = _distributed_context()
-        device = resolve_device(config.train.device)
-        if device.type == "cuda" and self.world > 1:
-            device = torch.device("cuda", local_rank)
+        self.rank, self.world, device = _distributed_context(resolve_device(config.train.device))
         self.device = device
         self.is_main = self.rank == 0
         precision = config.train.precision
