@@ -93,3 +93,53 @@ def test_cascade_command(tmp_path):
     assert "8: 360, 16: 0, 32: 0" in result.output
     result = runner.invoke(app, ["cascade", "--checkpoint", str(run), "--policy", "target_dim"])
     assert result.exit_code == 2 and "needs a target" in result.output
+
+
+def test_index_build_and_search(tmp_path):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((500, 32)) * np.linspace(2, 0.1, 32)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "q.npy", x[:3])
+    result = runner.invoke(
+        app,
+        [
+            "index",
+            "build",
+            "--embeddings",
+            str(tmp_path / "x.npy"),
+            "--out",
+            str(tmp_path / "ix"),
+            "--shortlist-dims",
+            "8",
+            "--encoding",
+            "float16",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "indexed 500 vectors of dim 32" in result.output
+    out = tmp_path / "res.npz"
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--index",
+            str(tmp_path / "ix"),
+            "--queries",
+            str(tmp_path / "q.npy"),
+            "--plan",
+            "adaptive:8:50:32",
+            "--k",
+            "3",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert np.load(out)["ids"][:, 0].tolist() == [0, 1, 2]
+    result = runner.invoke(
+        app, ["search", "--index", str(tmp_path / "ix"), "--queries", str(tmp_path / "q.npy"), "--plan", "adaptive:8"]
+    )
+    assert result.exit_code == 2 and "cannot parse plan" in result.output
+    np.save(tmp_path / "bad.npy", x[:2, :10])
+    result = runner.invoke(app, ["search", "--index", str(tmp_path / "ix"), "--queries", str(tmp_path / "bad.npy")])
+    assert result.exit_code == 2 and "shape (n, 32)" in result.output

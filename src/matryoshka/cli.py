@@ -281,6 +281,61 @@ def cascade(
         typer.echo(f"wrote {save}")
 
 
+index_app = typer.Typer(no_args_is_help=True, help="Build and inspect persisted Matryoshka indexes.")
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+def index_build(
+    embeddings: Annotated[Path, typer.Option(help=".npy (N, d) full-dim embeddings")],
+    out: Annotated[Path, typer.Option(help="index folder (a new version is written atomically)")],
+    ids: Annotated[Path | None, typer.Option(help=".npy (N,) integer ids (default 0..N-1)")] = None,
+    shortlist_dims: Annotated[str, typer.Option(help="comma-separated prefix sizes with a FAISS index")] = "16",
+    encoding: Annotated[str, typer.Option(help="float32, float16 or int8")] = "float32",
+) -> None:
+    """Build an index from embeddings and save it."""
+    from matryoshka.index import IndexError_, MatryoshkaIndex
+
+    x = _load_npy(embeddings, "embeddings")
+    if x.ndim != 2:
+        _fail(f"embeddings must be 2-D (N, d), got shape {x.shape}")
+    try:
+        index = MatryoshkaIndex(x.shape[1], [int(d) for d in shortlist_dims.split(",")], encoding)
+        index.add(x, _load_npy(ids, "ids") if ids is not None else None)
+    except (IndexError_, ValueError) as e:
+        _fail(str(e))
+        raise
+    folder = index.save(out)
+    typer.echo(f"indexed {index.ntotal} vectors of dim {index.dim} ({index.bytes_per_vector()} bytes each) in {folder}")
+
+
+@app.command()
+def search(
+    index: Annotated[Path, typer.Option(help="index folder")],
+    queries: Annotated[Path, typer.Option(help=".npy (Q, d) query embeddings")],
+    plan: Annotated[str, typer.Option(help="full | adaptive:DS:K:DR | funnel:D1xK1,D2xK2,...")] = "full",
+    k: Annotated[int, typer.Option(help="results per query")] = 10,
+    out: Annotated[Path | None, typer.Option(help="write ids and scores to this .npz")] = None,
+    mmap: Annotated[bool, typer.Option(help="memory-map the stored vectors")] = False,
+) -> None:
+    """Search an index with a plan; prints the first queries' results, or writes them all with --out."""
+    from matryoshka.index import CorruptIndexError, IndexError_, MatryoshkaIndex, parse_plan
+
+    try:
+        parsed = parse_plan(plan)
+        idx = MatryoshkaIndex.load(index, mmap=mmap)
+        scores, ids = idx.search(_load_npy(queries, "queries"), k, parsed)
+    except (IndexError_, CorruptIndexError, ValueError) as e:
+        _fail(str(e))
+        raise
+    if out is not None:
+        np.savez(out, ids=ids, scores=scores)
+        typer.echo(f"wrote {ids.shape[0]} x {ids.shape[1]} results to {out}")
+    for row in range(min(5, len(ids))):
+        hits = ", ".join(f"{i} ({s:.3f})" for i, s in zip(ids[row], scores[row], strict=True))
+        typer.echo(f"query {row}: {hits}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="output folder for results.json, report.html and plots")] = Path(

@@ -1,0 +1,80 @@
+"""Search plans: which prefix sizes a query goes through and how many candidates survive each stage.
+
+* ``FullPlan()``: exact search at the full dim (the baseline).
+* ``AdaptivePlan(shortlist_dim, shortlist_k, rerank_dim)``: the paper's adaptive retrieval: shortlist K
+  candidates over the whole corpus with D_s dims, re-rank them with D_r dims.
+* ``FunnelPlan([(dim, k), ...])``: funnel retrieval: the first stage shortlists over the corpus, each later
+  stage re-ranks the previous stage's survivors with more dims and keeps fewer (paper: 16->32->64->128->256->2048
+  dims with K 200->100->50->25->10).
+
+Plans parse from strings for the CLI: ``full``, ``adaptive:16:200:512``, ``funnel:16x200,32x100,64x50,512x10``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FullPlan:
+    def stages(self, dim: int, k: int) -> list[tuple[int, int]]:
+        return [(dim, k)]
+
+
+@dataclass(frozen=True)
+class AdaptivePlan:
+    shortlist_dim: int
+    shortlist_k: int
+    rerank_dim: int
+
+    def stages(self, dim: int, k: int) -> list[tuple[int, int]]:
+        return [(self.shortlist_dim, max(self.shortlist_k, k)), (self.rerank_dim, k)]
+
+
+@dataclass(frozen=True)
+class FunnelPlan:
+    steps: tuple[tuple[int, int], ...]
+
+    def __init__(self, steps) -> None:
+        object.__setattr__(self, "steps", tuple((int(d), int(k)) for d, k in steps))
+
+    def stages(self, dim: int, k: int) -> list[tuple[int, int]]:
+        stages = [(d, max(kk, k)) for d, kk in self.steps]
+        last_dim = stages[-1][0]
+        return [*stages[:-1], (last_dim, k)]
+
+
+Plan = FullPlan | AdaptivePlan | FunnelPlan
+
+
+def validate_stages(stages: list[tuple[int, int]], dim: int, k: int) -> None:
+    """Dims must grow (or stay) within [1, dim]; candidate counts must shrink (or stay) and be >= k."""
+    if not stages:
+        raise ValueError("a plan needs at least one stage")
+    prev_dim, prev_k = 0, None
+    for d, kk in stages:
+        if not 1 <= d <= dim:
+            raise ValueError(f"plan dim {d} must be in [1, {dim}]")
+        if d < prev_dim:
+            raise ValueError(f"plan dims must not shrink from stage to stage: {stages}")
+        if prev_k is not None and kk > prev_k:
+            raise ValueError(f"plan candidate counts must not grow from stage to stage: {stages}")
+        if kk < k:
+            raise ValueError(f"stage {(d, kk)} keeps fewer than the k={k} results asked for")
+        prev_dim, prev_k = d, kk
+
+
+def parse_plan(text: str) -> Plan:
+    """``full``, ``adaptive:DS:K:DR`` or ``funnel:D1xK1,D2xK2,...``."""
+    kind, _, rest = text.strip().partition(":")
+    try:
+        if kind == "full" and not rest:
+            return FullPlan()
+        if kind == "adaptive":
+            ds, kk, dr = (int(x) for x in rest.split(":"))
+            return AdaptivePlan(ds, kk, dr)
+        if kind == "funnel":
+            return FunnelPlan([tuple(int(x) for x in step.split("x")) for step in rest.split(",")])
+    except ValueError:
+        pass
+    raise ValueError(f"cannot parse plan {text!r}; use full, adaptive:16:200:512 or funnel:16x200,64x50,512x10")

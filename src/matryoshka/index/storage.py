@@ -1,0 +1,35 @@
+"""Full-dim vectors stored once, as float32, float16 or int8 (symmetric scalar quantisation per vector)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+Encoding = Literal["float32", "float16", "int8"]
+ENCODINGS: tuple[str, ...] = ("float32", "float16", "int8")
+
+
+def encode(vectors: np.ndarray, encoding: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Codes (and per-vector scales for int8) of float vectors (N, d)."""
+    if encoding == "float32":
+        return np.ascontiguousarray(vectors, dtype=np.float32), None
+    if encoding == "float16":
+        return np.ascontiguousarray(vectors, dtype=np.float16), None
+    if encoding == "int8":
+        scale = np.abs(vectors).max(axis=1).astype(np.float32) / 127.0
+        scale[scale == 0] = 1.0
+        codes = np.clip(np.rint(vectors / scale[:, None]), -127, 127).astype(np.int8)
+        return codes, scale
+    raise ValueError(f"unknown storage encoding {encoding!r}; choose one of {ENCODINGS}")
+
+
+def decode(codes: np.ndarray, scales: np.ndarray | None, encoding: str) -> np.ndarray:
+    """float32 vectors from codes; works on any leading shape (e.g. gathered (Q, K, d) rows)."""
+    if encoding == "int8":
+        return codes.astype(np.float32) * scales[..., None]
+    return codes.astype(np.float32, copy=False)
+
+
+def bytes_per_vector(dim: int, encoding: str) -> int:
+    return {"float32": 4 * dim, "float16": 2 * dim, "int8": dim + 4}[encoding]

@@ -1,0 +1,201 @@
+import json
+
+import numpy as np
+import pytest
+
+from matryoshka.index import (
+    AdaptivePlan,
+    CorruptIndexError,
+    FullPlan,
+    FunnelPlan,
+    IndexError_,
+    MatryoshkaIndex,
+    parse_plan,
+)
+
+
+def _corpus(n=3000, d=64, seed=0):
+    rng = np.random.default_rng(seed)
+    # Coarse-to-fine spectrum: early dims carry more variance, like an MRL embedding.
+    return (rng.standard_normal((n, d)) * np.linspace(3, 0.2, d)).astype(np.float32)
+
+
+def _brute_force(x, q, d, k):
+    xn = x[:, :d] / np.linalg.norm(x[:, :d], axis=1, keepdims=True)
+    qn = q[:, :d] / np.linalg.norm(q[:, :d], axis=1, keepdims=True)
+    s = qn @ xn.T
+    return np.argsort(-s, axis=1)[:, :k], np.sort(s, axis=1)[:, ::-1][:, :k]
+
+
+def test_full_plan_equals_brute_force():
+    x = _corpus()
+    q = _corpus(7, seed=1)
+    index = MatryoshkaIndex(64, [8])
+    index.add(x)
+    scores, ids = index.search(q, 10)
+    ref_ids, ref_scores = _brute_force(x, q, 64, 10)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-6)
+
+
+def test_adaptive_plan_is_shortlist_then_rerank():
+    x = _corpus()
+    q = _corpus(5, seed=2)
+    index = MatryoshkaIndex(64, [8])
+    index.add(x, ids=np.arange(100, 3100))
+    _, ids = index.search(q, 5, AdaptivePlan(8, 50, 64))
+    short, _ = _brute_force(x, q, 8, 50)
+    for row in range(5):
+        cand = x[short[row]]
+        expect, _ = _brute_force(cand, q[row : row + 1], 64, 5)
+        np.testing.assert_array_equal(ids[row], short[row][expect[0]] + 100)
+    # With K = corpus size the adaptive plan is exact.
+    _, exact = index.search(q, 5, AdaptivePlan(8, 3000, 64))
+    np.testing.assert_array_equal(exact, index.search(q, 5)[1])
+
+
+def test_funnel_and_single_query_paths_agree():
+    x = _corpus()
+    index = MatryoshkaIndex(64, [8, 16])
+    index.add(x)
+    plan = FunnelPlan([(8, 400), (16, 100), (32, 40), (64, 10)])
+    q = _corpus(6, seed=3)
+    batch = index.search(q, 10, plan)[1]
+    single = np.concatenate([index.search(q[i], 10, plan)[1] for i in range(6)])
+    np.testing.assert_array_equal(batch, single)
+    # A shortlist dim without a FAISS index falls back to exact blocked search: same answer.
+    other = MatryoshkaIndex(64, [16])
+    other.add(x)
+    np.testing.assert_array_equal(other.search(q, 10, plan)[1], batch)
+
+
+@pytest.mark.parametrize("encoding,tol", [("float16", 0.9), ("int8", 0.8)])
+def test_compressed_storage_keeps_neighbours(encoding, tol):
+    x = _corpus()
+    q = _corpus(20, seed=4)
+    ref = MatryoshkaIndex(64, [8])
+    ref.add(x)
+    comp = MatryoshkaIndex(64, [8], encoding=encoding)
+    comp.add(x)
+    a, b = ref.search(q, 10)[1], comp.search(q, 10)[1]
+    overlap = np.mean([len(set(r) & set(c)) / 10 for r, c in zip(a, b, strict=True)])
+    assert overlap >= tol
+    assert comp.bytes_per_vector() < ref.bytes_per_vector()
+
+
+def test_add_remove_ids():
+    index = MatryoshkaIndex(64, [8])
+    x = _corpus(100)
+    assert index.add(x[:50]).tolist() == list(range(50))
+    assert index.add(x[50:60]).tolist() == list(range(50, 60))
+    index.add(x[60:], ids=range(1000, 1040))
+    assert index.remove([3, 1000]) == 2 and index.ntotal == 98
+    _, ids = index.search(x[3], 1)
+    assert ids[0, 0] != 3
+    _, ids = index.search(x[4], 1)
+    assert ids[0, 0] == 4
+    with pytest.raises(IndexError_, match="already in the index"):
+        index.add(x[:1], ids=[4])
+    with pytest.raises(IndexError_, match="not in the index"):
+        index.remove([3])
+    with pytest.raises(IndexError_, match="unique"):
+        index.add(x[:2], ids=[7000, 7000])
+
+
+@pytest.mark.parametrize(
+    "queries,k,plan,match",
+    [
+        (np.zeros((2, 63)), 5, None, r"shape \(n, 64\)"),
+        (np.full((1, 64), np.nan), 5, None, "NaN"),
+        (np.ones((1, 64)), 0, None, "positive int"),
+        (np.ones((1, 64)), 5, AdaptivePlan(128, 50, 64), "must be in"),
+        (np.ones((1, 64)), 5, AdaptivePlan(32, 50, 16), "must not shrink"),
+        (np.ones((1, 64)), 5, FunnelPlan([(8, 50), (16, 100), (64, 5)]), "must not grow"),
+    ],
+)
+def test_bad_queries(queries, k, plan, match):
+    index = MatryoshkaIndex(64, [8])
+    index.add(_corpus(100))
+    with pytest.raises(IndexError_, match=match):
+        index.search(queries, k, plan)
+
+
+def test_empty_index_and_small_corpus():
+    index = MatryoshkaIndex(64, [8])
+    with pytest.raises(IndexError_, match="empty"):
+        index.search(np.ones((1, 64)), 3)
+    index.add(_corpus(4))
+    _, ids = index.search(np.ones((1, 64)), 10, AdaptivePlan(8, 200, 64))
+    assert ids.shape == (1, 4) and sorted(ids[0].tolist()) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("encoding", ["float32", "int8"])
+def test_save_load_roundtrip_and_versions(tmp_path, encoding):
+    index = MatryoshkaIndex(64, [8, 16], encoding=encoding)
+    x = _corpus(500)
+    index.add(x)
+    index.remove([7])
+    index.save(tmp_path / "ix")
+    q = _corpus(3, seed=9)
+    plan = AdaptivePlan(16, 100, 64)
+    for mmap in (False, True):
+        loaded = MatryoshkaIndex.load(tmp_path / "ix", mmap=mmap)
+        np.testing.assert_array_equal(loaded.search(q, 5, plan)[1], index.search(q, 5, plan)[1])
+    index.add(x[:1], ids=[9999])
+    index.save(tmp_path / "ix")
+    assert (tmp_path / "ix" / "CURRENT").read_text() == "v-000002"
+    assert [p.name for p in (tmp_path / "ix").iterdir() if p.name.startswith("v-")] == ["v-000002"]
+    assert MatryoshkaIndex.load(tmp_path / "ix").ntotal == 500
+
+
+def test_corrupt_index_is_refused(tmp_path):
+    index = MatryoshkaIndex(64, [8])
+    index.add(_corpus(200))
+    folder = index.save(tmp_path / "ix")
+    codes = folder / "codes.npy"
+    data = codes.read_bytes()
+    codes.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptIndexError, match="checksum"):
+        MatryoshkaIndex.load(tmp_path / "ix")
+    with pytest.raises(CorruptIndexError, match="not a readable array"):
+        MatryoshkaIndex.load(tmp_path / "ix", verify=False)
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(CorruptIndexError, match="format"):
+        MatryoshkaIndex.load(tmp_path / "ix")
+    with pytest.raises(CorruptIndexError, match="no CURRENT"):
+        MatryoshkaIndex.load(tmp_path / "nothing")
+
+
+def test_parse_plan():
+    assert parse_plan("full") == FullPlan()
+    assert parse_plan("adaptive:16:200:512") == AdaptivePlan(16, 200, 512)
+    assert parse_plan("funnel:16x200,32x100,512x10") == FunnelPlan([(16, 200), (32, 100), (512, 10)])
+    with pytest.raises(ValueError, match="cannot parse"):
+        parse_plan("adaptive:16:200")
+
+
+def test_kill_9_during_save_keeps_previous_version(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+import numpy as np
+from matryoshka.index import MatryoshkaIndex
+index = MatryoshkaIndex(64, [8])
+index.add(np.random.default_rng(0).standard_normal((100000, 64)).astype(np.float32))
+while True:
+    index.save({str(tmp_path / "ix")!r})
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (tmp_path / "ix" / "CURRENT").exists():
+            time.sleep(0.01)
+        time.sleep(0.7)  # several saves in, very likely in the middle of one
+    finally:
+        proc.kill()
+        proc.wait()
+    loaded = MatryoshkaIndex.load(tmp_path / "ix")
+    assert loaded.ntotal == 100000
