@@ -143,3 +143,44 @@ def test_index_build_and_search(tmp_path):
     np.save(tmp_path / "bad.npy", x[:2, :10])
     result = runner.invoke(app, ["search", "--index", str(tmp_path / "ix"), "--queries", str(tmp_path / "bad.npy")])
     assert result.exit_code == 2 and "shape (n, 32)" in result.output
+
+
+def test_index_tune(tmp_path):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2000, 64)) * np.linspace(3, 0.1, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "q.npy", x[:40] + 0.01)
+    assert (
+        runner.invoke(
+            app,
+            [
+                "index",
+                "build",
+                "--embeddings",
+                str(tmp_path / "x.npy"),
+                "--out",
+                str(tmp_path / "ix"),
+                "--shortlist-dims",
+                "8,16",
+            ],
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        app,
+        [
+            "index",
+            "tune",
+            "--index",
+            str(tmp_path / "ix"),
+            "--queries",
+            str(tmp_path / "q.npy"),
+            "--target-recall",
+            "0.9",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    plan_line = result.output.splitlines()[0]
+    from matryoshka.index import parse_plan
+
+    parse_plan(plan_line.removeprefix("plan: "))

@@ -199,3 +199,22 @@ while True:
         proc.wait()
     loaded = MatryoshkaIndex.load(tmp_path / "ix")
     assert loaded.ntotal == 100000
+
+
+def test_autotune_meets_target_and_is_cheaper_than_full():
+    from matryoshka.index.autotune import autotune, plan_flops
+
+    x = _corpus(4000)
+    index = MatryoshkaIndex(64, [8, 16])
+    index.add(x)
+    q = _corpus(50, seed=5)
+    best = index.search(q, 10)[1]
+    tuned = autotune(index, q, k=10, target_recall=0.95)
+    assert tuned.recall >= 0.95
+    _, ids = index.search(q, 10, tuned.plan)
+    measured = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, best, strict=True)])
+    assert measured == pytest.approx(tuned.recall)
+    assert tuned.flops_per_query < plan_flops(FullPlan(), index, 10)
+    assert tuned.latency_ms > 0 and len(tuned.candidates) > 10
+    with pytest.raises(ValueError, match="target_recall"):
+        autotune(index, q, target_recall=1.5)

@@ -309,6 +309,32 @@ def index_build(
     typer.echo(f"indexed {index.ntotal} vectors of dim {index.dim} ({index.bytes_per_vector()} bytes each) in {folder}")
 
 
+@index_app.command("tune")
+def index_tune(
+    index: Annotated[Path, typer.Option(help="index folder")],
+    queries: Annotated[Path, typer.Option(help=".npy calibration queries (Q, d)")],
+    k: Annotated[int, typer.Option(help="results per query")] = 10,
+    target_recall: Annotated[float, typer.Option(help="recall@k relative to exact full-dim search")] = 0.99,
+) -> None:
+    """Find the cheapest plan that keeps the target recall@k; prints it in the --plan syntax of `mrl search`."""
+    from matryoshka.index import CorruptIndexError, IndexError_, MatryoshkaIndex
+    from matryoshka.index.autotune import autotune
+    from matryoshka.index.plans import plan_to_text
+
+    try:
+        idx = MatryoshkaIndex.load(index)
+        tuned = autotune(idx, _load_npy(queries, "queries"), k, target_recall)
+    except (IndexError_, CorruptIndexError, ValueError) as e:
+        _fail(str(e))
+        raise
+    full = next(c for c in tuned.candidates if plan_to_text(c["plan"]) == "full")
+    typer.echo(f"plan: {plan_to_text(tuned.plan)}")
+    typer.echo(
+        f"recall@{k} vs full-dim exact: {tuned.recall:.4f}; {tuned.latency_ms:.3f} ms/query (batched); "
+        f"{full['flops'] / tuned.flops_per_query:.1f}x fewer multiply-adds than full-dim search"
+    )
+
+
 @app.command()
 def search(
     index: Annotated[Path, typer.Option(help="index folder")],

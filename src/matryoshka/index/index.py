@@ -32,6 +32,7 @@ from matryoshka.index.plans import FullPlan, Plan, validate_stages
 from matryoshka.train.checkpoint import atomic_write_bytes, atomic_write_json, fsync_dir, sha256_file
 
 EXACT_CHUNK = 1 << 16  # corpus rows per block in exact (non-shortlist) first stages
+RERANK_FLOATS = 1 << 23  # gathered floats per re-ranking block (32 MiB)
 FORMAT_VERSION = 1
 
 
@@ -114,7 +115,8 @@ class MatryoshkaIndex:
             clash = np.intersect1d(new_ids, self._ids)
             if clash.size:
                 raise IndexError_(f"ids already in the index: {clash[:10].tolist()}")
-        codes, scales = storage.encode(x, self.encoding)
+        # Stored as unit vectors: cosine at any prefix is unchanged, and full-dim search is a plain inner product.
+        codes, scales = storage.encode(_normalize(x), self.encoding)
         self._codes = np.concatenate([self._codes, codes])
         if scales is not None:
             self._scales = np.concatenate([self._scales, scales])
@@ -148,9 +150,12 @@ class MatryoshkaIndex:
         scales = self._scales[positions] if self._scales is not None else None
         return storage.decode(codes, scales, self.encoding)
 
-    def _exact(self, q: np.ndarray, d: int, k: int) -> np.ndarray:
-        """Positions of the top-k by prefix cosine over the whole corpus, in blocks."""
+    def _exact(self, q: np.ndarray, d: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and positions of the top-k by prefix cosine over the whole corpus, best first."""
         qn = np.ascontiguousarray(_normalize(q[:, :d]))
+        if d == self.dim and self.encoding == "float32":
+            # Stored vectors are unit length: one exact inner-product search, no copy of the corpus.
+            return faiss.knn(qn, np.ascontiguousarray(self._codes), k, metric=faiss.METRIC_INNER_PRODUCT)
         best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
         best_p = np.zeros((len(q), 0), dtype=np.int64)
         for start in range(0, self.ntotal, EXACT_CHUNK):
@@ -164,12 +169,16 @@ class MatryoshkaIndex:
                 top = np.argpartition(-best_s, k - 1, axis=1)[:, :k]
                 best_s = np.take_along_axis(best_s, top, 1)
                 best_p = np.take_along_axis(best_p, top, 1)
-        return best_p
+        order = np.argsort(-best_s, axis=1, kind="stable")
+        return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_p, order, 1)
 
     def _rerank(self, q: np.ndarray, positions: np.ndarray, d: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Re-score candidate positions (Q, K) with the d-dim prefix; keep the best k, best first."""
         rows = self._rows(positions, d)  # (Q, K, d)
-        qn = _normalize(q[:, :d])
-        scores = np.matmul(rows, qn[:, :, None])[..., 0] / np.maximum(np.linalg.norm(rows, axis=-1), 1e-12)
+        qn = _normalize(q[:, :d]).astype(np.float32)
+        dots = np.einsum("qkd,qd->qk", rows, qn)
+        norms = np.sqrt(np.einsum("qkd,qkd->qk", rows, rows))
+        scores = dots / np.maximum(norms, 1e-12)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(scores, order, 1), np.take_along_axis(positions, order, 1)
 
@@ -191,13 +200,21 @@ class MatryoshkaIndex:
         stages = [(d, min(kk, n)) for d, kk in stages]
         d0, k0 = stages[0]
         if d0 in self._shortlist:
-            qn = np.ascontiguousarray(_normalize(q[:, :d0]))
-            _, positions = self._shortlist[d0].search(qn, k0)
+            scores, positions = self._shortlist[d0].search(np.ascontiguousarray(_normalize(q[:, :d0])), k0)
         else:
-            positions = self._exact(q, d0, k0)
-        scores, positions = self._rerank(q, positions, d0, k0)  # exact scores in order for stage 1
-        for d, kk in stages[1:]:
-            scores, positions = self._rerank(q, positions, d, kk)
+            scores, positions = self._exact(q, d0, k0)
+        if len(stages) > 1:
+            # Re-rank in query blocks so that gathered candidates stay around RERANK_FLOATS floats.
+            widest = max(kk * d for d, kk in stages[1:])
+            step = max(1, RERANK_FLOATS // widest)
+            out_s, out_p = [], []
+            for start in range(0, len(q), step):
+                s_blk, p_blk = None, positions[start : start + step]
+                for d, kk in stages[1:]:
+                    s_blk, p_blk = self._rerank(q[start : start + step], p_blk, d, kk)
+                out_s.append(s_blk)
+                out_p.append(p_blk)
+            scores, positions = np.concatenate(out_s), np.concatenate(out_p)
         return scores[:, :k].astype(np.float32), self._ids[positions[:, :k]]
 
     # -- persistence ----------------------------------------------------------------------------------------

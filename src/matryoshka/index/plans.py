@@ -78,3 +78,12 @@ def parse_plan(text: str) -> Plan:
     except ValueError:
         pass
     raise ValueError(f"cannot parse plan {text!r}; use full, adaptive:16:200:512 or funnel:16x200,64x50,512x10")
+
+
+def plan_to_text(plan: Plan) -> str:
+    """The inverse of :func:`parse_plan`."""
+    if isinstance(plan, AdaptivePlan):
+        return f"adaptive:{plan.shortlist_dim}:{plan.shortlist_k}:{plan.rerank_dim}"
+    if isinstance(plan, FunnelPlan):
+        return "funnel:" + ",".join(f"{d}x{k}" for d, k in plan.steps)
+    return "full"
