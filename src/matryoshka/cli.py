@@ -363,6 +363,27 @@ def search(
 
 
 @app.command()
+def serve(
+    index: Annotated[Path, typer.Option(help="index folder (mrl index build)")],
+    model: Annotated[Path | None, typer.Option(help="run folder of a model, to search with raw inputs")] = None,
+    host: Annotated[str, typer.Option(help="address to bind; loopback by default")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Serve an index over HTTP (FastAPI): /search, /vectors (X-API-Key from $MRL_API_KEY), /health, /docs."""
+    import uvicorn
+
+    from matryoshka.index import CorruptIndexError
+    from matryoshka.service import create_app
+
+    try:
+        application = create_app(index, model_path=model)
+    except CorruptIndexError as e:
+        _fail(str(e))
+        raise
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="output folder for results.json, report.html and plots")] = Path(
         "runs/demo"

@@ -1,0 +1,164 @@
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from matryoshka.index import AdaptivePlan, MatryoshkaIndex
+from matryoshka.service import create_app
+
+KEY = "test-key"
+DIM = 32
+
+
+def _corpus(n=800, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, DIM)) * np.linspace(2, 0.1, DIM)).astype(np.float32)
+
+
+@pytest.fixture
+def index_dir(tmp_path):
+    index = MatryoshkaIndex(DIM, [8])
+    index.add(_corpus())
+    index.save(tmp_path / "ix")
+    return tmp_path / "ix"
+
+
+@pytest.fixture
+def client(index_dir):
+    return TestClient(create_app(index_dir, api_key=KEY, max_body_bytes=200_000, max_queries=64))
+
+
+def test_search_matches_library(client, index_dir):
+    q = _corpus(5, seed=1)
+    body = {"vectors": q.tolist(), "k": 5, "plan": "adaptive:8:50:32"}
+    res = client.post("/search", json=body)
+    assert res.status_code == 200, res.text
+    _, ids = MatryoshkaIndex.load(index_dir).search(q, 5, AdaptivePlan(8, 50, 32))
+    assert res.json()["ids"] == ids.tolist()
+    assert client.get("/health").json()["ntotal"] == 800
+
+
+def test_writes_need_the_key_and_persist(client, index_dir):
+    v = _corpus(1, seed=2).tolist()
+    assert client.post("/vectors", json={"vectors": v, "ids": [5000]}).status_code == 401
+    bad = client.post("/vectors", json={"vectors": v, "ids": [5000]}, headers={"X-API-Key": "nope"})
+    assert bad.status_code == 401
+    ok = client.post("/vectors", json={"vectors": v, "ids": [5000]}, headers={"X-API-Key": KEY})
+    assert ok.status_code == 200 and ok.json()["ids"] == [5000]
+    assert MatryoshkaIndex.load(index_dir).ntotal == 801  # saved before the response
+    dup = client.post("/vectors", json={"vectors": v, "ids": [5000]}, headers={"X-API-Key": KEY})
+    assert dup.status_code == 409
+    assert client.delete("/vectors/5000", headers={"X-API-Key": KEY}).status_code == 200
+    assert client.delete("/vectors/5000", headers={"X-API-Key": KEY}).status_code == 404
+    assert MatryoshkaIndex.load(index_dir).ntotal == 800
+
+
+def test_without_configured_key_writes_are_refused(index_dir, monkeypatch):
+    monkeypatch.delenv("MRL_API_KEY", raising=False)
+    client = TestClient(create_app(index_dir))
+    res = client.post("/vectors", json={"vectors": _corpus(1).tolist()}, headers={"X-API-Key": "x"})
+    assert res.status_code == 403 and "MRL_API_KEY" in res.text
+
+
+@pytest.mark.parametrize(
+    "body,status,text",
+    [
+        ({"vectors": [[0.0] * 31], "k": 3}, 422, "32 numbers"),
+        ({"vectors": [], "k": 3}, 422, "must not be empty"),
+        ({"vectors": [[0.1] * DIM], "k": 0}, 422, "greater than or equal to 1"),
+        ({"vectors": [[0.1] * DIM], "k": 100000}, 422, "at most 1000"),
+        ({"vectors": [[0.1] * DIM], "plan": "adaptive:8"}, 422, "cannot parse plan"),
+        ({"vectors": [[0.1] * DIM], "plan": "adaptive:64:50:32"}, 422, "must be in"),
+        ({"vectors": [[0.1] * DIM] * 65}, 413, "at most 64"),
+        ({"inputs": [[0.1] * 4]}, 422, "no model"),
+        ({"vectors": [[0.1] * DIM], "inputs": [[0.1]]}, 422, "exactly one"),
+        ({"vectors": [[0.1] * DIM], "extra": 1}, 422, "extra"),
+    ],
+)
+def test_bad_search_requests(client, body, status, text):
+    res = client.post("/search", json=body)
+    assert res.status_code == status, res.text
+    assert text in res.text
+
+
+def test_nan_malformed_and_oversize_bodies(client):
+    nan_body = '{"vectors": [[NaN' + ", 0.1" * (DIM - 1) + "]]}"
+    res = client.post("/search", content=nan_body, headers={"content-type": "application/json"})
+    assert res.status_code == 422 and "finite" in res.text
+    res = client.post("/search", content="{not json", headers={"content-type": "application/json"})
+    assert res.status_code == 422
+    res = client.post("/search", json={"vectors": [[0.1] * DIM] * 2000})
+    assert res.status_code == 413
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(index_dir, port):
+    env = {**os.environ, "MRL_API_KEY": KEY, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "matryoshka.cli", "serve", "--index", str(index_dir), "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stderr.read().decode())
+    proc.kill()
+    raise RuntimeError("server did not start in 60 s")
+
+
+def test_real_server_concurrent_clients_and_kill_9(index_dir):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start_server(index_dir, port)
+    try:
+        queries = _corpus(50, seed=3)
+        library = MatryoshkaIndex.load(index_dir)
+        _, expected = library.search(queries, 10, AdaptivePlan(8, 100, DIM))
+
+        def search(i):
+            r = httpx.post(
+                f"{url}/search",
+                json={"vectors": [queries[i].tolist()], "k": 10, "plan": "adaptive:8:100:32"},
+                timeout=30,
+            )
+            return r.status_code, r.json()["ids"][0] if r.status_code == 200 else r.text
+
+        def add(i):
+            vec = _corpus(1, seed=100 + i)[0].tolist()
+            r = httpx.post(
+                f"{url}/vectors", json={"vectors": [vec], "ids": [10_000 + i]}, headers={"X-API-Key": KEY}, timeout=30
+            )
+            return r.status_code
+
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            results = list(pool.map(search, range(50)))
+            assert [s for s, _ in results] == [200] * 50
+            assert [ids for _, ids in results] == expected.tolist()
+            assert list(pool.map(add, range(50))) == [200] * 50
+        proc.send_signal(signal.SIGKILL)  # acknowledged writes must survive
+        proc.wait()
+        proc = _start_server(index_dir, port)
+        assert httpx.get(f"{url}/health").json()["ntotal"] == 850
+        for i in (0, 17, 49):
+            vec = _corpus(1, seed=100 + i)[0].tolist()
+            top = httpx.post(f"{url}/search", json={"vectors": [vec], "k": 1}).json()["ids"][0][0]
+            assert top == 10_000 + i
+    finally:
+        proc.kill()
+        proc.wait()
