@@ -218,3 +218,24 @@ def test_autotune_meets_target_and_is_cheaper_than_full():
     assert tuned.latency_ms > 0 and len(tuned.candidates) > 10
     with pytest.raises(ValueError, match="target_recall"):
         autotune(index, q, target_recall=1.5)
+
+
+def test_hnsw_shortlist_add_remove_save_load(tmp_path):
+    x = _corpus(3000)
+    q = _corpus(20, seed=11)
+    flat = MatryoshkaIndex(64, [16])
+    flat.add(x)
+    hnsw = MatryoshkaIndex(64, [16], shortlist="hnsw", hnsw_ef_search=64)
+    hnsw.add(x[:2000])
+    hnsw.add(x[2000:])
+    plan = AdaptivePlan(16, 100, 64)
+    a, b = flat.search(q, 10, plan)[1], hnsw.search(q, 10, plan)[1]
+    assert np.mean([len(set(r) & set(c)) / 10 for r, c in zip(a, b, strict=True)]) >= 0.9
+    hnsw.remove([int(b[0, 0])])
+    assert int(b[0, 0]) not in hnsw.search(q[:1], 10, plan)[1][0]
+    hnsw.save(tmp_path / "ix")
+    loaded = MatryoshkaIndex.load(tmp_path / "ix")
+    assert loaded.shortlist == "hnsw" and loaded.ntotal == 2999
+    np.testing.assert_array_equal(loaded.search(q, 10, plan)[1], hnsw.search(q, 10, plan)[1])
+    with pytest.raises(IndexError_, match="flat or hnsw"):
+        MatryoshkaIndex(64, [16], shortlist="ivf")

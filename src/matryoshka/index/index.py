@@ -56,9 +56,20 @@ class MatryoshkaIndex:
         dim: full embedding size d.
         shortlist_dims: prefix sizes that get a FAISS flat inner-product index for first-stage search.
         encoding: storage of the full vectors: "float32", "float16" or "int8".
+        shortlist: "flat" (exact, default) or "hnsw" (approximate graph search: far faster first stages on
+            large corpora; building it takes minutes per million vectors, and a removal rebuilds it).
+        hnsw_m, hnsw_ef_search: HNSW graph degree and search breadth (raised to the stage's K when smaller).
     """
 
-    def __init__(self, dim: int, shortlist_dims: Iterable[int] = (16,), encoding: str = "float32") -> None:
+    def __init__(
+        self,
+        dim: int,
+        shortlist_dims: Iterable[int] = (16,),
+        encoding: str = "float32",
+        shortlist: str = "flat",
+        hnsw_m: int = 32,
+        hnsw_ef_search: int = 128,
+    ) -> None:
         if dim < 1:
             raise IndexError_(f"dim must be positive, got {dim}")
         self.dim = dim
@@ -69,10 +80,32 @@ class MatryoshkaIndex:
         if encoding not in storage.ENCODINGS:
             raise IndexError_(f"unknown encoding {encoding!r}; choose one of {storage.ENCODINGS}")
         self.encoding = encoding
+        if shortlist not in ("flat", "hnsw"):
+            raise IndexError_(f"unknown shortlist index {shortlist!r}; choose flat or hnsw")
+        self.shortlist = shortlist
+        self.hnsw_m = hnsw_m
+        self.hnsw_ef_search = hnsw_ef_search
         self._codes = np.zeros((0, dim), dtype=storage.encode(np.zeros((0, dim)), encoding)[0].dtype)
         self._scales: np.ndarray | None = np.zeros(0, np.float32) if encoding == "int8" else None
         self._ids = np.zeros(0, dtype=np.int64)
-        self._shortlist = {d: faiss.IndexFlatIP(d) for d in self.shortlist_dims}
+        self._shortlist = {d: self._new_shortlist(d) for d in self.shortlist_dims}
+        self._stale = False  # an HNSW shortlist after a removal, rebuilt before the next search
+
+    def _new_shortlist(self, d: int) -> faiss.Index:
+        if self.shortlist == "hnsw":
+            index = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 64
+            return index
+        return faiss.IndexFlatIP(d)
+
+    def _fill_shortlist(self) -> None:
+        """(Re)build every shortlist index from the stored vectors."""
+        self._shortlist = {d: self._new_shortlist(d) for d in self.shortlist_dims}
+        for start in range(0, self.ntotal, EXACT_CHUNK):
+            pos = np.arange(start, min(start + EXACT_CHUNK, self.ntotal))
+            for d, index in self._shortlist.items():
+                index.add(np.ascontiguousarray(_normalize(self._rows(pos, d))))
+        self._stale = False
 
     # -- contents -------------------------------------------------------------------------------------------
     @property
@@ -122,8 +155,9 @@ class MatryoshkaIndex:
             self._scales = np.concatenate([self._scales, scales])
         self._ids = np.concatenate([self._ids, new_ids])
         decoded = storage.decode(codes, scales, self.encoding)
-        for d, flat in self._shortlist.items():
-            flat.add(np.ascontiguousarray(_normalize(decoded[:, :d])))
+        if not self._stale:
+            for d, index in self._shortlist.items():
+                index.add(np.ascontiguousarray(_normalize(decoded[:, :d])))
         return new_ids
 
     def remove(self, ids: Iterable[int]) -> int:
@@ -139,9 +173,12 @@ class MatryoshkaIndex:
         if self._scales is not None:
             self._scales = self._scales[keep]
         self._ids = self._ids[keep]
-        selector = faiss.IDSelectorBatch(positions.astype(np.int64))
-        for flat in self._shortlist.values():
-            flat.remove_ids(selector)  # a flat index compacts in order, like the arrays above
+        if self.shortlist == "hnsw":
+            self._stale = True  # HNSW cannot remove: rebuilt lazily before the next search
+        else:
+            selector = faiss.IDSelectorBatch(positions.astype(np.int64))
+            for flat in self._shortlist.values():
+                flat.remove_ids(selector)  # a flat index compacts in order, like the arrays above
         return int(positions.size)
 
     # -- search ---------------------------------------------------------------------------------------------
@@ -199,8 +236,16 @@ class MatryoshkaIndex:
         k = min(k, n)
         stages = [(d, min(kk, n)) for d, kk in stages]
         d0, k0 = stages[0]
+        if self._stale:
+            self._fill_shortlist()
         if d0 in self._shortlist:
-            scores, positions = self._shortlist[d0].search(np.ascontiguousarray(_normalize(q[:, :d0])), k0)
+            params = None
+            if self.shortlist == "hnsw":
+                params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw_ef_search, k0))
+            shortlist_q = np.ascontiguousarray(_normalize(q[:, :d0]))
+            scores, positions = self._shortlist[d0].search(shortlist_q, k0, params=params)
+            if (positions < 0).any():  # HNSW may return fewer than k0 candidates: keep the valid ones
+                positions = np.where(positions < 0, positions.max(axis=1, keepdims=True), positions)
         else:
             scores, positions = self._exact(q, d0, k0)
         if len(stages) > 1:
@@ -237,11 +282,22 @@ class MatryoshkaIndex:
                     f.flush()
                     os.fsync(f.fileno())
                 checksums[key] = sha256_file(file)
+            if self._stale:
+                self._fill_shortlist()
+            for d, index in self._shortlist.items():
+                file = tmp / f"shortlist-{d}.faiss"
+                faiss.write_index(index, str(file))
+                with open(file, "rb") as f:
+                    os.fsync(f.fileno())
+                checksums[f"shortlist-{d}"] = sha256_file(file)
             meta = {
                 "format": FORMAT_VERSION,
                 "dim": self.dim,
                 "encoding": self.encoding,
                 "shortlist_dims": self.shortlist_dims,
+                "shortlist": self.shortlist,
+                "hnsw_m": self.hnsw_m,
+                "hnsw_ef_search": self.hnsw_ef_search,
                 "ntotal": self.ntotal,
                 "sha256": checksums,
             }
@@ -274,23 +330,34 @@ class MatryoshkaIndex:
             raise CorruptIndexError(f"{folder} has index format {meta.get('format')}, expected {FORMAT_VERSION}")
         arrays = {}
         for key, digest in meta["sha256"].items():
-            file = folder / f"{key}.npy"
+            file = folder / (f"{key}.faiss" if key.startswith("shortlist-") else f"{key}.npy")
             if not file.exists():
                 raise CorruptIndexError(f"{file} is missing")
             if verify and sha256_file(file) != digest:
                 raise CorruptIndexError(f"{file} does not match its checksum: the index is corrupt")
             try:
-                arrays[key] = np.load(file, mmap_mode="r" if (mmap and key == "codes") else None)
-            except (ValueError, OSError) as e:
+                if key.startswith("shortlist-"):
+                    arrays[key] = faiss.read_index(str(file))
+                else:
+                    arrays[key] = np.load(file, mmap_mode="r" if (mmap and key == "codes") else None)
+            except (ValueError, OSError, RuntimeError) as e:
                 raise CorruptIndexError(f"{file} is not a readable array (truncated?): {e}") from e
-        index = cls(meta["dim"], meta["shortlist_dims"], meta["encoding"])
+        index = cls(
+            meta["dim"],
+            meta["shortlist_dims"],
+            meta["encoding"],
+            meta.get("shortlist", "flat"),
+            meta.get("hnsw_m", 32),
+            meta.get("hnsw_ef_search", 128),
+        )
         codes, ids = arrays["codes"], arrays["ids"]
         if codes.shape != (meta["ntotal"], meta["dim"]) or ids.shape != (meta["ntotal"],):
             raise CorruptIndexError(f"{folder} arrays do not match its meta.json ({codes.shape}, {ids.shape})")
         index._codes, index._ids = codes, ids
         index._scales = arrays.get("scales")
-        for start in range(0, index.ntotal, EXACT_CHUNK):
-            pos = np.arange(start, min(start + EXACT_CHUNK, index.ntotal))
-            for d, flat in index._shortlist.items():
-                flat.add(np.ascontiguousarray(_normalize(index._rows(pos, d))))
+        for d in index.shortlist_dims:
+            shortlist = arrays.get(f"shortlist-{d}")
+            if shortlist is None or shortlist.ntotal != index.ntotal or shortlist.d != d:
+                raise CorruptIndexError(f"{folder}: the shortlist index for dim {d} is missing or does not match")
+            index._shortlist[d] = shortlist
         return index

@@ -96,8 +96,14 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "ntotal": index.ntotal, "dim": index.dim, "encoding": index.encoding,
-                "shortlist_dims": index.shortlist_dims, "model": model is not None}
+        return {
+            "status": "ok",
+            "ntotal": index.ntotal,
+            "dim": index.dim,
+            "encoding": index.encoding,
+            "shortlist_dims": index.shortlist_dims,
+            "model": model is not None,
+        }
 
     @app.post("/search", response_model=SearchResponse)
     def search(req: SearchRequest) -> SearchResponse:
