@@ -7,9 +7,9 @@ Synthetic corpus (no data set of 1M real MRL embeddings ships offline): clustere
 decays as j^-alpha (default 0.75) from the first dims to the last, a coarse-to-fine spectrum like a Matryoshka
 embedding's; 1,000 clusters are the relevance classes and queries are held-out draws. With the defaults a
 16-dim shortlist of 200 keeps about 95% of the exact neighbours, less than on the real Fashion-MNIST MRL
-embeddings (99.5%), so the synthetic corpus is the harder of the two. Baselines are FAISS ``IndexFlatIP`` at the full dim (and
-HNSW with ``--hnsw``). Prints latency at batch 1 (median of single queries) and batched, speed-ups, mAP@10 and
-recall@10 against the exact full-dim neighbours, and memory per vector for each storage encoding.
+embeddings (99.5%), so the synthetic corpus is the harder of the two. Baselines are FAISS ``IndexFlatIP`` at
+the full dim (and HNSW with ``--hnsw``). Prints latency at batch 1 (median of single queries) and batched,
+speed-ups, mAP@10 and recall@10 against the exact full-dim neighbours, and memory per vector for each storage encoding.
 
 The real part indexes the MRL embeddings of the Fashion-MNIST train+val images (60k) from a trained run
 (default ``runs/demo/models/mrl``, made by ``make demo``) and queries with the 10k test images.
