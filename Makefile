@@ -37,7 +37,8 @@ demo: install data
 	$(BIN)/mrl demo --out runs/demo
 
 bench: install data
-	$(BIN)/python benchmarks/train_overhead.py
+	$(BIN)/mrl bench train-overhead
+	$(BIN)/mrl bench retrieval
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -383,6 +383,23 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="retrieval or train-overhead; further options go to the benchmark")],
+) -> None:
+    """Run a benchmark (ratios side by side in one run); python -m matryoshka.bench.NAME --help lists options."""
+    import sys
+
+    from matryoshka.bench import retrieval, train_overhead
+
+    benches = {"retrieval": retrieval.main, "train-overhead": train_overhead.main}
+    if name not in benches:
+        _fail(f"unknown benchmark {name!r}; choose one of {', '.join(benches)}")
+    sys.argv = [f"mrl bench {name}", *ctx.args]
+    benches[name]()
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="output folder for results.json, report.html and plots")] = Path(
