@@ -76,10 +76,13 @@ def run_synthetic(args) -> None:
     t0 = time.perf_counter()
     index.add(x)
     print(f"index (flat shortlist) built in {time.perf_counter() - t0:.1f}s")
-    hnsw_index = MatryoshkaIndex(d, [args.shortlist_dim], args.encoding, shortlist="hnsw")
+    hnsw_index = MatryoshkaIndex(d, [args.shortlist_dim, 2 * args.shortlist_dim], args.encoding, shortlist="hnsw")
     t0 = time.perf_counter()
     hnsw_index.add(x)
-    print(f"index (HNSW shortlist, M=32) built in {time.perf_counter() - t0:.1f}s")
+    print(
+        f"index (HNSW shortlists at {args.shortlist_dim} and {2 * args.shortlist_dim} dims, M=32) built in "
+        f"{time.perf_counter() - t0:.1f}s"
+    )
     qn = np.ascontiguousarray(normalized(q))
     k = 10
     _, truth = flat.search(qn, k)
@@ -93,6 +96,12 @@ def run_synthetic(args) -> None:
             1
         ],
         "ours, HNSW shortlist, funnel": lambda qq: hnsw_index.search(qq, k, FunnelPlan(funnel_steps(ds, d)))[1],
+        f"ours, HNSW shortlist, adaptive D_s={ds} K=1000": lambda qq: hnsw_index.search(
+            qq, k, AdaptivePlan(ds, 1000, d)
+        )[1],
+        f"ours, HNSW shortlist, adaptive D_s={2 * ds} K=1000": lambda qq: hnsw_index.search(
+            qq, k, AdaptivePlan(2 * ds, 1000, d)
+        )[1],
     }
     if args.hnsw:
         hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
@@ -114,12 +123,12 @@ def run_synthetic(args) -> None:
         f"{len(singles)} single queries"
     )
     print(
-        f"{'method':<44}{'batched s':>10}{'speed-up':>9}{'batch-1 ms':>11}{'speed-up':>9}{'mAP@10':>8}"
+        f"{'method':<48}{'batched s':>10}{'speed-up':>9}{'batch-1 ms':>11}{'speed-up':>9}{'mAP@10':>8}"
         f"{'R@10 vs exact':>14}"
     )
     for name, b, s1, mp, rec in rows:
         print(
-            f"{name:<44}{b:>10.3f}{base_batch / b:>8.1f}x{1000 * s1:>11.2f}{base_single / s1:>8.1f}x"
+            f"{name:<48}{b:>10.3f}{base_batch / b:>8.1f}x{1000 * s1:>11.2f}{base_single / s1:>8.1f}x"
             f"{100 * mp:>8.2f}{rec:>14.3f}"
         )
     print("\nmemory per vector (full-dim codes + shortlist prefix + id):")
