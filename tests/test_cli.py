@@ -95,27 +95,20 @@ def test_cascade_command(tmp_path):
     assert result.exit_code == 2 and "needs a target" in result.output
 
 
-def test_index_build_and_search(tmp_path):
+def _build_index(tmp_path, n, d, queries, *options):
+    """Save a coarse-to-fine corpus (n, d) and its first rows as queries, then run `mrl index build`."""
     rng = np.random.default_rng(0)
-    x = (rng.standard_normal((500, 32)) * np.linspace(2, 0.1, 32)).astype(np.float32)
+    x = (rng.standard_normal((n, d)) * np.linspace(3, 0.1, d)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "q.npy", x[:3])
-    result = runner.invoke(
-        app,
-        [
-            "index",
-            "build",
-            "--embeddings",
-            str(tmp_path / "x.npy"),
-            "--out",
-            str(tmp_path / "ix"),
-            "--shortlist-dims",
-            "8",
-            "--encoding",
-            "float16",
-        ],
-    )
+    np.save(tmp_path / "q.npy", x[:queries] + 0.01)
+    args = ["index", "build", "--embeddings", str(tmp_path / "x.npy"), "--out", str(tmp_path / "ix"), *options]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    return x, result
+
+
+def test_index_build_and_search(tmp_path):
+    x, result = _build_index(tmp_path, 500, 32, 3, "--shortlist-dims", "8", "--encoding", "float16")
     assert "indexed 500 vectors of dim 32" in result.output
     out = tmp_path / "res.npz"
     result = runner.invoke(
@@ -146,26 +139,7 @@ def test_index_build_and_search(tmp_path):
 
 
 def test_index_tune(tmp_path):
-    rng = np.random.default_rng(0)
-    x = (rng.standard_normal((2000, 64)) * np.linspace(3, 0.1, 64)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "q.npy", x[:40] + 0.01)
-    assert (
-        runner.invoke(
-            app,
-            [
-                "index",
-                "build",
-                "--embeddings",
-                str(tmp_path / "x.npy"),
-                "--out",
-                str(tmp_path / "ix"),
-                "--shortlist-dims",
-                "8,16",
-            ],
-        ).exit_code
-        == 0
-    )
+    _build_index(tmp_path, 2000, 64, 40, "--shortlist-dims", "8,16")
     result = runner.invoke(
         app,
         [

@@ -72,21 +72,12 @@ def encode(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
 ) -> None:
     """Embed a data split with a trained model and save the embeddings (at any dim) as .npy."""
-    from matryoshka.data import load_dataset
     from matryoshka.inference import encode as encode_all
-    from matryoshka.inference import resolve_device
-    from matryoshka.train import CheckpointError, load_model
     from matryoshka.truncate import truncate
 
     if split not in ("train", "val", "test"):
         _fail(f"split must be train, val or test, got {split!r}")
-    try:
-        model, info = load_model(checkpoint, resolve_device(device))
-    except CheckpointError as e:
-        _fail(str(e))
-        return
-    data_cfg = info["config"]["data"]
-    data = load_dataset(data_cfg["name"], data_cfg["root"], data_cfg["val_size"], data_cfg["seed"])
+    model, _, data = _load_run(checkpoint, device)
     part = getattr(data, split)
     z = encode_all(model, part.x)
     d = z.shape[1]
@@ -99,6 +90,21 @@ def encode(
     if labels is not None:
         np.save(labels, part.y.numpy())
     typer.echo(f"wrote {tuple(z.shape)} embeddings of the {split} split to {out}")
+
+
+def _load_run(checkpoint: Path, device: str):
+    """A trained model, its config.json, and the data set it was trained on (same splits)."""
+    from matryoshka.data import load_dataset
+    from matryoshka.inference import resolve_device
+    from matryoshka.train import CheckpointError, load_model
+
+    try:
+        model, info = load_model(checkpoint, resolve_device(device))
+    except CheckpointError as e:
+        _fail(str(e))
+        raise
+    c = info["config"]["data"]
+    return model, info, load_dataset(c["name"], c["root"], c["val_size"], c["seed"])
 
 
 def _load_npy(path: Path, what: str) -> np.ndarray:
@@ -160,17 +166,9 @@ def eval_(
         _fail("give either --checkpoint, or --train-embeddings/--train-labels/--test-embeddings/--test-labels")
     heads: dict[str, float] = {}
     if checkpoint is not None:
-        from matryoshka.data import load_dataset
-        from matryoshka.inference import encode_and_classify, resolve_device
-        from matryoshka.train import CheckpointError, load_model
+        from matryoshka.inference import encode_and_classify
 
-        try:
-            model, info = load_model(checkpoint, resolve_device(device))
-        except CheckpointError as e:
-            _fail(str(e))
-            raise
-        c = info["config"]["data"]
-        data = load_dataset(c["name"], c["root"], c["val_size"], c["seed"])
+        model, info, data = _load_run(checkpoint, device)
         train_z, _ = encode_and_classify(model, data.train.x, with_logits=False)
         test_z, logits = encode_and_classify(model, data.test.x)
         train_y, test_y = data.train.y, data.test.y
@@ -232,19 +230,11 @@ def cascade(
     from rich.table import Table
 
     from matryoshka.adaptive import Cascade, oracle
-    from matryoshka.data import load_dataset
-    from matryoshka.inference import encode_and_classify, resolve_device
-    from matryoshka.train import CheckpointError, load_model
+    from matryoshka.inference import encode_and_classify
 
-    try:
-        model, info = load_model(checkpoint, resolve_device(device))
-    except CheckpointError as e:
-        _fail(str(e))
-        raise
+    model, info, data = _load_run(checkpoint, device)
     if info["config"]["model"]["head"] == "ff":
         _fail("a cascade needs a model with nested heads (mrl or mrl_e), this one is an FF model")
-    c = info["config"]["data"]
-    data = load_dataset(c["name"], c["root"], c["val_size"], c["seed"])
     if len(data.val) == 0:
         _fail("the model's validation split is empty; retrain with data.val_size > 0 to fit thresholds")
     _, val_logits = encode_and_classify(model, data.val.x)
