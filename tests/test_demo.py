@@ -20,6 +20,11 @@ def test_demo_writes_results_report_and_plots(tmp_path):
             assert all(0 <= v <= 1 for v in values.values())
     assert saved["classification"]["mrl"]["32"] > 0.5
     assert set(saved["retrieval"]["per_dim"]["mrl"]["8"]) == {"map@10", "p@10", "r@10"}
+    plans = {row["plan"]: row for row in saved["retrieval"]["plans"]}
+    assert set(plans) == {"full", "adaptive:8:200:32", "adaptive:16:200:32", "funnel:16x200,32x10"}
+    assert plans["full"]["recall_vs_exact"] == 1.0
+    # Same queries, same database: exact full-dim search equals the per-dim metric at the full dim.
+    assert plans["full"]["map@10"] == pytest.approx(saved["retrieval"]["per_dim"]["mrl"]["32"]["map@10"], abs=1e-6)
     assert len(saved["targets"]) == 4
     adaptive = saved["adaptive_classification"]
     assert adaptive["splits"] == 5 and set(adaptive["policies"]) == {"pairwise", "matched"}
@@ -36,7 +41,7 @@ def test_demo_writes_results_report_and_plots(tmp_path):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in html and "Targets" in html and html.count("<img") == 5
-    assert "Adaptive classification" in html
+    assert "Adaptive classification" in html and "Adaptive retrieval" in html
     # A rerun reuses the trained models (nothing retrained) and gives the same numbers.
     again = run_demo(tmp_path, _tiny())
     assert again["classification"]["mrl"] == saved["classification"]["mrl"]

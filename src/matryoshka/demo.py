@@ -19,12 +19,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 
 from matryoshka.adaptive import evaluate_cascades
 from matryoshka.data import ImageData, load_dataset
 from matryoshka.evaluate import SVDProjection, accuracy, evaluate_views, prefix_view, random_features
+from matryoshka.index import AdaptivePlan, FullPlan, FunnelPlan, MatryoshkaIndex
+from matryoshka.index.evaluation import evaluate_plans
 from matryoshka.inference import encode_and_classify, resolve_device
 from matryoshka.nesting import nesting_list
 from matryoshka.train import Trainer, parse_config
@@ -121,8 +124,31 @@ def _method_views(models: dict[str, Any], data: ImageData, nesting: list[int]) -
         "svd": lambda m: (svd.transform(full_train, m), svd.transform(full_test, m)),
         "random": lambda m: (random_features(full_train, m), random_features(full_test, m)),
     }
-    test_logits = {"mrl": encoded["mrl"][2], "ff": {m: encoded[f"ff-{m}"][2][0] for m in nesting}}
+    test_logits = {
+        "mrl": encoded["mrl"][2],
+        "ff": {m: encoded[f"ff-{m}"][2][0] for m in nesting},
+        "mrl_z": encoded["mrl"][:2],
+    }
     return views, heads, test_logits
+
+
+def _retrieval_plans(mrl_z, data: ImageData, nesting: list[int], settings: DemoSettings) -> list[dict]:
+    """Index the MRL train embeddings and score full, adaptive and funnel plans with the test queries."""
+    train_z, test_z = (z.numpy() for z in mrl_z)
+    d = nesting[-1]
+    small = [m for m in nesting if m < d][:2] or [d]
+    index = MatryoshkaIndex(d, small)
+    index.add(train_z)
+    queries = np.arange(len(test_z))
+    if settings.knn_queries is not None and settings.knn_queries < len(queries):
+        # The same query subset as the per-dim retrieval metrics (evaluate_views).
+        generator = torch.Generator().manual_seed(settings.seed)
+        queries = torch.randperm(len(test_z), generator=generator)[: settings.knn_queries].numpy()
+    plans: list = [FullPlan(), *(AdaptivePlan(ds, 200, d) for ds in small)]
+    steps = [(m, max(10, 200 >> i)) for i, m in enumerate(m for m in nesting if m >= small[-1])]
+    if len(steps) > 1:
+        plans.append(FunnelPlan([*steps[:-1], (d, 10)]))
+    return evaluate_plans(index, test_z[queries], data.test.y.numpy()[queries], data.train.y.numpy(), plans)
 
 
 def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -233,6 +259,8 @@ def run_demo(
     results["adaptive_classification"] = evaluate_cascades(
         test_logits["mrl"], data.test.y, nesting, test_logits["ff"], splits=settings.cascade_splits, seed=settings.seed
     )
+    console.print("[bold]adaptive retrieval: search plans over an index of the MRL embeddings[/bold]")
+    results["retrieval"]["plans"] = _retrieval_plans(test_logits["mrl_z"], data, nesting, settings)
     t_evaluated = time.perf_counter()
 
     results["targets"] = check_targets(results)

@@ -64,6 +64,21 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     ]
     if results.get("adaptive_classification"):
         sections.append(("Adaptive classification (cascade over dims)", cascade_section(results, out)))
+    if results["retrieval"].get("plans"):
+        rows = "".join(
+            f"<tr><td><code>{html.escape(r['plan'])}</code></td><td>{100 * r['map@10']:.2f}</td>"
+            f"<td>{100 * r['p@10']:.2f}</td><td>{r['recall_vs_exact']:.3f}</td><td>{r['seconds']:.3f}</td></tr>"
+            for r in results["retrieval"]["plans"]
+        )
+        sections.append(
+            (
+                "Adaptive retrieval (index of the MRL train embeddings, test queries)",
+                "<p>Plans: <code>full</code> exact search at the full dim; <code>adaptive:DS:K:DR</code> shortlists K "
+                "with DS dims and re-ranks with DR; <code>funnel</code> re-ranks with growing dims and shrinking K. "
+                "Recall is against the exact full-dim results.</p><table><tr><th>plan</th><th>mAP@10 (%)</th>"
+                f"<th>P@10 (%)</th><th>recall@10 vs exact</th><th>seconds</th></tr>{rows}</table>",
+            )
+        )
     sections += results.get("extra_sections", [])
     sections.append(
         (
