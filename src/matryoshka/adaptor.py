@@ -1,0 +1,193 @@
+"""Make existing embeddings Matryoshka: a small learned transform whose prefixes keep the full-dim similarities.
+
+Beyond the paper; after Yoon et al., "Matryoshka-Adaptor" (arXiv 2407.20243). Frozen embeddings e (from an API, a
+vector database, GloVe, ...) are mapped by f(e) = P(e - mu) + g(P(e - mu)): P is a rotation initialised with the
+principal directions (so training starts from PCA's ordering), g is a small MLP (the skip connection keeps f near
+P at the start). Trained without labels so that for every prefix size m the cosine similarities of f(e)[:m]
+match those of the full e: a pairwise loss over a batch, a top-k loss over each anchor's nearest neighbours in the
+batch, and a reconstruction term that keeps f invertible-ish (||f(e)|| structure close to e).
+
+Example::
+
+    from matryoshka.adaptor import MatryoshkaAdaptor
+    adaptor = MatryoshkaAdaptor(nesting=[4, 8, 16, 32, 50]).fit(embeddings)      # numpy (N, d)
+    small = adaptor.transform(embeddings, dim=8)                                # (N, 8), unit rows
+    adaptor.save("adaptor.safetensors"); MatryoshkaAdaptor.load("adaptor.safetensors")
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from matryoshka.nesting import nesting_list, validate_nesting
+
+
+class _Transform(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.rotate = nn.Linear(dim, dim, bias=False)
+        self.residual = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        nn.init.zeros_(self.residual[-1].weight)
+        nn.init.zeros_(self.residual[-1].bias)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        h = self.rotate(e - self.mean)
+        return h + self.residual(h)
+
+
+def _cos(x: torch.Tensor) -> torch.Tensor:
+    x = nn.functional.normalize(x, dim=1)
+    return x @ x.T
+
+
+class MatryoshkaAdaptor:
+    """``fit(embeddings)`` then ``transform(embeddings, dim)``; scikit-learn style.
+
+    Args:
+        nesting: prefix sizes trained (default: powers of two up to d, and d).
+        hidden: width of the residual MLP.
+        steps, batch_size, lr: optimisation (Adam) budget.
+        topk: neighbours per anchor in the top-k loss; weights: (pairwise, top-k, reconstruction).
+        validation: held-out rows scored by recall@10 every ``eval_every`` steps; the best state is kept.
+    """
+
+    def __init__(
+        self,
+        nesting: Sequence[int] | None = None,
+        hidden: int = 256,
+        steps: int = 2000,
+        batch_size: int = 1024,
+        lr: float = 1e-3,
+        topk: int = 10,
+        weights: tuple[float, float, float] = (1.0, 1.0, 0.1),
+        validation: int = 2000,
+        eval_every: int = 200,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        self.nesting = None if nesting is None else list(nesting)
+        self.hidden, self.steps, self.batch_size, self.lr = hidden, steps, batch_size, lr
+        self.topk, self.weights, self.validation, self.eval_every = topk, weights, validation, eval_every
+        self.seed, self.device = seed, device
+        self.transform_: _Transform | None = None
+
+    def _check(self, embeddings: np.ndarray | torch.Tensor, dim: int | None = None) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
+        if x.ndim != 2 or len(x) == 0:
+            raise ValueError(f"embeddings must be a non-empty (N, d) array, got shape {tuple(x.shape)}")
+        if dim is not None and x.shape[1] != dim:
+            raise ValueError(f"the adaptor was fitted on {dim}-dim embeddings, got {x.shape[1]}")
+        if not torch.isfinite(x).all():
+            raise ValueError("embeddings contain NaN or infinite values")
+        return x
+
+    def _loss(self, f: _Transform, batch: torch.Tensor) -> torch.Tensor:
+        out = f(batch)
+        target = _cos(batch)
+        k = min(self.topk + 1, len(batch))
+        top = target.topk(k, dim=1).indices
+        w_pair, w_top, w_rec = self.weights
+        loss = w_rec * (out.norm(dim=1) - (batch - f.mean).norm(dim=1)).pow(2).mean()
+        for m in self.nesting_:
+            sim = _cos(out[:, :m])
+            loss = loss + w_pair * (sim - target).abs().mean()
+            loss = loss + w_top * (sim.gather(1, top) - target.gather(1, top)).abs().mean()
+        return loss
+
+    def fit(self, embeddings: np.ndarray | torch.Tensor) -> MatryoshkaAdaptor:
+        x = self._check(embeddings)
+        n, d = x.shape
+        self.dim_ = d
+        self.nesting_ = validate_nesting(self.nesting, d) if self.nesting else nesting_list(d, min(8, d))
+        g = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        perm = torch.randperm(n, generator=g)
+        n_val = min(self.validation, n // 5)
+        val, train = x[perm[:n_val]], x[perm[n_val:]]
+        f = _Transform(d, self.hidden)
+        mean = train.mean(0)
+        # Start from PCA: the rotation's rows are the principal directions, largest variance first.
+        _, _, vh = torch.linalg.svd(train[: min(len(train), 100_000)] - mean, full_matrices=False)
+        with torch.no_grad():
+            f.mean.copy_(mean)
+            f.rotate.weight.copy_(vh)
+        f.to(self.device)
+        opt = torch.optim.Adam(f.parameters(), lr=self.lr)
+        best = (self._score(f, val), {k: v.clone() for k, v in f.state_dict().items()})
+        self.history_ = [{"step": 0, "val_recall": best[0]}]
+        for step in range(1, self.steps + 1):
+            idx = torch.randint(0, len(train), (min(self.batch_size, len(train)),), generator=g)
+            loss = self._loss(f, train[idx].to(self.device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % self.eval_every == 0 or step == self.steps:
+                score = self._score(f, val)
+                self.history_.append({"step": step, "loss": loss.item(), "val_recall": score})
+                if score > best[0]:
+                    best = (score, {k: v.clone() for k, v in f.state_dict().items()})
+        f.load_state_dict(best[1])
+        self.transform_ = f.eval()
+        return self
+
+    @torch.no_grad()
+    def _score(self, f: _Transform, val: torch.Tensor) -> float:
+        """Mean over nesting dims of recall@10 of full-dim neighbours within the validation rows."""
+        if len(val) < 12:
+            return 0.0
+        val = val.to(self.device)
+        out = f(val)
+        truth = _knn(val, 10)
+        return float(np.mean([_recall(_knn(out[:, :m], 10), truth) for m in self.nesting_]))
+
+    @torch.no_grad()
+    def transform(self, embeddings: np.ndarray | torch.Tensor, dim: int | None = None, normalize: bool = True):
+        """Adapted embeddings (numpy), truncated to ``dim`` and L2-normalised unless ``normalize=False``."""
+        if self.transform_ is None:
+            raise RuntimeError("the adaptor is not fitted: call fit() or load()")
+        x = self._check(embeddings, self.dim_)
+        dim = dim or self.dim_
+        if not 1 <= dim <= self.dim_:
+            raise ValueError(f"dim must be in [1, {self.dim_}], got {dim}")
+        out = torch.cat([self.transform_(x[s : s + 65536].to(self.device)).cpu() for s in range(0, len(x), 65536)])
+        out = out[:, :dim]
+        return (nn.functional.normalize(out, dim=1) if normalize else out).numpy()
+
+    def save(self, path: str | Path) -> None:
+        if self.transform_ is None:
+            raise RuntimeError("the adaptor is not fitted")
+        meta = {"dim": str(self.dim_), "hidden": str(self.hidden), "nesting": json.dumps(self.nesting_)}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.transform_.state_dict().items()}
+        save_file(state, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MatryoshkaAdaptor:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata()
+        adaptor = cls(nesting=json.loads(meta["nesting"]), hidden=int(meta["hidden"]))
+        adaptor.dim_, adaptor.nesting_ = int(meta["dim"]), json.loads(meta["nesting"])
+        transform = _Transform(adaptor.dim_, adaptor.hidden)
+        transform.load_state_dict(load_file(str(path)))
+        adaptor.transform_ = transform.eval()
+        return adaptor
+
+
+def _knn(x: torch.Tensor, k: int) -> torch.Tensor:
+    s = _cos(x)
+    s.fill_diagonal_(-float("inf"))
+    return s.topk(k, dim=1).indices
+
+
+def _recall(found: torch.Tensor, truth: torch.Tensor) -> float:
+    hits = (found[:, :, None] == truth[:, None, :]).any(-1).float().sum(1)
+    return (hits / truth.shape[1]).mean().item()
