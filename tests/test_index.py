@@ -8,7 +8,7 @@ from matryoshka.index import (
     CorruptIndexError,
     FullPlan,
     FunnelPlan,
-    IndexError_,
+    IndexInputError,
     MatryoshkaIndex,
     parse_plan,
 )
@@ -94,11 +94,11 @@ def test_add_remove_ids():
     assert ids[0, 0] != 3
     _, ids = index.search(x[4], 1)
     assert ids[0, 0] == 4
-    with pytest.raises(IndexError_, match="already in the index"):
+    with pytest.raises(IndexInputError, match="already in the index"):
         index.add(x[:1], ids=[4])
-    with pytest.raises(IndexError_, match="not in the index"):
+    with pytest.raises(IndexInputError, match="not in the index"):
         index.remove([3])
-    with pytest.raises(IndexError_, match="unique"):
+    with pytest.raises(IndexInputError, match="unique"):
         index.add(x[:2], ids=[7000, 7000])
 
 
@@ -116,13 +116,13 @@ def test_add_remove_ids():
 def test_bad_queries(queries, k, plan, match):
     index = MatryoshkaIndex(64, [8])
     index.add(_corpus(100))
-    with pytest.raises(IndexError_, match=match):
+    with pytest.raises(IndexInputError, match=match):
         index.search(queries, k, plan)
 
 
 def test_empty_index_and_small_corpus():
     index = MatryoshkaIndex(64, [8])
-    with pytest.raises(IndexError_, match="empty"):
+    with pytest.raises(IndexInputError, match="empty"):
         index.search(np.ones((1, 64)), 3)
     index.add(_corpus(4))
     _, ids = index.search(np.ones((1, 64)), 10, AdaptivePlan(8, 200, 64))
@@ -237,5 +237,5 @@ def test_hnsw_shortlist_add_remove_save_load(tmp_path):
     loaded = MatryoshkaIndex.load(tmp_path / "ix")
     assert loaded.shortlist == "hnsw" and loaded.ntotal == 2999
     np.testing.assert_array_equal(loaded.search(q, 10, plan)[1], hnsw.search(q, 10, plan)[1])
-    with pytest.raises(IndexError_, match="flat or hnsw"):
+    with pytest.raises(IndexInputError, match="flat or hnsw"):
         MatryoshkaIndex(64, [16], shortlist="ivf")

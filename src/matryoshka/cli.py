@@ -284,7 +284,7 @@ def index_build(
     encoding: Annotated[str, typer.Option(help="float32, float16 or int8")] = "float32",
 ) -> None:
     """Build an index from embeddings and save it."""
-    from matryoshka.index import IndexError_, MatryoshkaIndex
+    from matryoshka.index import IndexInputError, MatryoshkaIndex
 
     x = _load_npy(embeddings, "embeddings")
     if x.ndim != 2:
@@ -292,7 +292,7 @@ def index_build(
     try:
         index = MatryoshkaIndex(x.shape[1], [int(d) for d in shortlist_dims.split(",")], encoding)
         index.add(x, _load_npy(ids, "ids") if ids is not None else None)
-    except (IndexError_, ValueError) as e:
+    except (IndexInputError, ValueError) as e:
         _fail(str(e))
         raise
     folder = index.save(out)
@@ -307,14 +307,14 @@ def index_tune(
     target_recall: Annotated[float, typer.Option(help="recall@k relative to exact full-dim search")] = 0.99,
 ) -> None:
     """Find the cheapest plan that keeps the target recall@k; prints it in the --plan syntax of `mrl search`."""
-    from matryoshka.index import CorruptIndexError, IndexError_, MatryoshkaIndex
+    from matryoshka.index import CorruptIndexError, IndexInputError, MatryoshkaIndex
     from matryoshka.index.autotune import autotune
     from matryoshka.index.plans import plan_to_text
 
     try:
         idx = MatryoshkaIndex.load(index)
         tuned = autotune(idx, _load_npy(queries, "queries"), k, target_recall)
-    except (IndexError_, CorruptIndexError, ValueError) as e:
+    except (IndexInputError, CorruptIndexError, ValueError) as e:
         _fail(str(e))
         raise
     full = next(c for c in tuned.candidates if plan_to_text(c["plan"]) == "full")
@@ -335,13 +335,13 @@ def search(
     mmap: Annotated[bool, typer.Option(help="memory-map the stored vectors")] = False,
 ) -> None:
     """Search an index with a plan; prints the first queries' results, or writes them all with --out."""
-    from matryoshka.index import CorruptIndexError, IndexError_, MatryoshkaIndex, parse_plan
+    from matryoshka.index import CorruptIndexError, IndexInputError, MatryoshkaIndex, parse_plan
 
     try:
         parsed = parse_plan(plan)
         idx = MatryoshkaIndex.load(index, mmap=mmap)
         scores, ids = idx.search(_load_npy(queries, "queries"), k, parsed)
-    except (IndexError_, CorruptIndexError, ValueError) as e:
+    except (IndexInputError, CorruptIndexError, ValueError) as e:
         _fail(str(e))
         raise
     if out is not None:

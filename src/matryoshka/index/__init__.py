@@ -1,6 +1,6 @@
 """Persisted retrieval over Matryoshka embeddings: adaptive and funnel search plans."""
 
-from matryoshka.index.index import CorruptIndexError, IndexError_, MatryoshkaIndex
+from matryoshka.index.index import CorruptIndexError, IndexInputError, MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, parse_plan
 
 __all__ = [
@@ -8,7 +8,7 @@ __all__ = [
     "CorruptIndexError",
     "FullPlan",
     "FunnelPlan",
-    "IndexError_",
+    "IndexInputError",
     "MatryoshkaIndex",
     "parse_plan",
 ]

@@ -36,7 +36,7 @@ RERANK_FLOATS = 1 << 23  # gathered floats per re-ranking block (32 MiB)
 FORMAT_VERSION = 1
 
 
-class IndexError_(ValueError):
+class IndexInputError(ValueError):
     """Bad input to an index operation (wrong dim, NaN, unknown or duplicate ids, ...)."""
 
 
@@ -71,17 +71,17 @@ class MatryoshkaIndex:
         hnsw_ef_search: int = 128,
     ) -> None:
         if dim < 1:
-            raise IndexError_(f"dim must be positive, got {dim}")
+            raise IndexInputError(f"dim must be positive, got {dim}")
         self.dim = dim
         self.shortlist_dims = sorted(set(int(d) for d in shortlist_dims))
         for d in self.shortlist_dims:
             if not 1 <= d <= dim:
-                raise IndexError_(f"shortlist dim {d} must be in [1, {dim}]")
+                raise IndexInputError(f"shortlist dim {d} must be in [1, {dim}]")
         if encoding not in storage.ENCODINGS:
-            raise IndexError_(f"unknown encoding {encoding!r}; choose one of {storage.ENCODINGS}")
+            raise IndexInputError(f"unknown encoding {encoding!r}; choose one of {storage.ENCODINGS}")
         self.encoding = encoding
         if shortlist not in ("flat", "hnsw"):
-            raise IndexError_(f"unknown shortlist index {shortlist!r}; choose flat or hnsw")
+            raise IndexInputError(f"unknown shortlist index {shortlist!r}; choose flat or hnsw")
         self.shortlist = shortlist
         self.hnsw_m = hnsw_m
         self.hnsw_ef_search = hnsw_ef_search
@@ -125,12 +125,12 @@ class MatryoshkaIndex:
         if x.ndim == 1:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.dim:
-            raise IndexError_(f"{what} must have shape (n, {self.dim}), got {tuple(np.shape(x))}")
+            raise IndexInputError(f"{what} must have shape (n, {self.dim}), got {tuple(np.shape(x))}")
         if not np.issubdtype(x.dtype, np.number):
-            raise IndexError_(f"{what} must be numeric, got dtype {x.dtype}")
+            raise IndexInputError(f"{what} must be numeric, got dtype {x.dtype}")
         x = x.astype(np.float32, copy=False)
         if not np.isfinite(x).all():
-            raise IndexError_(f"{what} contain NaN or infinite values")
+            raise IndexInputError(f"{what} contain NaN or infinite values")
         return x
 
     def add(self, vectors: np.ndarray, ids: Iterable[int] | None = None) -> np.ndarray:
@@ -142,12 +142,12 @@ class MatryoshkaIndex:
         else:
             new_ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids).astype(np.int64).ravel()
             if new_ids.shape != (len(x),):
-                raise IndexError_(f"got {new_ids.size} ids for {len(x)} vectors")
+                raise IndexInputError(f"got {new_ids.size} ids for {len(x)} vectors")
             if len(np.unique(new_ids)) != len(new_ids):
-                raise IndexError_("ids must be unique")
+                raise IndexInputError("ids must be unique")
             clash = np.intersect1d(new_ids, self._ids)
             if clash.size:
-                raise IndexError_(f"ids already in the index: {clash[:10].tolist()}")
+                raise IndexInputError(f"ids already in the index: {clash[:10].tolist()}")
         # Stored as unit vectors: cosine at any prefix is unchanged, and full-dim search is a plain inner product.
         codes, scales = storage.encode(_normalize(x), self.encoding)
         self._codes = np.concatenate([self._codes, codes])
@@ -166,7 +166,7 @@ class MatryoshkaIndex:
         mask = np.isin(self._ids, ids)
         missing = np.setdiff1d(ids, self._ids[mask])
         if missing.size:
-            raise IndexError_(f"ids not in the index: {missing[:10].tolist()}")
+            raise IndexInputError(f"ids not in the index: {missing[:10].tolist()}")
         positions = np.flatnonzero(mask)
         keep = ~mask
         self._codes = self._codes[keep]
@@ -223,15 +223,15 @@ class MatryoshkaIndex:
         """Top-k (scores, ids), each (Q, min(k, ntotal)), best first, following ``plan`` (default: exact full dim)."""
         q = self._check_vectors(queries, "queries")
         if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
-            raise IndexError_(f"k must be a positive int, got {k!r}")
+            raise IndexInputError(f"k must be a positive int, got {k!r}")
         if self.ntotal == 0:
-            raise IndexError_("the index is empty")
+            raise IndexInputError("the index is empty")
         plan = plan or FullPlan()
         stages = plan.stages(self.dim, k)
         try:
             validate_stages(stages, self.dim, k)
         except ValueError as e:
-            raise IndexError_(str(e)) from None
+            raise IndexInputError(str(e)) from None
         n = self.ntotal
         k = min(k, n)
         stages = [(d, min(kk, n)) for d, kk in stages]

@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from matryoshka.index import IndexError_, MatryoshkaIndex, parse_plan
+from matryoshka.index import IndexInputError, MatryoshkaIndex, parse_plan
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 API_KEY_ENV = "MRL_API_KEY"
@@ -128,7 +128,7 @@ def create_app(
         try:
             with lock:
                 scores, ids = index.search(queries, req.k, plan)
-        except IndexError_ as e:
+        except IndexInputError as e:
             raise HTTPException(422, str(e)) from None
         return SearchResponse(ids=ids.tolist(), scores=scores.tolist())
 
@@ -138,7 +138,7 @@ def create_app(
         with lock:
             try:
                 ids = index.add(x, req.ids)
-            except IndexError_ as e:
+            except IndexInputError as e:
                 raise HTTPException(409 if "already" in str(e) else 422, str(e)) from None
             index.save(index_dir)  # persisted before the 200
         return {"ids": ids.tolist(), "ntotal": index.ntotal}
@@ -148,7 +148,7 @@ def create_app(
         with lock:
             try:
                 index.remove([vector_id])
-            except IndexError_ as e:
+            except IndexInputError as e:
                 raise HTTPException(404, str(e)) from None
             index.save(index_dir)
         return {"deleted": vector_id, "ntotal": index.ntotal}
