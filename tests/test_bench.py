@@ -52,3 +52,19 @@ def test_retrieval_benchmark_small():
     )
     assert result.exit_code == 0, result.output
     assert "ours, adaptive D_s=16 K=200 D_r=64" in result.output and "memory per vector" in result.output
+
+
+def test_adaptor_benchmark_on_npy(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.standard_normal((16, 16)))[0]
+    x = ((rng.standard_normal((1500, 16)) * np.linspace(3, 0.2, 16)) @ basis).astype(np.float32)
+    np.save(tmp_path / "e.npy", x)
+    result = CliRunner().invoke(
+        app, ["bench", "adaptor", "--embeddings", str(tmp_path / "e.npy"), "--queries", "200", "--steps", "30"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines() if line.strip().split(" ")[0].isdigit()]
+    assert [int(r[0]) for r in rows] == [4, 8, 16]
+    assert float(rows[-1][1]) == 1.0  # at the full dim raw truncation is the identity

@@ -376,14 +376,14 @@ def serve(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="retrieval or train-overhead; further options go to the benchmark")],
+    name: Annotated[str, typer.Argument(help="retrieval, train-overhead or adaptor; options go to the benchmark")],
 ) -> None:
     """Run a benchmark (ratios side by side in one run); python -m matryoshka.bench.NAME --help lists options."""
     import sys
 
-    from matryoshka.bench import retrieval, train_overhead
+    from matryoshka.bench import adaptor, retrieval, train_overhead
 
-    benches = {"retrieval": retrieval.main, "train-overhead": train_overhead.main}
+    benches = {"retrieval": retrieval.main, "train-overhead": train_overhead.main, "adaptor": adaptor.main}
     if name not in benches:
         _fail(f"unknown benchmark {name!r}; choose one of {', '.join(benches)}")
     sys.argv = [f"mrl bench {name}", *ctx.args]
