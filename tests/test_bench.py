@@ -66,5 +66,5 @@ def test_adaptor_benchmark_on_npy(tmp_path):
     )
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.output.splitlines() if line.strip().split(" ")[0].isdigit()]
-    assert [int(r[0]) for r in rows] == [4, 8, 16]
+    assert [int(r[0]) for r in rows] == [4, 8, 16] and all(len(r) == 5 for r in rows)
     assert float(rows[-1][1]) == 1.0  # at the full dim raw truncation is the identity

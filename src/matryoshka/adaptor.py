@@ -1,11 +1,11 @@
 """Make existing embeddings Matryoshka: a small learned transform whose prefixes keep the full-dim similarities.
 
 Beyond the paper; after Yoon et al., "Matryoshka-Adaptor" (arXiv 2407.20243). Frozen embeddings e (from an API, a
-vector database, GloVe, ...) are mapped by f(e) = P(e - mu) + g(P(e - mu)): P is a rotation initialised with the
-principal directions (so training starts from PCA's ordering), g is a small MLP (the skip connection keeps f near
-P at the start). Trained without labels so that for every prefix size m the cosine similarities of f(e)[:m]
-match those of the full e: a pairwise loss over a batch, a top-k loss over each anchor's nearest neighbours in the
-batch, and a reconstruction term that keeps f invertible-ish (||f(e)|| structure close to e).
+vector database, GloVe, ...) are mapped by f(e) = P e + g(P e): P is a rotation initialised with the right singular
+vectors of the (uncentred) embeddings (so training starts from the SVD ordering and, at the full dim, from exactly
+the original cosine similarities), g is a small MLP whose output starts at zero. Trained without labels so that
+for every prefix size m the cosine similarities of f(e)[:m] match those of the full e: a pairwise loss over a
+batch, a top-k loss over each anchor's nearest neighbours in the batch, and a term keeping ||f(e)|| close to ||e||.
 
 Example::
 
@@ -32,14 +32,13 @@ from matryoshka.nesting import nesting_list, validate_nesting
 class _Transform(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
         self.rotate = nn.Linear(dim, dim, bias=False)
         self.residual = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
         nn.init.zeros_(self.residual[-1].weight)
         nn.init.zeros_(self.residual[-1].bias)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
-        h = self.rotate(e - self.mean)
+        h = self.rotate(e)
         return h + self.residual(h)
 
 
@@ -95,7 +94,7 @@ class MatryoshkaAdaptor:
         k = min(self.topk + 1, len(batch))
         top = target.topk(k, dim=1).indices
         w_pair, w_top, w_rec = self.weights
-        loss = w_rec * (out.norm(dim=1) - (batch - f.mean).norm(dim=1)).pow(2).mean()
+        loss = w_rec * (out.norm(dim=1) - batch.norm(dim=1)).pow(2).mean()
         for m in self.nesting_:
             sim = _cos(out[:, :m])
             loss = loss + w_pair * (sim - target).abs().mean()
@@ -113,11 +112,10 @@ class MatryoshkaAdaptor:
         n_val = min(self.validation, n // 5)
         val, train = x[perm[:n_val]], x[perm[n_val:]]
         f = _Transform(d, self.hidden)
-        mean = train.mean(0)
-        # Start from PCA: the rotation's rows are the principal directions, largest variance first.
-        _, _, vh = torch.linalg.svd(train[: min(len(train), 100_000)] - mean, full_matrices=False)
+        # Start from the SVD basis, largest singular value first. No centring: a rotation of the raw vectors keeps
+        # every cosine similarity, so the full dim starts exact.
+        _, _, vh = torch.linalg.svd(train[: min(len(train), 100_000)], full_matrices=False)
         with torch.no_grad():
-            f.mean.copy_(mean)
             f.rotate.weight.copy_(vh)
         f.to(self.device)
         opt = torch.optim.Adam(f.parameters(), lr=self.lr)
