@@ -128,6 +128,11 @@ def test_embedding_loss_distillation_truncates_teacher():
     torch.testing.assert_close(loss, expected)
 
 
+def test_embedding_loss_rejects_mismatched_target_embedding():
+    with pytest.raises(ValueError, match="must match the outputs' shape"):
+        MatryoshkaLoss(nn.MSELoss(), NESTING)(torch.randn(4, 32), torch.randn(4, 64))
+
+
 def test_embedding_loss_passes_labels_through():
     z = torch.randn(4, 32)
     labels = torch.tensor([0, 1, 0, 1])

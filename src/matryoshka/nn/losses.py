@@ -75,7 +75,12 @@ class MatryoshkaLoss(nn.Module):
         if self.nesting[-1] > z.shape[1]:
             raise ValueError(f"nesting dim {self.nesting[-1]} is larger than the embedding size {z.shape[1]}")
         # A target embedding (other tower, teacher) is truncated like the output; labels pass through.
-        paired = target.is_floating_point() and target.ndim == 2 and target.shape[1] == z.shape[1]
+        paired = target.is_floating_point() and target.ndim == 2
+        if paired and target.shape != z.shape:
+            raise ValueError(
+                f"a target embedding must match the outputs' shape {tuple(z.shape)}, got {tuple(target.shape)}; "
+                "project a teacher of another size first"
+            )
         return [
             self.loss_fn(
                 truncate(z, m, self.normalize),
