@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 
 from matryoshka.adaptor import MatryoshkaAdaptor
+from matryoshka.index.evaluation import recall_against
 from matryoshka.nesting import nesting_list
 
 
@@ -34,10 +35,6 @@ def normalized(x: np.ndarray) -> np.ndarray:
 
 def neighbours(db: np.ndarray, q: np.ndarray, k: int = 10) -> np.ndarray:
     return faiss.knn(normalized(q), normalized(db), k, metric=faiss.METRIC_INNER_PRODUCT)[1]
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(np.intersect1d(a, b)) / truth.shape[1] for a, b in zip(found, truth, strict=True)]))
 
 
 def main() -> None:
@@ -67,10 +64,10 @@ def main() -> None:
     print(f"corpus {len(db):,} x {d}, {len(q):,} held-out queries; adaptor fitted in {fit_s:.0f}s ({args.steps} steps)")
     print(f"{'dim':>5}{'raw truncation':>16}{'PCA':>8}{'SVD':>8}{'adaptor':>9}   recall@10 of the full-dim neighbours")
     for m in dims:
-        raw = recall(neighbours(db[:, :m], q[:, :m]), truth)
-        p = recall(neighbours((db - mean) @ pca[:m].T, (q - mean) @ pca[:m].T), truth)
-        s = recall(neighbours(db @ svd[:m].T, q @ svd[:m].T), truth)
-        ada = recall(neighbours(adapted_db[:, :m], adapted_q[:, :m]), truth)
+        raw = recall_against(neighbours(db[:, :m], q[:, :m]), truth)
+        p = recall_against(neighbours((db - mean) @ pca[:m].T, (q - mean) @ pca[:m].T), truth)
+        s = recall_against(neighbours(db @ svd[:m].T, q @ svd[:m].T), truth)
+        ada = recall_against(neighbours(adapted_db[:, :m], adapted_q[:, :m]), truth)
         print(f"{m:>5}{raw:>16.3f}{p:>8.3f}{s:>8.3f}{ada:>9.3f}")
 
 

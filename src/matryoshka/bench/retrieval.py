@@ -26,8 +26,8 @@ import faiss
 import numpy as np
 import torch
 
-from matryoshka.evaluate.metrics import ranking_metrics
 from matryoshka.index import AdaptivePlan, FullPlan, FunnelPlan, MatryoshkaIndex
+from matryoshka.index.evaluation import class_ranking_metrics, evaluate_plans, recall_against
 from matryoshka.index.storage import ENCODINGS, bytes_per_vector
 
 
@@ -45,16 +45,6 @@ def synthetic(n: int, n_queries: int, d: int, clusters: int, alpha: float = 0.75
 
 def normalized(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def class_metrics(ids: np.ndarray, db_labels: np.ndarray, q_labels: np.ndarray) -> dict[str, float]:
-    relevance = torch.from_numpy(db_labels[ids] == q_labels[:, None])
-    counts = np.bincount(db_labels, minlength=int(max(db_labels.max(), q_labels.max())) + 1)
-    return ranking_metrics(relevance, torch.from_numpy(counts[q_labels]))
-
-
-def recall_vs(ids: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(ids, truth, strict=True)]))
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
@@ -114,8 +104,8 @@ def run_synthetic(args) -> None:
     for name, fn in methods.items():
         batched_s, ids = timed(lambda fn=fn: fn(q), args.repeats)
         per_query = [timed(lambda fn=fn, i=i: fn(singles[i : i + 1]), 1)[0] for i in range(len(singles))]
-        m = class_metrics(ids, y, qy)
-        rows.append((name, batched_s, statistics.median(per_query), m["map@10"], recall_vs(ids, truth)))
+        m = class_ranking_metrics(ids, y, qy)
+        rows.append((name, batched_s, statistics.median(per_query), m["map@10"], recall_against(ids, truth)))
     base_batch, base_single = rows[0][1], rows[0][2]
     print(
         f"\nfaiss threads={faiss.omp_get_max_threads()}, torch threads={torch.get_num_threads()}; "
@@ -162,26 +152,22 @@ def run_real(args) -> None:
     d = db.shape[1]
     index = MatryoshkaIndex(d, [8, 16])
     index.add(db)
-    plans = {
-        "full dim (exact)": FullPlan(),
-        f"adaptive D_s=8 K=200 D_r={d}": AdaptivePlan(8, 200, d),
-        f"adaptive D_s=16 K=200 D_r={d}": AdaptivePlan(16, 200, d),
-        "adaptive D_s=16 K=50 D_r=64": AdaptivePlan(16, 50, 64),
-        "funnel " + ",".join(f"{a}x{b}" for a, b in funnel_steps(16, d)): FunnelPlan(funnel_steps(16, d)),
-    }
+    plans = [
+        FullPlan(),
+        AdaptivePlan(8, 200, d),
+        AdaptivePlan(16, 200, d),
+        AdaptivePlan(16, 50, 64),
+        FunnelPlan(funnel_steps(16, d)),
+    ]
     print(
         f"\nFashion-MNIST MRL embeddings ({args.checkpoint}): corpus {len(db):,} x {d}, {len(q):,} test queries, "
         "same-class relevance"
     )
     print(f"{'plan':<56}{'mAP@10':>8}{'P@10':>8}{'R@10 vs exact':>14}{'seconds':>9}")
-    truth = index.search(q, 10, FullPlan())[1]
-    for name, plan in plans.items():
-        t0 = time.perf_counter()
-        _, ids = index.search(q, 10, plan)
-        seconds = time.perf_counter() - t0
-        m = class_metrics(ids, db_y, qy)
+    for row in evaluate_plans(index, q, qy, db_y, plans):
         print(
-            f"{name:<56}{100 * m['map@10']:>8.2f}{100 * m['p@10']:>8.2f}{recall_vs(ids, truth):>14.3f}{seconds:>9.2f}"
+            f"{row['plan']:<56}{100 * row['map@10']:>8.2f}{100 * row['p@10']:>8.2f}"
+            f"{row['recall_vs_exact']:>14.3f}{row['seconds']:>9.2f}"
         )
 
 

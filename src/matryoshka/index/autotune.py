@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from matryoshka.index.evaluation import recall_against
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, Plan
 
@@ -62,11 +63,6 @@ def candidate_plans(index: MatryoshkaIndex, k: int) -> list[Plan]:
     return plans
 
 
-def _recall(ids: np.ndarray, truth: np.ndarray) -> float:
-    hits = [len(np.intersect1d(a, b)) for a, b in zip(ids, truth, strict=True)]
-    return float(np.mean(hits) / truth.shape[1])
-
-
 def _latency_ms(index: MatryoshkaIndex, queries: np.ndarray, k: int, plan: Plan, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
@@ -92,7 +88,7 @@ def autotune(
     table = []
     for plan in plans or candidate_plans(index, k):
         _, ids = index.search(queries, k, plan)
-        table.append({"plan": plan, "recall": _recall(ids, truth), "flops": plan_flops(plan, index, k)})
+        table.append({"plan": plan, "recall": recall_against(ids, truth), "flops": plan_flops(plan, index, k)})
     table.append({"plan": FullPlan(), "recall": 1.0, "flops": plan_flops(FullPlan(), index, k)})
     ok = sorted((c for c in table if c["recall"] >= target_recall), key=lambda c: c["flops"])
     timed = []

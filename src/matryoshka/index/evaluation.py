@@ -13,6 +13,18 @@ from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import FullPlan, Plan, plan_to_text
 
 
+def recall_against(ids: np.ndarray, truth: np.ndarray) -> float:
+    """Mean fraction of each row of ``truth`` (exact results) found in the same row of ``ids``."""
+    return float(np.mean([len(np.intersect1d(a, b)) / truth.shape[1] for a, b in zip(ids, truth, strict=True)]))
+
+
+def class_ranking_metrics(ids: np.ndarray, index_labels: np.ndarray, query_labels: np.ndarray) -> dict[str, float]:
+    """mAP@k / P@k / R@k / top-1 of result ids (positions into ``index_labels``) under same-class relevance."""
+    counts = np.bincount(index_labels, minlength=int(max(index_labels.max(), query_labels.max())) + 1)
+    relevance = torch.from_numpy(index_labels[ids] == query_labels[:, None])
+    return ranking_metrics(relevance, torch.from_numpy(counts[query_labels]))
+
+
 def evaluate_plans(
     index: MatryoshkaIndex,
     queries: np.ndarray,
@@ -23,14 +35,13 @@ def evaluate_plans(
 ) -> list[dict]:
     """One row per plan; ``index_labels[i]`` is the label of the i-th vector added (ids 0..N-1)."""
     truth = index.search(queries, k, FullPlan())[1]
-    counts = np.bincount(index_labels, minlength=int(max(index_labels.max(), query_labels.max())) + 1)
     rows = []
     for plan in plans:
         t0 = time.perf_counter()
         _, ids = index.search(queries, k, plan)
         seconds = time.perf_counter() - t0
-        relevance = torch.from_numpy(index_labels[ids] == query_labels[:, None])
-        metrics = ranking_metrics(relevance, torch.from_numpy(counts[query_labels]))
-        recall = float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(ids, truth, strict=True)]))
-        rows.append({"plan": plan_to_text(plan), **metrics, "recall_vs_exact": recall, "seconds": seconds})
+        metrics = class_ranking_metrics(ids, index_labels, query_labels)
+        rows.append(
+            {"plan": plan_to_text(plan), **metrics, "recall_vs_exact": recall_against(ids, truth), "seconds": seconds}
+        )
     return rows
