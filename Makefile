@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+WORDNET := /usr/share/wordnet/data.noun
 
 .PHONY: install data test test-slow lint demo bench clean
 
@@ -14,14 +15,18 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,qdrant]'
+	$(BIN)/python -m pip install -q -e '.[dev,qdrant,text,recipes]'
 	touch $@
 
-data: $(FASHION_MNIST)
+data: $(FASHION_MNIST) $(WORDNET)
 
 $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
+
+$(WORDNET):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq wordnet-base
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples

@@ -48,3 +48,62 @@ def test_adaptor_bad_input():
         adaptor.transform(np.zeros((2, 4)))
     with pytest.raises(ValueError, match="dim must be in"):
         adaptor.transform(_embeddings(5, d=8), dim=9)
+
+
+def test_known_pairs_pull_the_matching_directions_to_the_front():
+    # Twelve loud directions carry no pairing signal; four quiet ones identify each document. Unsupervised, the
+    # adaptor keeps the loud ones first; with (query, document) pairs its 4-dim prefix finds the right document.
+    rng = np.random.default_rng(0)
+    ident = rng.standard_normal((1500, 4))
+    docs = np.concatenate([rng.standard_normal((1500, 12)) * 3, ident], 1)
+    queries = np.concatenate([rng.standard_normal((1500, 12)) * 3, ident + 0.05 * rng.standard_normal((1500, 4))], 1)
+
+    def top1(adaptor):
+        q, d = adaptor.transform(queries[1000:], 4), adaptor.transform(docs[1000:], 4)
+        return np.mean((q @ d.T).argmax(1) == np.arange(500))
+
+    settings = {"nesting": [4, 8, 16], "steps": 100, "batch_size": 256, "eval_every": 50, "validation": 300, "lr": 1e-2}
+    plain = MatryoshkaAdaptor(**settings).fit(docs[:1000])
+    paired = MatryoshkaAdaptor(**settings).fit(docs[:1000], pairs=(queries[:1000], docs[:1000]))
+    assert top1(plain) < 0.05 and top1(paired) > 0.5
+    with pytest.raises(ValueError, match="as many queries as documents"):
+        MatryoshkaAdaptor(steps=1).fit(docs, pairs=(queries[:10], docs[:11]))
+
+
+def test_mrl_adapt_fit_and_transform_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from matryoshka.cli import app
+
+    np.save(tmp_path / "e.npy", _embeddings(1200).astype(np.float32))
+    runner = CliRunner()
+    args = ["adapt", "fit", "--embeddings", str(tmp_path / "e.npy"), "--out", str(tmp_path / "a.safetensors")]
+    result = runner.invoke(app, [*args, "--nesting", "2,4,8,16", "--steps", "40", "--holdout", "200", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines() if line.strip().split(" ")[0].isdigit()]
+    assert [int(r[0]) for r in rows] == [2, 4, 8, 16]
+    assert all(float(r[4]) > float(r[1]) for r in rows[:2])  # adaptor beats raw truncation at 2 and 4 dims
+    out = tmp_path / "small.npy"
+    transform = ["adapt", "transform", "--adaptor", str(tmp_path / "a.safetensors")]
+    result = runner.invoke(app, [*transform, "--embeddings", str(tmp_path / "e.npy"), "--out", str(out), "--dim", "4"])
+    assert result.exit_code == 0, result.output
+    assert np.load(out).shape == (1200, 4)
+    bad = runner.invoke(app, [*transform, "--embeddings", str(tmp_path / "e.npy"), "--out", str(out), "--dim", "99"])
+    assert bad.exit_code == 2 and "dim must be in" in bad.output
+    (tmp_path / "junk.safetensors").write_bytes(b"not a file")
+    bad = runner.invoke(
+        app,
+        [
+            "adapt",
+            "transform",
+            "--adaptor",
+            str(tmp_path / "junk.safetensors"),
+            "--embeddings",
+            str(tmp_path / "e.npy"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert bad.exit_code == 2 and "not a readable adaptor" in bad.output
+    half = runner.invoke(app, [*args, "--queries", str(tmp_path / "e.npy")])
+    assert half.exit_code == 2 and "both --queries and --documents" in half.output

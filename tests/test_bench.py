@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -61,10 +62,14 @@ def test_adaptor_benchmark_on_npy(tmp_path):
     basis = np.linalg.qr(rng.standard_normal((16, 16)))[0]
     x = ((rng.standard_normal((1500, 16)) * np.linspace(3, 0.2, 16)) @ basis).astype(np.float32)
     np.save(tmp_path / "e.npy", x)
-    result = CliRunner().invoke(
-        app, ["bench", "adaptor", "--embeddings", str(tmp_path / "e.npy"), "--queries", "200", "--steps", "30"]
-    )
+    out = tmp_path / "out"
+    args = ["bench", "adaptor", "--embeddings", str(tmp_path / "e.npy"), "--queries", "200", "--steps", "30"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.output.splitlines() if line.strip().split(" ")[0].isdigit()]
     assert [int(r[0]) for r in rows] == [4, 8, 16] and all(len(r) == 5 for r in rows)
     assert float(rows[-1][1]) == 1.0  # at the full dim raw truncation is the identity
+    report = json.loads((out / "adaptor_results.json").read_text())
+    assert set(report["recall@10"]) == {"raw", "PCA", "SVD", "adaptor"} and (out / "adaptor_recall.png").exists()
+    # the learned basis is ordered: its 4-dim prefix keeps far more neighbours than 4 raw coordinates
+    assert report["recall@10"]["adaptor"]["4"] > report["recall@10"]["raw"]["4"]

@@ -6,7 +6,9 @@ from matryoshka.demo import DemoSettings, check_targets, run_demo
 
 
 def _tiny(**kw):
-    return DemoSettings(embed_dim=32, width=8, epochs=3, train_subset=1500, knn_queries=300, probe_iters=20, **kw)
+    return DemoSettings(
+        embed_dim=32, width=8, epochs=3, train_subset=1500, knn_queries=300, probe_iters=20, adaptor_steps=50, **kw
+    )
 
 
 def test_demo_writes_results_report_and_plots(tmp_path):
@@ -36,12 +38,16 @@ def test_demo_writes_results_report_and_plots(tmp_path):
         "map10_vs_dims.png",
         "cost_vs_accuracy.png",
         "cascade_vs_dims.png",
+        "adaptor_vs_dims.png",
     )
     for png in pngs:
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (tmp_path / "report.html").read_text()
-    assert "data:image/png;base64," in html and "Targets" in html and html.count("<img") == 5
-    assert "Adaptive classification" in html and "Adaptive retrieval" in html
+    assert "data:image/png;base64," in html and "Targets" in html and html.count("<img") == 6
+    assert "Adaptive classification" in html and "Adaptive retrieval" in html and "post-hoc adaptor" in html
+    adaptor = saved["adaptor"]["recall@10"]
+    assert set(adaptor) == {"raw", "PCA", "SVD", "adaptor"} and adaptor["raw"]["32"] == 1.0
+    assert adaptor["adaptor"]["8"] >= adaptor["raw"]["8"]
     # A rerun reuses the trained models (nothing retrained) and gives the same numbers.
     again = run_demo(tmp_path, _tiny())
     assert again["classification"]["mrl"] == saved["classification"]["mrl"]

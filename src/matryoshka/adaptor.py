@@ -6,6 +6,8 @@ vectors of the (uncentred) embeddings (so training starts from the SVD ordering 
 the original cosine similarities), g is a small MLP whose output starts at zero. Trained without labels so that
 for every prefix size m the cosine similarities of f(e)[:m] match those of the full e: a pairwise loss over a
 batch, a top-k loss over each anchor's nearest neighbours in the batch, and a term keeping ||f(e)|| close to ||e||.
+When (query, document) embedding pairs are known, ``fit(embeddings, pairs=(q, d))`` adds an in-batch-negatives
+ranking loss at every prefix (the paper's Matryoshka loss around InfoNCE) to pull each query to its document.
 
 Example::
 
@@ -27,6 +29,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from matryoshka.nesting import nesting_list, validate_nesting
+from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
+from matryoshka.train.checkpoint import fsync_dir
 
 
 class _Transform(nn.Module):
@@ -55,7 +59,9 @@ class MatryoshkaAdaptor:
         hidden: width of the residual MLP.
         steps, batch_size, lr: optimisation (Adam) budget.
         topk: neighbours per anchor in the top-k loss; weights: (pairwise, top-k, reconstruction).
-        validation: held-out rows scored by recall@10 every ``eval_every`` steps; the best state is kept.
+        ranking_weight: weight of the supervised ranking loss (only when ``fit`` gets pairs).
+        validation: held-out rows (and pairs) scored by recall@10 every ``eval_every`` steps; the best state is kept.
+        progress: show a progress bar while fitting.
     """
 
     def __init__(
@@ -69,13 +75,15 @@ class MatryoshkaAdaptor:
         weights: tuple[float, float, float] = (1.0, 1.0, 0.1),
         validation: int = 2000,
         eval_every: int = 200,
+        ranking_weight: float = 1.0,
         seed: int = 0,
         device: str = "cpu",
+        progress: bool = False,
     ) -> None:
         self.nesting = None if nesting is None else list(nesting)
         self.hidden, self.steps, self.batch_size, self.lr = hidden, steps, batch_size, lr
         self.topk, self.weights, self.validation, self.eval_every = topk, weights, validation, eval_every
-        self.seed, self.device = seed, device
+        self.ranking_weight, self.seed, self.device, self.progress = ranking_weight, seed, device, progress
         self.transform_: _Transform | None = None
 
     def _check(self, embeddings: np.ndarray | torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -101,9 +109,22 @@ class MatryoshkaAdaptor:
             loss = loss + w_top * (sim.gather(1, top) - target.gather(1, top)).abs().mean()
         return loss
 
-    def fit(self, embeddings: np.ndarray | torch.Tensor) -> MatryoshkaAdaptor:
+    def fit(
+        self,
+        embeddings: np.ndarray | torch.Tensor,
+        pairs: tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor] | None = None,
+    ) -> MatryoshkaAdaptor:
+        """Learn the transform from unlabeled ``embeddings`` (N, d), plus optional (queries, documents) pairs."""
+        from rich.progress import Progress
+
         x = self._check(embeddings)
         n, d = x.shape
+        if pairs is not None:
+            queries, documents = self._check(pairs[0], d), self._check(pairs[1], d)
+            if len(queries) != len(documents) or len(queries) < 2:
+                raise ValueError(
+                    f"pairs need as many queries as documents (>= 2), got {len(queries)}, {len(documents)}"
+                )
         self.dim_ = d
         self.nesting_ = validate_nesting(self.nesting, d) if self.nesting else nesting_list(d, min(8, d))
         g = torch.Generator().manual_seed(self.seed)
@@ -111,6 +132,13 @@ class MatryoshkaAdaptor:
         perm = torch.randperm(n, generator=g)
         n_val = min(self.validation, n // 5)
         val, train = x[perm[:n_val]], x[perm[n_val:]]
+        val_pairs = None
+        if pairs is not None:  # hold out pairs too: the kept state is the one that ranks unseen pairs best
+            pair_perm = torch.randperm(len(queries), generator=g)
+            n_val_pairs = min(self.validation, len(queries) // 5)
+            held, kept = pair_perm[:n_val_pairs], pair_perm[n_val_pairs:]
+            val_pairs = (queries[held], documents[held]) if n_val_pairs >= 12 else None
+            queries, documents = queries[kept], documents[kept]
         f = _Transform(d, self.hidden)
         # Start from the SVD basis, largest singular value first. No centring: a rotation of the raw vectors keeps
         # every cosine similarity, so the full dim starts exact.
@@ -119,26 +147,45 @@ class MatryoshkaAdaptor:
             f.rotate.weight.copy_(vh)
         f.to(self.device)
         opt = torch.optim.Adam(f.parameters(), lr=self.lr)
-        best = (self._score(f, val), {k: v.clone() for k, v in f.state_dict().items()})
+        best = (self._score(f, val, val_pairs), {k: v.clone() for k, v in f.state_dict().items()})
         self.history_ = [{"step": 0, "val_recall": best[0]}]
-        for step in range(1, self.steps + 1):
-            idx = torch.randint(0, len(train), (min(self.batch_size, len(train)),), generator=g)
-            loss = self._loss(f, train[idx].to(self.device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if step % self.eval_every == 0 or step == self.steps:
-                score = self._score(f, val)
-                self.history_.append({"step": step, "loss": loss.item(), "val_recall": score})
-                if score > best[0]:
-                    best = (score, {k: v.clone() for k, v in f.state_dict().items()})
+        ranking = MatryoshkaLoss(InfoNCELoss(symmetric=True), self.nesting_) if pairs is not None else None
+        with Progress(disable=not self.progress) as bar:
+            task = bar.add_task("fitting adaptor", total=self.steps)
+            for step in range(1, self.steps + 1):
+                idx = torch.randint(0, len(train), (min(self.batch_size, len(train)),), generator=g)
+                loss = self._loss(f, train[idx].to(self.device))
+                if ranking is not None:
+                    pick = torch.randint(0, len(queries), (min(self.batch_size, len(queries)),), generator=g)
+                    q, doc = f(queries[pick].to(self.device)), f(documents[pick].to(self.device))
+                    loss = loss + self.ranking_weight * ranking(q, doc)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if step % self.eval_every == 0 or step == self.steps:
+                    score = self._score(f, val, val_pairs)
+                    self.history_.append({"step": step, "loss": loss.item(), "val_recall": score})
+                    if score > best[0]:
+                        best = (score, {k: v.clone() for k, v in f.state_dict().items()})
+                    bar.update(task, completed=step, description=f"fitting adaptor (val recall@10 {score:.3f})")
         f.load_state_dict(best[1])
         self.transform_ = f.eval()
         return self
 
     @torch.no_grad()
-    def _score(self, f: _Transform, val: torch.Tensor) -> float:
-        """Mean over nesting dims of recall@10 of full-dim neighbours within the validation rows."""
+    def _score(
+        self, f: _Transform, val: torch.Tensor, val_pairs: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> float:
+        """Mean over nesting dims of recall@10 of full-dim neighbours within the validation rows; with held-out
+        pairs, mean over nesting dims of each query's hit rate for its document in the top 10 instead."""
+        if val_pairs is not None:
+            q, d = (f(t.to(self.device)) for t in val_pairs)
+            hits = []
+            for m in self.nesting_:
+                scores = _cos_between(q[:, :m], d[:, :m])
+                top = scores.topk(min(10, len(d)), dim=1).indices
+                hits.append((top == torch.arange(len(q), device=top.device)[:, None]).any(1).float().mean().item())
+            return float(np.mean(hits))
         if len(val) < 12:
             return 0.0
         val = val.to(self.device)
@@ -164,20 +211,33 @@ class MatryoshkaAdaptor:
             raise RuntimeError("the adaptor is not fitted")
         meta = {"dim": str(self.dim_), "hidden": str(self.hidden), "nesting": json.dumps(self.nesting_)}
         state = {k: v.detach().cpu().contiguous() for k, v in self.transform_.state_dict().items()}
-        save_file(state, str(path), metadata=meta)
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(state, str(tmp), metadata=meta)  # written beside, then renamed: never a half-written adaptor
+        tmp.replace(path)
+        fsync_dir(path.parent)
 
     @classmethod
     def load(cls, path: str | Path) -> MatryoshkaAdaptor:
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata()
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata()
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"{path} is not a readable adaptor file: {e}") from e
+        if not meta or "nesting" not in meta:
+            raise ValueError(f"{path} is a safetensors file but not a Matryoshka adaptor (no adaptor metadata)")
         adaptor = cls(nesting=json.loads(meta["nesting"]), hidden=int(meta["hidden"]))
         adaptor.dim_, adaptor.nesting_ = int(meta["dim"]), json.loads(meta["nesting"])
         transform = _Transform(adaptor.dim_, adaptor.hidden)
         transform.load_state_dict(load_file(str(path)))
         adaptor.transform_ = transform.eval()
         return adaptor
+
+
+def _cos_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return nn.functional.normalize(a, dim=1) @ nn.functional.normalize(b, dim=1).T
 
 
 def _knn(x: torch.Tensor, k: int) -> torch.Tensor:

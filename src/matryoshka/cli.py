@@ -33,6 +33,7 @@ def train(
 ) -> None:
     """Train a model from a YAML config; checkpoints every epoch, resumes after an interruption."""
     from matryoshka.data import CorruptDataError, DataNotFoundError
+    from matryoshka.nn.text_encoder import TextEncoderError
     from matryoshka.train import (
         CheckpointError,
         ConfigError,
@@ -41,9 +42,13 @@ def train(
         TrainingDivergedError,
         load_config,
     )
+    from matryoshka.train.config import TextExperimentConfig
 
     try:
         cfg = load_config(config, list(overrides or []) + ([f"train.out_dir={out}"] if out else []))
+        if isinstance(cfg, TextExperimentConfig):
+            _train_text(cfg, progress, resume)
+            return
         result = Trainer(cfg, progress=progress, resume=resume).fit()
     except (
         ConfigError,
@@ -52,6 +57,8 @@ def train(
         CheckpointError,
         TrainingDivergedError,
         DistributedSetupError,
+        TextEncoderError,
+        ValueError,
     ) as e:
         _fail(str(e))
         return
@@ -59,6 +66,19 @@ def train(
         accs = ", ".join(f"{m}: {a:.4f}" for m, a in result.val_accuracy.items())
         typer.echo(f"validation accuracy per dim: {accs}")
     typer.echo(f"model saved in {result.run_dir}")
+
+
+def _train_text(cfg, progress: bool, resume: bool) -> None:
+    from matryoshka.train.text_trainer import TextTrainer
+
+    result = TextTrainer(cfg, progress=progress, resume=resume).fit()
+    k = cfg.train.eval_k
+    typer.echo(f"test mAP@{k} per dim" + (" (base model -> fine-tuned):" if result.base else ":"))
+    for m in result.nesting:
+        after = result.test[str(m)][f"map@{k}"]
+        before = f"{100 * result.base[str(m)][f'map@{k}']:5.1f} -> " if result.base else ""
+        typer.echo(f"  {m:>5}: {before}{100 * after:5.1f}")
+    typer.echo(f"model saved in {result.model_path}; load it with SentenceTransformer(path, truncate_dim=m)")
 
 
 @app.command()
@@ -325,6 +345,81 @@ def index_tune(
     )
 
 
+adapt_app = typer.Typer(no_args_is_help=True, help="Make existing (non-Matryoshka) embeddings Matryoshka.")
+app.add_typer(adapt_app, name="adapt")
+
+
+@adapt_app.command("fit")
+def adapt_fit(
+    embeddings: Annotated[Path, typer.Option(help=".npy (N, d) embeddings to learn from (no labels needed)")],
+    out: Annotated[Path, typer.Option(help="adaptor file to write (.safetensors)")],
+    nesting: Annotated[str | None, typer.Option(help="comma-separated prefix sizes (default 8, 16, ..., d)")] = None,
+    steps: Annotated[int, typer.Option(help="optimisation steps")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="rows per step")] = 1024,
+    queries: Annotated[Path | None, typer.Option(help=".npy query embeddings of known pairs (optional)")] = None,
+    documents: Annotated[Path | None, typer.Option(help=".npy document embeddings, row i matching query i")] = None,
+    holdout: Annotated[int, typer.Option(help="rows held out to score recall@10 per dim after fitting")] = 2000,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Learn a transform whose prefixes keep the full-dim neighbours; prints recall@10 per dim on held-out rows."""
+    from matryoshka.adaptor import MatryoshkaAdaptor
+    from matryoshka.evaluate.neighbours import prefix_neighbour_recall, svd_basis
+    from matryoshka.inference import resolve_device
+
+    x = _load_npy(embeddings, "embeddings").astype(np.float32)
+    if (queries is None) != (documents is None):
+        _fail("give both --queries and --documents (row i of each is a matching pair), or neither")
+    pairs = (_load_npy(queries, "queries"), _load_npy(documents, "documents")) if queries and documents else None
+    if x.ndim != 2 or len(x) < 50:
+        _fail(f"embeddings must be a 2-D (N, d) array with at least 50 rows, got shape {x.shape}")
+    held = min(holdout, len(x) // 5)
+    perm = np.random.default_rng(seed).permutation(len(x))
+    test, train = x[perm[:held]], x[perm[held:]]
+    try:
+        dims = [int(m) for m in nesting.split(",")] if nesting else None
+        adaptor = MatryoshkaAdaptor(
+            dims, steps=steps, batch_size=batch_size, seed=seed, device=str(resolve_device(device)), progress=progress
+        ).fit(train, pairs)
+    except ValueError as e:
+        _fail(str(e))
+        raise
+    out.parent.mkdir(parents=True, exist_ok=True)
+    adaptor.save(out)
+    methods = {"raw": lambda e: e, **svd_basis(train), "adaptor": lambda e: adaptor.transform(e, normalize=False)}
+    recalls = prefix_neighbour_recall(train, test, methods, adaptor.nesting_)
+    typer.echo(f"recall@10 of the full-dim neighbours, {held} held-out rows against {len(train):,}:")
+    typer.echo(f"{'dim':>6}" + "".join(f"{m:>10}" for m in methods))
+    for m in adaptor.nesting_:
+        typer.echo(f"{m:>6}" + "".join(f"{recalls[name][m]:>10.3f}" for name in methods))
+    typer.echo(f"adaptor saved to {out}; apply it with `mrl adapt transform --adaptor {out} ...`")
+
+
+@adapt_app.command("transform")
+def adapt_transform(
+    adaptor: Annotated[Path, typer.Option(help="adaptor file written by `mrl adapt fit`")],
+    embeddings: Annotated[Path, typer.Option(help=".npy (N, d) embeddings of the same model")],
+    out: Annotated[Path, typer.Option(help="output .npy")],
+    dim: Annotated[int | None, typer.Option(help="keep the first DIM adapted features (default: all)")] = None,
+    normalize: Annotated[bool, typer.Option(help="L2-normalise each output row")] = True,
+) -> None:
+    """Map embeddings through a fitted adaptor; any prefix of the output is a usable smaller embedding."""
+    from matryoshka.adaptor import MatryoshkaAdaptor
+
+    if not adaptor.exists():
+        _fail(f"adaptor file {adaptor} does not exist")
+    try:
+        fitted = MatryoshkaAdaptor.load(adaptor)
+        z = fitted.transform(_load_npy(embeddings, "embeddings"), dim, normalize)
+    except ValueError as e:
+        _fail(str(e))
+        raise
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, z.astype(np.float32))
+    typer.echo(f"wrote {z.shape} adapted embeddings to {out}")
+
+
 @app.command()
 def search(
     index: Annotated[Path, typer.Option(help="index folder")],
@@ -376,14 +471,21 @@ def serve(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="retrieval, train-overhead or adaptor; options go to the benchmark")],
+    name: Annotated[
+        str, typer.Argument(help="retrieval, train-overhead, adaptor or text; options go to the benchmark")
+    ],
 ) -> None:
     """Run a benchmark (ratios side by side in one run); python -m matryoshka.bench.NAME --help lists options."""
     import sys
 
-    from matryoshka.bench import adaptor, retrieval, train_overhead
+    from matryoshka.bench import adaptor, retrieval, text, train_overhead
 
-    benches = {"retrieval": retrieval.main, "train-overhead": train_overhead.main, "adaptor": adaptor.main}
+    benches = {
+        "retrieval": retrieval.main,
+        "train-overhead": train_overhead.main,
+        "adaptor": adaptor.main,
+        "text": text.main,
+    }
     if name not in benches:
         _fail(f"unknown benchmark {name!r}; choose one of {', '.join(benches)}")
     sys.argv = [f"mrl bench {name}", *ctx.args]

@@ -59,12 +59,13 @@ class DemoSettings:
     knn_queries: int | None = 2000
     probe_iters: int = 60
     cascade_splits: int = 5
+    adaptor_steps: int = 1000
     device: str = "auto"
     seed: int = 0
 
     @classmethod
     def quick(cls) -> DemoSettings:
-        return cls(epochs=1, train_subset=8000, knn_queries=1000, probe_iters=40)
+        return cls(epochs=1, train_subset=8000, knn_queries=1000, probe_iters=40, adaptor_steps=200)
 
 
 def _train_all(settings: DemoSettings, data: ImageData, out: Path, console: Console) -> dict[str, Any]:
@@ -128,6 +129,7 @@ def _method_views(models: dict[str, Any], data: ImageData, nesting: list[int]) -
         "mrl": encoded["mrl"][2],
         "ff": {m: encoded[f"ff-{m}"][2][0] for m in nesting},
         "mrl_z": encoded["mrl"][:2],
+        "ff_full_z": encoded[f"ff-{nesting[-1]}"][:2],
     }
     return views, heads, test_logits
 
@@ -149,6 +151,28 @@ def _retrieval_plans(mrl_z, data: ImageData, nesting: list[int], settings: DemoS
     if len(steps) > 1:
         plans.append(FunnelPlan([*steps[:-1], (d, 10)]))
     return evaluate_plans(index, test_z[queries], data.test.y.numpy()[queries], data.train.y.numpy(), plans)
+
+
+def _adaptor_comparison(ff_z, nesting: list[int], settings: DemoSettings) -> dict[str, Any]:
+    """Make the FF-full (non-Matryoshka) embeddings Matryoshka after the fact, and score how well each prefix keeps
+    the full-dim neighbours: raw truncation, PCA, SVD and the learned adaptor."""
+    from matryoshka.adaptor import MatryoshkaAdaptor
+    from matryoshka.evaluate.neighbours import prefix_neighbour_recall, svd_basis
+
+    train_z, test_z = (z.numpy() for z in ff_z)
+    if settings.knn_queries is not None:
+        test_z = test_z[np.random.default_rng(settings.seed).permutation(len(test_z))[: settings.knn_queries]]
+    t0 = time.perf_counter()
+    adaptor = MatryoshkaAdaptor(nesting, steps=settings.adaptor_steps, seed=settings.seed).fit(train_z)
+    fit_s = time.perf_counter() - t0
+    methods = {"raw": lambda e: e, **svd_basis(train_z), "adaptor": lambda e: adaptor.transform(e, normalize=False)}
+    recalls = prefix_neighbour_recall(train_z, test_z, methods, nesting)
+    return {
+        "source": f"ff-{nesting[-1]}",
+        "queries": len(test_z),
+        "recall@10": {name: {str(m): v for m, v in r.items()} for name, r in recalls.items()},
+        "fit_seconds": round(fit_s, 1),
+    }
 
 
 def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -261,6 +285,8 @@ def run_demo(
     )
     console.print("[bold]adaptive retrieval: search plans over an index of the MRL embeddings[/bold]")
     results["retrieval"]["plans"] = _retrieval_plans(test_logits["mrl_z"], data, nesting, settings)
+    console.print("[bold]post-hoc adaptor: making the FF-full embeddings Matryoshka[/bold]")
+    results["adaptor"] = _adaptor_comparison(test_logits["ff_full_z"], nesting, settings)
     t_evaluated = time.perf_counter()
 
     results["targets"] = check_targets(results)

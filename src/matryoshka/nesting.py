@@ -39,6 +39,22 @@ def nesting_list(d: int, min_dim: int = 8) -> list[int]:
     return dims
 
 
+def halving_nesting(d: int, min_dim: int = 8) -> list[int]:
+    """d, d//2, d//4, ... down to no less than ``min_dim``, in increasing order (the usual list for text models).
+
+    >>> halving_nesting(384, 12)
+    [12, 24, 48, 96, 192, 384]
+    """
+    if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+        raise NestingError(f"embedding size d must be a positive int, got {d!r}")
+    if not isinstance(min_dim, int) or isinstance(min_dim, bool) or not 1 <= min_dim <= d:
+        raise NestingError(f"min_dim must be an int in [1, d={d}], got {min_dim!r}")
+    dims = [d]
+    while dims[-1] // 2 >= min_dim:
+        dims.append(dims[-1] // 2)
+    return dims[::-1]
+
+
 def validate_nesting(nesting: Sequence[int], d: int | None = None) -> list[int]:
     """Check a user-given nesting list and return it as a list of ints.
 

@@ -1,7 +1,7 @@
 """Per-dim evaluation: metrics, linear probes, the paper's post-hoc baselines."""
 
 from matryoshka.evaluate.baselines import SVDProjection, random_features
-from matryoshka.evaluate.metrics import accuracy, class_retrieval_metrics, knn_search, ranking_metrics
+from matryoshka.evaluate.metrics import accuracy, class_retrieval_metrics, knn_search, ranking_metrics, reciprocal_ranks
 from matryoshka.evaluate.per_dim import evaluate_views, prefix_view
 from matryoshka.evaluate.probe import LinearProbe
 
@@ -15,4 +15,5 @@ __all__ = [
     "prefix_view",
     "random_features",
     "ranking_metrics",
+    "reciprocal_ranks",
 ]

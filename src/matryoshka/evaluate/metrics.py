@@ -7,6 +7,7 @@ i-th result is relevant and P@i = (relevant among the first i) / i:
 * P@k   = mean of (relevant among the first k) / k
 * R@k   = mean of (relevant among the first k) / R                        (queries with R = 0 count as 0)
 * top-1 = mean of rel_1 (1-NN accuracy under same-class relevance)
+* MRR   = mean of 1 / (rank of the first relevant item in the whole database)  (no cut-off; ties rank pessimistically)
 
 The official notebooks divide AP by k and hard-code the recall denominator; these do not.
 """
@@ -86,3 +87,27 @@ def class_retrieval_metrics(
     counts = torch.bincount(db_y, minlength=int(max(db_y.max(), query_y.max())) + 1)
     num_relevant = counts[query_y] - int(exclude_self)
     return ranking_metrics(relevance, num_relevant)
+
+
+@torch.no_grad()
+def reciprocal_ranks(
+    queries: torch.Tensor, database: torch.Tensor, relevant: list[list[int]], batch_size: int = 1024
+) -> torch.Tensor:
+    """1 / rank of each query's best-ranked relevant item among all database items (inner product scores).
+
+    The rank counts every item scoring at least as high as the best relevant one, so ties never flatter a query.
+    Returns a (Q,) float64 tensor; its mean is the MRR.
+    """
+    if len(relevant) != len(queries):
+        raise ValueError(f"got {len(relevant)} relevance lists for {len(queries)} queries")
+    if any(not r for r in relevant):
+        raise ValueError("every query needs at least one relevant item for MRR")
+    out = []
+    for start in range(0, len(queries), batch_size):
+        scores = queries[start : start + batch_size] @ database.T
+        best = torch.stack(
+            [scores[i, relevant[start + i]].max() for i in range(scores.shape[0])]
+        )  # best relevant score per query
+        ranks = (scores >= best[:, None]).sum(1)
+        out.append(1.0 / ranks.double())
+    return torch.cat(out)

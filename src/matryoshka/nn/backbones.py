@@ -1,4 +1,5 @@
-"""Small encoders for 28x28 (or 8x8) grey images and flat vectors, in pure torch (no torchvision).
+"""Small encoders for 28x28 (or 8x8) grey images and flat vectors, in pure torch (no torchvision): a CNN, a
+ResNet, an MLP and a small ViT.
 
 Each maps an input batch to an embedding z of size ``embed_dim``; the Matryoshka structure comes from
 the head and loss, not from the backbone.
@@ -6,6 +7,7 @@ the head and loss, not from the backbone.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -105,13 +107,53 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-BACKBONES = ("cnn", "resnet", "mlp")
+class SmallViT(nn.Module):
+    """A Vision-Transformer-style encoder (Dosovitskiy et al., 2021) for small images: non-overlapping patches,
+    a learned position embedding, a [CLS] token, ``depth`` pre-norm self-attention blocks; the embedding is a linear
+    map of the final [CLS] state. 28x28 inputs with ``patch=7`` give 16 tokens.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        input_shape: tuple[int, ...] = (1, 28, 28),
+        width: int = 64,
+        depth: int = 4,
+        heads: int = 4,
+        patch: int = 7,
+    ) -> None:
+        super().__init__()
+        channels, height, width_px = input_shape
+        if height % patch or width_px % patch:
+            raise ValueError(f"image size {height}x{width_px} is not a multiple of the patch size {patch}")
+        if width % heads:
+            raise ValueError(f"width {width} must be divisible by the {heads} attention heads")
+        self.embed_dim = embed_dim
+        self.patches = nn.Conv2d(channels, width, patch, stride=patch)  # one linear map per patch
+        tokens = (height // patch) * (width_px // patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        self.position = nn.Parameter(torch.randn(1, tokens + 1, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, dim_feedforward=2 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.project = nn.Linear(width, embed_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        tokens = self.patches(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.position
+        return self.project(self.norm(self.encoder(tokens)[:, 0]))
+
+
+BACKBONES = ("cnn", "resnet", "mlp", "vit")
 
 
 def build_backbone(name: str, embed_dim: int, input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:
     """Build a backbone by name for inputs of shape ``input_shape`` = (channels, height, width).
 
-    ``width`` is the channel count of the first conv stage (cnn, resnet) or the hidden size (mlp).
+    ``width`` is the channel count of the first conv stage (cnn, resnet), the hidden size (mlp) or the token
+    width (vit).
     """
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
@@ -124,4 +166,6 @@ def build_backbone(name: str, embed_dim: int, input_shape: tuple[int, ...], widt
         for s in input_shape:
             n *= s
         return MLP(embed_dim, in_features=n, hidden=width or 512)
+    if name == "vit":
+        return SmallViT(embed_dim, tuple(input_shape), width=width or 64, patch=7 if input_shape[1] % 7 == 0 else 4)
     raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")

@@ -109,11 +109,15 @@ def save_checkpoint(
     model: torch.nn.Module,
     trainer_state: dict[str, Any],
     keep: int = 2,
+    unit: str = "epoch",
 ) -> Path:
-    """Write ``checkpoints/epoch-NNNN`` whole, then point ``checkpoints/latest`` at it; keep the newest ``keep``."""
+    """Write ``checkpoints/<unit>-NNNNNNN`` whole, then point ``checkpoints/latest`` at it; keep the newest ``keep``.
+
+    ``epoch`` is the epoch number, or the step number with ``unit="step"``.
+    """
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
-    name = f"epoch-{epoch:04d}"
+    name = f"{unit}-{epoch:04d}" if unit == "epoch" else f"{unit}-{epoch:08d}"
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{name}."))
     try:
         digest = _save_weights(model, tmp / "model.safetensors")
@@ -133,10 +137,10 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     atomic_write_bytes(ckpt_root / "latest", name.encode())
-    old = sorted(p for p in ckpt_root.glob("epoch-*") if p.is_dir())[:-keep]
+    old = sorted(p for p in ckpt_root.glob(f"{unit}-*") if p.is_dir())[:-keep]
     for p in old:
         shutil.rmtree(p, ignore_errors=True)
-    for p in ckpt_root.glob(".epoch-*"):  # leftovers of a killed save
+    for p in ckpt_root.glob(f".{unit}-*"):  # leftovers of a killed save
         shutil.rmtree(p, ignore_errors=True)
     return final
 
@@ -164,6 +168,34 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         raise CheckpointError(f"{state_path} is missing or does not match its recorded checksum")
     state = torch.load(state_path, map_location="cpu", weights_only=False)
     return weights, state
+
+
+def restore_training(
+    run_dir: Path,
+    config: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    device: torch.device,
+) -> dict[str, Any] | None:
+    """Load the newest checkpoint of ``run_dir`` into model, optimizer, scheduler and RNGs; returns its trainer state
+    (None when there is none). Refuses a checkpoint written under another config."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        return None
+    weights, state = load_checkpoint(ckpt)
+    if state.get("config") != config:
+        raise CheckpointError(
+            f"{run_dir} holds a checkpoint of a different config; start over with --no-resume "
+            "(mrl train) or --fresh (mrl demo), or choose another out_dir"
+        )
+    model.load_state_dict(weights)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng_cpu"])
+    if torch.cuda.is_available() and state.get("rng_cuda") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng_cuda"], device)
+    return state
 
 
 def save_model(run_dir: Path, model: torch.nn.Module, info: dict[str, Any]) -> None:

@@ -28,9 +28,11 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    backbone: Literal["cnn", "resnet", "mlp"] = "cnn"
+    backbone: Literal["cnn", "resnet", "mlp", "vit"] = "cnn"
     embed_dim: int = Field(512, ge=1)
-    width: int | None = Field(None, ge=1, description="first conv stage channels (cnn, resnet) or hidden size (mlp)")
+    width: int | None = Field(
+        None, ge=1, description="first conv stage channels (cnn, resnet), hidden size (mlp), token width (vit)"
+    )
     head: Literal["mrl", "mrl_e", "ff"] = "mrl"
     nesting: list[int] | None = Field(None, description="dims trained; default: powers of two from min_dim to d")
     min_dim: int = Field(8, ge=1)
@@ -80,6 +82,65 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = TrainConfig()
 
 
+class TextDataConfig(_Strict):
+    name: Literal["wordnet"] = "wordnet"
+    root: str | None = None
+    train_size: int | None = Field(None, ge=1, description="train on this many synsets (default: all left)")
+    val_size: int = Field(1000, ge=1)
+    test_size: int = Field(5000, ge=2)
+    query_style: Literal["lemma", "lemma_example"] = "lemma"
+    seed: int = 0
+
+
+class TextModelConfig(_Strict):
+    base: str = Field("all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' or a SentenceTransformer folder")
+    matryoshka: bool = Field(True, description="false: the same fine-tuning with the loss at the full dim only")
+    nesting: list[int] | None = Field(None, description="default: d, d/2, d/4, ... down to min_dim")
+    min_dim: int = Field(12, ge=1)
+    loss_weights: list[float] | None = None
+    scale: float = Field(20.0, gt=0, description="inverse temperature of the in-batch-negatives loss")
+    symmetric: bool = Field(True, description="also rank queries for each document")
+    max_seq_length: int = Field(64, ge=8)
+
+    @model_validator(mode="after")
+    def _check(self) -> TextModelConfig:
+        if self.nesting is not None:
+            validate_nesting(self.nesting)
+        return self
+
+
+class TextOptimConfig(_Strict):
+    lr: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+
+
+class TextTrainConfig(_Strict):
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=2, description="in-batch negatives: batch_size - 1 per query")
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    out_dir: str = "runs/wordnet_minilm"
+    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints (and at each epoch's end)")
+    keep_checkpoints: int = Field(2, ge=1)
+    eval_k: int = Field(10, ge=1)
+    evaluate_base: bool = Field(True, description="also score the untouched base model on the test split")
+
+
+class TextExperimentConfig(_Strict):
+    """Fine-tune a SentenceTransformer with a (Matryoshka) in-batch-negatives loss on query -> document pairs."""
+
+    data: TextDataConfig = TextDataConfig()
+    model: TextModelConfig = TextModelConfig()
+    optim: TextOptimConfig = TextOptimConfig()
+    train: TextTrainConfig = TextTrainConfig()
+
+
+TEXT_DATASETS = ("wordnet",)
+
+
 def _format_errors(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
@@ -89,14 +150,17 @@ def _format_errors(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+def parse_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig | TextExperimentConfig:
+    """An image experiment, or a text one when ``data.name`` is a text data set (``wordnet``)."""
+    data = raw.get("data")
+    is_text = isinstance(data, dict) and data.get("name") in TEXT_DATASETS
     try:
-        return ExperimentConfig.model_validate(raw)
+        return (TextExperimentConfig if is_text else ExperimentConfig).model_validate(raw)
     except ValidationError as e:
         raise ConfigError(f"invalid {source}:\n{_format_errors(e)}") from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig | TextExperimentConfig:
     """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML)."""
     path = Path(path)
     if not path.exists():

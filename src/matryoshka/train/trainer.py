@@ -26,10 +26,8 @@ from matryoshka.inference import encode_and_classify, resolve_device
 from matryoshka.nn.losses import MatryoshkaLoss
 from matryoshka.nn.model import MatryoshkaClassifier, build_classifier
 from matryoshka.train.checkpoint import (
-    CheckpointError,
     atomic_write_bytes,
-    latest_checkpoint,
-    load_checkpoint,
+    restore_training,
     save_checkpoint,
     save_model,
 )
@@ -161,21 +159,12 @@ class Trainer:
         return cfg
 
     def _try_resume(self) -> int:
-        ckpt = latest_checkpoint(self.run_dir) if self.resume else None
-        if ckpt is None:
+        if not self.resume:
             return 0
-        weights, state = load_checkpoint(ckpt)
-        if state.get("config") != self._comparable_config():
-            raise CheckpointError(
-                f"{self.run_dir} holds a checkpoint of a different config; start over with --no-resume "
-                "(mrl train) or --fresh (mrl demo), or choose another out_dir"
-            )
-        self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng_cpu"])
-        if torch.cuda.is_available() and state.get("rng_cuda") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        args = (self.model, self.optimizer, self.scheduler, self.device)
+        state = restore_training(self.run_dir, self._comparable_config(), *args)
+        if state is None:
+            return 0
         self.history = state["history"]
         return int(state["epoch"])
 

