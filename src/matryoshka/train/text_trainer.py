@@ -97,7 +97,7 @@ class TextTrainer:
         torch.manual_seed(cfg.train.seed)
         self.model = load_sentence_transformer(cfg.model.base, self.device)
         self.model.max_seq_length = cfg.model.max_seq_length
-        d = self.model.get_embedding_dimension()
+        d = (getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension)()
         m = cfg.model
         self.nesting = validate_nesting(m.nesting, d) if m.nesting is not None else halving_nesting(d, m.min_dim)
         trained = self.nesting if m.matryoshka else [d]
@@ -143,7 +143,9 @@ class TextTrainer:
         return torch.randperm(len(self.pairs), generator=g)[: self.steps_per_epoch * b].view(self.steps_per_epoch, b)
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
-        features = self.model.preprocess(texts)
+        # sentence-transformers >= 6 calls it preprocess; older releases, tokenize.
+        prepare = getattr(self.model, "preprocess", None) or self.model.tokenize
+        features = prepare(texts)
         features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         return self.model(features)["sentence_embedding"]
 
