@@ -7,14 +7,11 @@ Both models are built and trained by the library's Trainer from the same config,
 Their embeddings are 64-dim, trained with Matryoshka heads at 8, 16, 32, 64.
 """
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 from _common import fashion_mnist, recipe_args, save_results
 
 from matryoshka.evaluate import accuracy
 from matryoshka.inference import encode_and_classify
+from matryoshka.report.plots import per_dim_plot
 from matryoshka.train import Trainer, parse_config
 
 args = recipe_args(__doc__, "vit_vs_cnn", epochs=5, embed_dim=64)
@@ -45,15 +42,12 @@ print(f"  {'backbone':<10}{'params':>9}" + "".join(f"{m:>8}" for m in nesting) +
 for name, entry in results["models"].items():
     cells = "".join(f"{100 * entry['accuracy'][str(m)]:>8.2f}" for m in nesting)
     print(f"  {name:<10}{entry['parameters']:>9,}{cells}{entry['train_seconds']:>9.0f}")
-fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-for name, entry in results["models"].items():
-    ax.plot(nesting, [100 * entry["accuracy"][str(m)] for m in nesting], "o-", label=name.upper())
-ax.set_xscale("log", base=2)
-ax.set_xticks(nesting, [str(m) for m in nesting])
-ax.set_xlabel("embedding dims")
-ax.set_ylabel("test accuracy (%)")
-ax.legend()
-ax.grid(alpha=0.3)
-fig.tight_layout()
-fig.savefig(args.out / "accuracy_vs_dims.png")
+per_dim_plot(
+    {name: entry["accuracy"] for name, entry in results["models"].items()},
+    nesting,
+    {"cnn": "CNN", "vit": "ViT"},
+    "test accuracy (%)",
+    "MRL on Fashion-MNIST: ViT vs CNN",
+    args.out / "accuracy_vs_dims.png",
+)
 save_results(args.out, results)

@@ -365,7 +365,7 @@ def adapt_fit(
 ) -> None:
     """Learn a transform whose prefixes keep the full-dim neighbours; prints recall@10 per dim on held-out rows."""
     from matryoshka.adaptor import MatryoshkaAdaptor
-    from matryoshka.evaluate.neighbours import prefix_neighbour_recall, svd_basis
+    from matryoshka.evaluate.neighbours import adaptor_comparison_methods, prefix_neighbour_recall
     from matryoshka.inference import resolve_device
 
     x = _load_npy(embeddings, "embeddings").astype(np.float32)
@@ -387,7 +387,7 @@ def adapt_fit(
         raise
     out.parent.mkdir(parents=True, exist_ok=True)
     adaptor.save(out)
-    methods = {"raw": lambda e: e, **svd_basis(train), "adaptor": lambda e: adaptor.transform(e, normalize=False)}
+    methods = adaptor_comparison_methods(train, adaptor)
     recalls = prefix_neighbour_recall(train, test, methods, adaptor.nesting_)
     typer.echo(f"recall@10 of the full-dim neighbours, {held} held-out rows against {len(train):,}:")
     typer.echo(f"{'dim':>6}" + "".join(f"{m:>10}" for m in methods))

@@ -157,7 +157,7 @@ def _adaptor_comparison(ff_z, nesting: list[int], settings: DemoSettings) -> dic
     """Make the FF-full (non-Matryoshka) embeddings Matryoshka after the fact, and score how well each prefix keeps
     the full-dim neighbours: raw truncation, PCA, SVD and the learned adaptor."""
     from matryoshka.adaptor import MatryoshkaAdaptor
-    from matryoshka.evaluate.neighbours import prefix_neighbour_recall, svd_basis
+    from matryoshka.evaluate.neighbours import adaptor_comparison_methods, prefix_neighbour_recall
 
     train_z, test_z = (z.numpy() for z in ff_z)
     if settings.knn_queries is not None:
@@ -165,7 +165,7 @@ def _adaptor_comparison(ff_z, nesting: list[int], settings: DemoSettings) -> dic
     t0 = time.perf_counter()
     adaptor = MatryoshkaAdaptor(nesting, steps=settings.adaptor_steps, seed=settings.seed).fit(train_z)
     fit_s = time.perf_counter() - t0
-    methods = {"raw": lambda e: e, **svd_basis(train_z), "adaptor": lambda e: adaptor.transform(e, normalize=False)}
+    methods = adaptor_comparison_methods(train_z, adaptor)
     recalls = prefix_neighbour_recall(train_z, test_z, methods, nesting)
     return {
         "source": f"ff-{nesting[-1]}",

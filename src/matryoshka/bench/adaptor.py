@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from matryoshka.adaptor import MatryoshkaAdaptor
-from matryoshka.evaluate.neighbours import prefix_neighbour_recall, svd_basis
+from matryoshka.evaluate.neighbours import adaptor_comparison_methods, prefix_neighbour_recall
 from matryoshka.nesting import halving_nesting, nesting_list
 from matryoshka.report.plots import per_dim_plot
 from matryoshka.train.checkpoint import atomic_write_json
@@ -70,7 +70,7 @@ def main() -> None:
     t0 = time.perf_counter()
     adaptor = MatryoshkaAdaptor(nesting=dims, steps=args.steps, seed=args.seed, progress=True).fit(db)
     fit_s = time.perf_counter() - t0
-    methods = {"raw": lambda e: e, **svd_basis(db), "adaptor": lambda e: adaptor.transform(e, normalize=False)}
+    methods = adaptor_comparison_methods(db, adaptor)
     recalls = prefix_neighbour_recall(db, q, methods, dims)
     print(f"{name}: corpus {len(db):,} x {d}, {len(q):,} held-out queries; adaptor fitted in {fit_s:.0f}s")
     print(f"{'dim':>5}" + "".join(f"{m:>16}" for m in methods) + "   recall@10 of the full-dim neighbours")

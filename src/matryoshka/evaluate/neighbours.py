@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import faiss
 import numpy as np
@@ -39,6 +40,11 @@ def svd_basis(corpus: np.ndarray, sample: int = 100_000) -> dict[str, Transform]
     _, _, svd = np.linalg.svd(rows, full_matrices=False)
     pca, svd, mean = pca.astype(np.float32), svd.astype(np.float32), mean.astype(np.float32)
     return {"PCA": lambda x: (x - mean) @ pca.T, "SVD": lambda x: x @ svd.T}
+
+
+def adaptor_comparison_methods(corpus: np.ndarray, adaptor: Any) -> dict[str, Transform]:
+    """The usual line-up for a fitted ``MatryoshkaAdaptor``: raw truncation, PCA and SVD of ``corpus``, the adaptor."""
+    return {"raw": lambda e: e, **svd_basis(corpus), "adaptor": lambda e: adaptor.transform(e, normalize=False)}
 
 
 def prefix_neighbour_recall(

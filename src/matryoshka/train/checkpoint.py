@@ -170,6 +170,36 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     return weights, state
 
 
+def save_training(
+    run_dir: Path,
+    number: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    device: torch.device,
+    config: dict[str, Any],
+    history: list[dict[str, Any]],
+    keep: int = 2,
+    unit: str = "epoch",
+    **extra: Any,
+) -> Path:
+    """Checkpoint a training run (weights, optimizer, scheduler, RNGs, config, history and ``extra`` under the key
+    ``unit``) and rewrite ``metrics.jsonl`` from the history; the counterpart of :func:`restore_training`."""
+    state = {
+        unit: number,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "config": config,
+        "history": history,
+        **extra,
+    }
+    path = save_checkpoint(run_dir, number, model, state, keep=keep, unit=unit)
+    atomic_write_bytes(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history).encode())
+    return path
+
+
 def restore_training(
     run_dir: Path,
     config: dict[str, Any],

@@ -23,7 +23,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -44,13 +43,7 @@ from matryoshka.inference import resolve_device
 from matryoshka.nesting import halving_nesting, validate_nesting
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
 from matryoshka.nn.text_encoder import load_sentence_transformer
-from matryoshka.train.checkpoint import (
-    atomic_write_bytes,
-    atomic_write_json,
-    fsync_dir,
-    restore_training,
-    save_checkpoint,
-)
+from matryoshka.train.checkpoint import atomic_write_json, fsync_dir, restore_training, save_training
 from matryoshka.train.config import TextExperimentConfig
 from matryoshka.train.trainer import CHECK_EVERY, TrainingDivergedError
 
@@ -231,19 +224,9 @@ class TextTrainer:
             progress.console.print(f"epoch {epoch}: loss {record['train_loss']:.4f}  val mAP@{k} {maps}")
 
     def _save_step(self, step: int) -> None:
-        state = {
-            "step": step,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-            "config": self._comparable_config(),
-            "history": self.history,
-            "running": self.running,
-        }
-        save_checkpoint(self.run_dir, step, self.model, state, keep=self.config.train.keep_checkpoints, unit="step")
-        lines = "".join(json.dumps(h) + "\n" for h in self.history)
-        atomic_write_bytes(self.run_dir / "metrics.jsonl", lines.encode())
+        args = (self.model, self.optimizer, self.scheduler, self.device, self._comparable_config(), self.history)
+        keep = self.config.train.keep_checkpoints
+        save_training(self.run_dir, step, *args, keep=keep, unit="step", running=self.running)
 
     # -- output ---------------------------------------------------------------------------------------------
     def _finish(self, train_seconds: float) -> TextTrainResult:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -26,10 +25,9 @@ from matryoshka.inference import encode_and_classify, resolve_device
 from matryoshka.nn.losses import MatryoshkaLoss
 from matryoshka.nn.model import MatryoshkaClassifier, build_classifier
 from matryoshka.train.checkpoint import (
-    atomic_write_bytes,
     restore_training,
-    save_checkpoint,
     save_model,
+    save_training,
 )
 from matryoshka.train.config import ExperimentConfig
 
@@ -258,18 +256,8 @@ class Trainer:
         return TrainResult(self.model, self.run_dir, self.history)
 
     def _save_epoch(self, epoch: int) -> None:
-        state = {
-            "epoch": epoch,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-            "config": self._comparable_config(),
-            "history": self.history,
-        }
-        save_checkpoint(self.run_dir, epoch, self.model, state, keep=self.config.train.keep_checkpoints)
-        lines = "".join(json.dumps(h) + "\n" for h in self.history)
-        atomic_write_bytes(self.run_dir / "metrics.jsonl", lines.encode())
+        args = (self.model, self.optimizer, self.scheduler, self.device, self._comparable_config(), self.history)
+        save_training(self.run_dir, epoch, *args, keep=self.config.train.keep_checkpoints)
 
     def _save_final(self) -> None:
         info = {
