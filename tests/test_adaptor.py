@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from matryoshka.adaptor import MatryoshkaAdaptor
+from matryoshka.posthoc import MatryoshkaAdaptor
 
 
 def _embeddings(n=1500, d=16, seed=0):

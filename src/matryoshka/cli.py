@@ -364,9 +364,9 @@ def adapt_fit(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Learn a transform whose prefixes keep the full-dim neighbours; prints recall@10 per dim on held-out rows."""
-    from matryoshka.adaptor import MatryoshkaAdaptor
     from matryoshka.evaluate.neighbours import adaptor_comparison_methods, prefix_neighbour_recall
     from matryoshka.inference import resolve_device
+    from matryoshka.posthoc import MatryoshkaAdaptor
 
     x = _load_npy(embeddings, "embeddings").astype(np.float32)
     if (queries is None) != (documents is None):
@@ -405,7 +405,7 @@ def adapt_transform(
     normalize: Annotated[bool, typer.Option(help="L2-normalise each output row")] = True,
 ) -> None:
     """Map embeddings through a fitted adaptor; any prefix of the output is a usable smaller embedding."""
-    from matryoshka.adaptor import MatryoshkaAdaptor
+    from matryoshka.posthoc import MatryoshkaAdaptor
 
     if not adaptor.exists():
         _fail(f"adaptor file {adaptor} does not exist")

@@ -29,9 +29,9 @@ from matryoshka.evaluate import SVDProjection, accuracy, evaluate_views, prefix_
 from matryoshka.index import AdaptivePlan, FullPlan, FunnelPlan, MatryoshkaIndex
 from matryoshka.index.evaluation import evaluate_plans
 from matryoshka.inference import encode_and_classify, resolve_device
+from matryoshka.io import atomic_write_json
 from matryoshka.nesting import nesting_list
 from matryoshka.train import Trainer, parse_config
-from matryoshka.train.checkpoint import atomic_write_json
 
 METHOD_LABELS = {
     "mrl": "MRL",
@@ -156,8 +156,8 @@ def _retrieval_plans(mrl_z, data: ImageData, nesting: list[int], settings: DemoS
 def _adaptor_comparison(ff_z, nesting: list[int], settings: DemoSettings) -> dict[str, Any]:
     """Make the FF-full (non-Matryoshka) embeddings Matryoshka after the fact, and score how well each prefix keeps
     the full-dim neighbours: raw truncation, PCA, SVD and the learned adaptor."""
-    from matryoshka.adaptor import MatryoshkaAdaptor
     from matryoshka.evaluate.neighbours import adaptor_comparison_methods, prefix_neighbour_recall
+    from matryoshka.posthoc import MatryoshkaAdaptor
 
     train_z, test_z = (z.numpy() for z in ff_z)
     if settings.knn_queries is not None:

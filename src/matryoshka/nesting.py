@@ -11,8 +11,10 @@ import math
 import warnings
 from collections.abc import Sequence
 
+from matryoshka.errors import MatryoshkaError
 
-class NestingError(ValueError):
+
+class NestingError(MatryoshkaError, ValueError):
     """A nesting list that cannot be used (empty, unsorted, out of range, ...)."""
 
 

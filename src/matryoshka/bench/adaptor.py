@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from matryoshka.adaptor import MatryoshkaAdaptor
 from matryoshka.evaluate.neighbours import adaptor_comparison_methods, prefix_neighbour_recall
+from matryoshka.io import atomic_write_json
 from matryoshka.nesting import halving_nesting, nesting_list
+from matryoshka.posthoc import MatryoshkaAdaptor
 from matryoshka.report.plots import per_dim_plot
-from matryoshka.train.checkpoint import atomic_write_json
 
 
 def load_glove() -> np.ndarray:

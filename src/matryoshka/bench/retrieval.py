@@ -26,8 +26,9 @@ import faiss
 import numpy as np
 import torch
 
+from matryoshka.evaluate.metrics import class_ranking_metrics, recall_against
 from matryoshka.index import AdaptivePlan, FullPlan, FunnelPlan, MatryoshkaIndex
-from matryoshka.index.evaluation import class_ranking_metrics, evaluate_plans, recall_against
+from matryoshka.index.evaluation import evaluate_plans
 from matryoshka.index.storage import ENCODINGS, bytes_per_vector
 
 

@@ -15,9 +15,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from matryoshka.io import atomic_write_json
 from matryoshka.report.plots import per_dim_plot
 from matryoshka.train import load_config
-from matryoshka.train.checkpoint import atomic_write_json
 from matryoshka.train.config import TextExperimentConfig
 from matryoshka.train.text_trainer import TextTrainer
 

@@ -1,21 +1,6 @@
 """Offline data sets behind one interface: ``load_dataset(name) -> ImageData`` with train / val / test splits."""
 
-from __future__ import annotations
-
 from matryoshka.data.base import CorruptDataError, DataNotFoundError, ImageData, Split
-from matryoshka.data.digits import load_digits
-from matryoshka.data.fashion_mnist import load_fashion_mnist
-
-DATASETS = ("fashion_mnist", "digits")
-
-
-def load_dataset(name: str, root: str | None = None, val_size: int | None = None, seed: int = 0) -> ImageData:
-    """Load a data set by name; ``val_size`` defaults to each data set's own (5,000 / 180)."""
-    if name == "fashion_mnist":
-        return load_fashion_mnist(root, seed=seed, **({} if val_size is None else {"val_size": val_size}))
-    if name == "digits":
-        return load_digits(seed=seed, **({} if val_size is None else {"val_size": val_size}))
-    raise ValueError(f"unknown data set {name!r}; choose one of {DATASETS}")
-
+from matryoshka.data.registry import DATASETS, load_dataset
 
 __all__ = ["DATASETS", "CorruptDataError", "DataNotFoundError", "ImageData", "Split", "load_dataset"]

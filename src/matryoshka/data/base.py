@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 import torch
 
+from matryoshka.errors import MatryoshkaError
 
-class DataNotFoundError(FileNotFoundError):
+
+class DataNotFoundError(MatryoshkaError, FileNotFoundError):
     """A data set's files are missing; the message says which package provides them."""
 
 
-class CorruptDataError(ValueError):
+class CorruptDataError(MatryoshkaError, ValueError):
     """A data file exists but cannot be parsed."""
 
 

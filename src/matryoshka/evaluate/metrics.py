@@ -14,6 +14,7 @@ The official notebooks divide AP by k and hard-code the recall denominator; thes
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -111,3 +112,15 @@ def reciprocal_ranks(
         ranks = (scores >= best[:, None]).sum(1)
         out.append(1.0 / ranks.double())
     return torch.cat(out)
+
+
+def recall_against(ids: np.ndarray, truth: np.ndarray) -> float:
+    """Mean fraction of each row of ``truth`` (exact results) found in the same row of ``ids``."""
+    return float(np.mean([len(np.intersect1d(a, b)) / truth.shape[1] for a, b in zip(ids, truth, strict=True)]))
+
+
+def class_ranking_metrics(ids: np.ndarray, index_labels: np.ndarray, query_labels: np.ndarray) -> dict[str, float]:
+    """mAP@k / P@k / R@k / top-1 of result ids (positions into ``index_labels``) under same-class relevance."""
+    counts = np.bincount(index_labels, minlength=int(max(index_labels.max(), query_labels.max())) + 1)
+    relevance = torch.from_numpy(index_labels[ids] == query_labels[:, None])
+    return ranking_metrics(relevance, torch.from_numpy(counts[query_labels]))

@@ -18,7 +18,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from matryoshka.index.evaluation import recall_against
+from matryoshka.evaluate.metrics import recall_against
 
 Transform = Callable[[np.ndarray], np.ndarray]
 

@@ -6,23 +6,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
 
-from matryoshka.evaluate.metrics import ranking_metrics
+from matryoshka.evaluate.metrics import class_ranking_metrics, recall_against
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import FullPlan, Plan, plan_to_text
-
-
-def recall_against(ids: np.ndarray, truth: np.ndarray) -> float:
-    """Mean fraction of each row of ``truth`` (exact results) found in the same row of ``ids``."""
-    return float(np.mean([len(np.intersect1d(a, b)) / truth.shape[1] for a, b in zip(ids, truth, strict=True)]))
-
-
-def class_ranking_metrics(ids: np.ndarray, index_labels: np.ndarray, query_labels: np.ndarray) -> dict[str, float]:
-    """mAP@k / P@k / R@k / top-1 of result ids (positions into ``index_labels``) under same-class relevance."""
-    counts = np.bincount(index_labels, minlength=int(max(index_labels.max(), query_labels.max())) + 1)
-    relevance = torch.from_numpy(index_labels[ids] == query_labels[:, None])
-    return ranking_metrics(relevance, torch.from_numpy(counts[query_labels]))
 
 
 def evaluate_plans(

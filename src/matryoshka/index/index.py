@@ -27,20 +27,21 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from matryoshka.errors import MatryoshkaError
 from matryoshka.index import storage
 from matryoshka.index.plans import FullPlan, Plan, validate_stages
-from matryoshka.train.checkpoint import atomic_write_bytes, atomic_write_json, fsync_dir, sha256_file
+from matryoshka.io import atomic_write_bytes, atomic_write_json, fsync_dir, sha256_file
 
 EXACT_CHUNK = 1 << 16  # corpus rows per block in exact (non-shortlist) first stages
 RERANK_FLOATS = 1 << 23  # gathered floats per re-ranking block (32 MiB)
 FORMAT_VERSION = 1
 
 
-class IndexInputError(ValueError):
+class IndexInputError(MatryoshkaError, ValueError):
     """Bad input to an index operation (wrong dim, NaN, unknown or duplicate ids, ...)."""
 
 
-class CorruptIndexError(RuntimeError):
+class CorruptIndexError(MatryoshkaError, RuntimeError):
     """An index folder that is missing files, truncated, or fails its checksums."""
 
 

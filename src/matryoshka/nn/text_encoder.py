@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from matryoshka.errors import MatryoshkaError
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 MINILM_NAMES = ("all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm")
 
 
-class TextEncoderError(RuntimeError):
+class TextEncoderError(MatryoshkaError, RuntimeError):
     """A text encoder that cannot be loaded (missing package or folder)."""
 
 

@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from matryoshka.train.checkpoint import atomic_write_bytes
+from matryoshka.io import atomic_write_bytes
 
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}

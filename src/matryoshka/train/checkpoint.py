@@ -16,7 +16,6 @@ place only when complete, so a process killed at any moment leaves the previous 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,47 +27,21 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from matryoshka.errors import MatryoshkaError
+from matryoshka.io import (
+    DIR_MODE,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_with,
+    fsync_dir,
+    fsync_file,
+    sha256_file,
+)
 from matryoshka.nn.model import MatryoshkaClassifier, build_classifier
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MatryoshkaError, RuntimeError):
     """A checkpoint that is missing, truncated, corrupt, or does not fit the model."""
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -76,19 +49,8 @@ def _state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(_state_dict_cpu(model), tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        digest = sha256_file(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return digest
+    atomic_write_with(path, lambda tmp: save_file(_state_dict_cpu(model), tmp))
+    return sha256_file(path)
 
 
 def load_weights(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
@@ -120,11 +82,11 @@ def save_checkpoint(
     name = f"{unit}-{epoch:04d}" if unit == "epoch" else f"{unit}-{epoch:08d}"
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{name}."))
     try:
+        os.chmod(tmp, DIR_MODE)
         digest = _save_weights(model, tmp / "model.safetensors")
         buf = tmp / "trainer_state.pt"
         torch.save(trainer_state, buf)
-        with open(buf, "rb") as f:
-            os.fsync(f.fileno())
+        fsync_file(buf)
         atomic_write_json(
             tmp / "manifest.json", {"epoch": epoch, "model_sha256": digest, "trainer_state_sha256": sha256_file(buf)}
         )

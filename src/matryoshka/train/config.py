@@ -8,10 +8,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from matryoshka.errors import MatryoshkaError
 from matryoshka.nesting import nesting_list, validate_nesting
 
 
-class ConfigError(ValueError):
+class ConfigError(MatryoshkaError, ValueError):
     """A configuration file or override that cannot be used; the message names the bad key."""
 
 

@@ -26,8 +26,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +38,11 @@ from torch import nn
 from matryoshka.data.wordnet import WordNetData, load_wordnet
 from matryoshka.evaluate.text import evaluate_text_retrieval
 from matryoshka.inference import resolve_device
+from matryoshka.io import atomic_replace_dir, atomic_write_json
 from matryoshka.nesting import halving_nesting, validate_nesting
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
 from matryoshka.nn.text_encoder import load_sentence_transformer
-from matryoshka.train.checkpoint import atomic_write_json, fsync_dir, restore_training, save_training
+from matryoshka.train.checkpoint import restore_training, save_training
 from matryoshka.train.config import TextExperimentConfig
 from matryoshka.train.trainer import CHECK_EVERY, TrainingDivergedError
 
@@ -267,16 +266,4 @@ class TextTrainer:
 
 def save_sentence_transformer(model: Any, path: Path) -> None:
     """Save a SentenceTransformer folder whole or not at all: written beside ``path``, then renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
-        model.save(str(tmp))
-        old = path.with_name(f".{path.name}.old")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-        fsync_dir(path.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    atomic_replace_dir(path, lambda tmp: model.save(str(tmp)))

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from matryoshka.data import ImageData, load_dataset
+from matryoshka.errors import MatryoshkaError
 from matryoshka.inference import encode_and_classify, resolve_device
 from matryoshka.nn.losses import MatryoshkaLoss
 from matryoshka.nn.model import MatryoshkaClassifier, build_classifier
@@ -34,11 +35,11 @@ from matryoshka.train.config import ExperimentConfig
 CHECK_EVERY = 25  # steps between loss checks; each check waits for the device
 
 
-class DistributedSetupError(RuntimeError):
+class DistributedSetupError(MatryoshkaError, RuntimeError):
     """torchrun asked for a layout this machine cannot run (e.g. more processes than GPUs)."""
 
 
-class TrainingDivergedError(FloatingPointError):
+class TrainingDivergedError(MatryoshkaError, FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 

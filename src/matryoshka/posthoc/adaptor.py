@@ -11,7 +11,7 @@ ranking loss at every prefix (the paper's Matryoshka loss around InfoNCE) to pul
 
 Example::
 
-    from matryoshka.adaptor import MatryoshkaAdaptor
+    from matryoshka.posthoc import MatryoshkaAdaptor
     adaptor = MatryoshkaAdaptor(nesting=[4, 8, 16, 32, 50]).fit(embeddings)      # numpy (N, d)
     small = adaptor.transform(embeddings, dim=8)                                # (N, 8), unit rows
     adaptor.save("adaptor.safetensors"); MatryoshkaAdaptor.load("adaptor.safetensors")
@@ -28,9 +28,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from matryoshka.io import atomic_write_with
 from matryoshka.nesting import nesting_list, validate_nesting
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
-from matryoshka.train.checkpoint import fsync_dir
 
 
 class _Transform(nn.Module):
@@ -211,11 +211,7 @@ class MatryoshkaAdaptor:
             raise RuntimeError("the adaptor is not fitted")
         meta = {"dim": str(self.dim_), "hidden": str(self.hidden), "nesting": json.dumps(self.nesting_)}
         state = {k: v.detach().cpu().contiguous() for k, v in self.transform_.state_dict().items()}
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(state, str(tmp), metadata=meta)  # written beside, then renamed: never a half-written adaptor
-        tmp.replace(path)
-        fsync_dir(path.parent)
+        atomic_write_with(Path(path), lambda tmp: save_file(state, tmp, metadata=meta))
 
     @classmethod
     def load(cls, path: str | Path) -> MatryoshkaAdaptor:
