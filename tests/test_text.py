@@ -125,7 +125,7 @@ def _tiny(tmp_path, name="run", **train):
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     straight = TextTrainer(_tiny(tmp_path, "straight"), progress=False).fit()
     calls = {"n": 0}
-    original = TextTrainer._step
+    original = TextTrainer.train_step
 
     def crash_on_fifth(self, idx):
         calls["n"] += 1
@@ -133,10 +133,10 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch)
             raise KeyboardInterrupt
         return original(self, idx)
 
-    monkeypatch.setattr(TextTrainer, "_step", crash_on_fifth)
+    monkeypatch.setattr(TextTrainer, "train_step", crash_on_fifth)
     with pytest.raises(KeyboardInterrupt):
         TextTrainer(_tiny(tmp_path, "crashed"), progress=False).fit()
-    monkeypatch.setattr(TextTrainer, "_step", original)
+    monkeypatch.setattr(TextTrainer, "train_step", original)
     assert (tmp_path / "crashed/checkpoints/latest").read_text() == "step-00000004"
     resumed = TextTrainer(_tiny(tmp_path, "crashed"), progress=False).fit()
     a = load_file(str(tmp_path / "straight/model/model.safetensors"))

@@ -1,6 +1,7 @@
 from matryoshka.train.checkpoint import CheckpointError, load_model
 from matryoshka.train.config import ConfigError, ExperimentConfig, load_config, parse_config
-from matryoshka.train.trainer import DistributedSetupError, Trainer, TrainingDivergedError, TrainResult
+from matryoshka.train.loop import DistributedSetupError, TrainingDivergedError, TrainingLoop
+from matryoshka.train.trainer import Trainer, TrainResult
 
 __all__ = [
     "CheckpointError",
@@ -10,6 +11,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainingDivergedError",
+    "TrainingLoop",
     "load_config",
     "load_model",
     "parse_config",
