@@ -1,6 +1,19 @@
-"""Offline data sets behind one interface: ``load_dataset(name) -> ImageData`` with train / val / test splits."""
+"""Data sources behind one interface: ``load_data(cfg) -> ImageData`` with train / val / test splits."""
 
-from matryoshka.data.base import CorruptDataError, DataNotFoundError, ImageData, Split
-from matryoshka.data.registry import DATASETS, load_dataset
+from matryoshka.data.base import CorruptDataError, DataNotFoundError, ImageData, ImageFileSplit, Split
+from matryoshka.data.images import Preprocess
+from matryoshka.data.registry import DATASETS, data_sources, load_data, load_dataset, register_data
 
-__all__ = ["DATASETS", "CorruptDataError", "DataNotFoundError", "ImageData", "Split", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "CorruptDataError",
+    "DataNotFoundError",
+    "ImageData",
+    "ImageFileSplit",
+    "Preprocess",
+    "Split",
+    "data_sources",
+    "load_data",
+    "load_dataset",
+    "register_data",
+]

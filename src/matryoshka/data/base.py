@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -33,13 +34,57 @@ class Split:
         return Split(self.x[idx], self.y[idx])
 
 
+class ImageFileSplit:
+    """A split read from image files on demand (through a DataLoader with workers), not held in memory.
+
+    ``x`` decodes the whole split once and caches it: used for validation and evaluation, where sets are smaller.
+    """
+
+    def __init__(self, paths: list[str], y: torch.Tensor, preprocess: Any, workers: int = 0) -> None:
+        self.paths = list(paths)
+        self.y = y
+        self.preprocess = preprocess
+        self.workers = workers
+        self._x: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.preprocess.load_image(self.paths[i]), self.y[i]
+
+    def subset(self, n: int | None, seed: int = 0) -> ImageFileSplit:
+        if n is None or n >= len(self):
+            return self
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return ImageFileSplit([self.paths[i] for i in idx.tolist()], self.y[idx], self.preprocess, self.workers)
+
+    def batches(self, rows: torch.Tensor | list[list[int]]) -> Any:
+        """(x, y) batches for the given rows of example indices, decoded in ``workers`` processes."""
+        from torch.utils.data import DataLoader
+
+        rows = rows.tolist() if isinstance(rows, torch.Tensor) else rows
+        return DataLoader(self, batch_sampler=rows, num_workers=self.workers)
+
+    @property
+    def x(self) -> torch.Tensor:
+        if self._x is None:
+            if len(self) == 0:
+                self._x = torch.empty(0, *self.preprocess.shape)
+            else:
+                rows = [list(range(s, min(s + 256, len(self)))) for s in range(0, len(self), 256)]
+                self._x = torch.cat([x for x, _ in self.batches(rows)])
+        return self._x
+
+
 @dataclass
 class ImageData:
     name: str
-    train: Split
-    val: Split
-    test: Split
+    train: Split | ImageFileSplit
+    val: Split | ImageFileSplit
+    test: Split | ImageFileSplit
     class_names: list[str]
+    preprocess: Any = None  # a data.images.Preprocess: how raw inputs become model inputs
 
     @property
     def num_classes(self) -> int:
@@ -47,6 +92,8 @@ class ImageData:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        if self.preprocess is not None:
+            return tuple(self.preprocess.shape)
         return tuple(self.train.x.shape[1:])
 
 
@@ -57,10 +104,3 @@ def split_train_val(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int) 
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:val_size], perm[val_size:]
     return Split(x[train_idx], y[train_idx]), Split(x[val_idx], y[val_idx])
-
-
-def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """Scale uint8 pixels to [0, 1], then to zero mean and unit variance using the training set's statistics."""
-    train_f = train.float() / 255.0
-    mean, std = train_f.mean(), train_f.std()
-    return [(train_f - mean) / std] + [((o.float() / 255.0) - mean) / std for o in others]

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from matryoshka.data.base import CorruptDataError, DataNotFoundError, ImageData, Split, split_train_val, standardize
+from matryoshka.data.base import CorruptDataError, DataNotFoundError, ImageData, Split, split_train_val
+from matryoshka.data.images import Preprocess
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -66,6 +67,9 @@ def load_fashion_mnist(root: str | os.PathLike | None = None, val_size: int = 50
             raise CorruptDataError(f"{split} images {x.shape} and labels {y.shape} do not match")
         arrays[split] = (torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64)))
     (train_x, train_y), (test_x, test_y) = arrays["train"], arrays["test"]
-    train_x, test_x = standardize(train_x, test_x)
+    scaled = train_x.float() / 255.0
+    preprocess = Preprocess("image", (1, 28, 28), (scaled.mean().item(),), (scaled.std().item(),))
+    del scaled
+    train_x, test_x = preprocess.normalize(train_x), preprocess.normalize(test_x)
     train, val = split_train_val(train_x, train_y, val_size, seed)
-    return ImageData("fashion_mnist", train, val, Split(test_x, test_y), list(CLASS_NAMES))
+    return ImageData("fashion_mnist", train, val, Split(test_x, test_y), list(CLASS_NAMES), preprocess)

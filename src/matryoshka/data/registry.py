@@ -1,19 +1,99 @@
-"""Data sets by name: ``load_dataset(name) -> ImageData`` with train / val / test splits."""
+"""Data sources by name. A new source is one decorated function::
+
+    from matryoshka.data import register_data
+
+    @register_data("my_scans")
+    def load_my_scans(cfg):            # cfg: the ``data:`` section of the config (DataConfig)
+        return ImageData(...)          # train / val / test splits, class names, preprocessing
+
+and then ``data: {name: my_scans, ...}`` in a YAML config (the module must be imported first).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
 
 from matryoshka.data.base import ImageData
 from matryoshka.data.digits import load_digits
 from matryoshka.data.fashion_mnist import load_fashion_mnist
 from matryoshka.errors import InputError
 
-DATASETS = ("fashion_mnist", "digits")
+Loader = Callable[[Any], ImageData]
+_SOURCES: dict[str, Loader] = {}
+
+
+def register_data(name: str) -> Callable[[Loader], Loader]:
+    """Register ``loader(cfg) -> ImageData`` under ``name`` (the value of ``data.name`` in a config)."""
+
+    def add(loader: Loader) -> Loader:
+        _SOURCES[name] = loader
+        return loader
+
+    return add
+
+
+def data_sources() -> list[str]:
+    return sorted(_SOURCES)
+
+
+def load_data(cfg: Any) -> ImageData:
+    """Load the data a ``data:`` config section describes."""
+    loader = _SOURCES.get(cfg.name)
+    if loader is None:
+        raise InputError(f"unknown data source {cfg.name!r}; registered: {', '.join(data_sources())}")
+    return loader(cfg)
+
+
+def _need_path(cfg: Any) -> str:
+    if not cfg.path:
+        raise InputError(f"data.name={cfg.name} needs data.path (the folder or file to read)")
+    return cfg.path
+
+
+@register_data("fashion_mnist")
+def _fashion_mnist(cfg: Any) -> ImageData:
+    return load_fashion_mnist(cfg.root, seed=cfg.seed, **({} if cfg.val_size is None else {"val_size": cfg.val_size}))
+
+
+@register_data("digits")
+def _digits(cfg: Any) -> ImageData:
+    return load_digits(seed=cfg.seed, **({} if cfg.val_size is None else {"val_size": cfg.val_size}))
+
+
+@register_data("imagefolder")
+def _imagefolder(cfg: Any) -> ImageData:
+    from matryoshka.data.sources import load_image_folder
+
+    return load_image_folder(
+        _need_path(cfg), cfg.image_size, cfg.channels, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.workers
+    )
+
+
+@register_data("table")
+def _table(cfg: Any) -> ImageData:
+    from matryoshka.data.sources import load_table
+
+    return load_table(
+        _need_path(cfg),
+        cfg.label_column,
+        cfg.feature_columns,
+        cfg.image_column,
+        cfg.image_size,
+        cfg.channels,
+        cfg.val_fraction,
+        cfg.test_fraction,
+        cfg.seed,
+        cfg.workers,
+    )
+
+
+DATASETS = ("fashion_mnist", "digits")  # the built-in data sets that need no path
 
 
 def load_dataset(name: str, root: str | None = None, val_size: int | None = None, seed: int = 0) -> ImageData:
-    """Load a data set by name; ``val_size`` defaults to each data set's own (5,000 / 180)."""
-    if name == "fashion_mnist":
-        return load_fashion_mnist(root, seed=seed, **({} if val_size is None else {"val_size": val_size}))
-    if name == "digits":
-        return load_digits(seed=seed, **({} if val_size is None else {"val_size": val_size}))
-    raise InputError(f"unknown data set {name!r}; choose one of {DATASETS}")
+    """Load a built-in data set by name; ``val_size`` defaults to each data set's own (5,000 / 180)."""
+    if name not in DATASETS:
+        raise InputError(f"unknown data set {name!r}; choose one of {DATASETS}")
+    return _SOURCES[name](SimpleNamespace(name=name, root=root, val_size=val_size, seed=seed))

@@ -7,6 +7,8 @@ the head and loss, not from the backbone.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -155,17 +157,14 @@ def build_backbone(name: str, embed_dim: int, input_shape: tuple[int, ...], widt
     ``width`` is the channel count of the first conv stage (cnn, resnet), the hidden size (mlp) or the token
     width (vit).
     """
+    if name == "mlp":  # any input shape: flattened
+        return MLP(embed_dim, in_features=math.prod(input_shape), hidden=width or 512)
     if len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
+        raise ValueError(f"{name} needs image inputs (channels, height, width), got shape {input_shape}")
     if name == "cnn":
         return SmallCNN(embed_dim, tuple(input_shape), width=width or 32)
     if name == "resnet":
         return ResNetSmall(embed_dim, in_channels=input_shape[0], width=width or 32)
-    if name == "mlp":
-        n = 1
-        for s in input_shape:
-            n *= s
-        return MLP(embed_dim, in_features=n, hidden=width or 512)
     if name == "vit":
         return SmallViT(embed_dim, tuple(input_shape), width=width or 64, patch=7 if input_shape[1] % 7 == 0 else 4)
     raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")

@@ -21,11 +21,35 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    name: Literal["fashion_mnist", "digits"] = "fashion_mnist"
-    root: str | None = None
+    name: str = Field(
+        "fashion_mnist", description="a registered data source: fashion_mnist, digits, imagefolder, table"
+    )
+    root: str | None = Field(None, description="folder of a built-in data set (default: where its package puts it)")
+    path: str | None = Field(None, description="imagefolder: the folder; table: the CSV / JSONL / Parquet file")
     val_size: int | None = Field(None, ge=0, description="validation examples held out of train (data set default)")
     train_subset: int | None = Field(None, ge=1, description="train on a seeded random subset of this size")
     seed: int = 0
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="own data without a val/ split: fraction held out")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="own data without a test/ split: fraction held out")
+    image_size: int = Field(32, ge=4, description="own images are resized to image_size x image_size")
+    channels: Literal[1, 3] = Field(3, description="own images are converted to grey (1) or RGB (3)")
+    label_column: str = "label"
+    feature_columns: list[str] | None = Field(None, description="table: numeric input columns (default: all others)")
+    image_column: str | None = Field(None, description="table: a column of image paths (relative to the table)")
+    augment: bool = Field(False, description="random resized crop + horizontal flip of training images")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes decoding own images")
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        from matryoshka.data import data_sources
+
+        if self.name not in data_sources():
+            raise ValueError(f"unknown data source {self.name!r}; choose one of {', '.join(data_sources())}")
+        if self.name in ("imagefolder", "table") and not self.path:
+            raise ValueError(f"data.name={self.name} needs data.path (the folder or file to read)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must leave examples for training")
+        return self
 
 
 class ModelConfig(_Strict):

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from matryoshka.data import ImageData, load_dataset
+from matryoshka.data import ImageData, ImageFileSplit, load_data
+from matryoshka.data.images import augment_batch
 from matryoshka.inference import encode_and_classify
 from matryoshka.nn.losses import MatryoshkaLoss
 from matryoshka.nn.model import MatryoshkaClassifier, build_classifier
@@ -70,7 +71,7 @@ class Trainer(TrainingLoop):
         super().__init__(config.train, progress, resume)
         self.config = config
         d = config.data
-        self.data = data or load_dataset(d.name, d.root, d.val_size, d.seed)
+        self.data = data or load_data(d)
         self.train_split = self.data.train.subset(d.train_subset, d.seed)
         self.nesting = config.model.resolved_nesting()
         if config.train.batch_size < self.world:
@@ -115,16 +116,24 @@ class Trainer(TrainingLoop):
         cfg["train"].pop("out_dir")
         return cfg
 
-    def batches(self, epoch: int, start: int) -> torch.Tensor:
-        """This process's example indices for ``epoch``: a seeded shuffle, sharded across processes."""
+    def batches(self, epoch: int, start: int) -> Any:
+        """This process's (x, y) batches for ``epoch``: a seeded shuffle, sharded across processes; files are
+        decoded in DataLoader workers, in-memory tensors indexed directly."""
         n = len(self.train_split)
         g = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=g)[self.rank :: self.world]
-        return perm[: self.steps_per_epoch * self.local_batch].view(self.steps_per_epoch, self.local_batch)[start:]
+        rows = perm[: self.steps_per_epoch * self.local_batch].view(self.steps_per_epoch, self.local_batch)[start:]
+        # Augmentation has its own generator, seeded per epoch: the shuffle is unchanged and a resumed run repeats it.
+        self.augment_rng = torch.Generator().manual_seed((self.config.train.seed * 1_000_003 + epoch) * 64 + self.rank)
+        if isinstance(self.train_split, ImageFileSplit):
+            return self.train_split.batches(rows)
+        return ((self.train_split.x[idx], self.train_split.y[idx]) for idx in rows)
 
-    def train_step(self, batch: torch.Tensor) -> torch.Tensor:
-        x = self.train_split.x[batch].to(self.device, non_blocking=True)
-        y = self.train_split.y[batch].to(self.device, non_blocking=True)
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x = batch[0].to(self.device, non_blocking=True)
+        y = batch[1].to(self.device, non_blocking=True)
+        if self.config.data.augment and x.ndim == 4:
+            x = augment_batch(x, self.augment_rng)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             loss = self.criterion(self.ddp_model(x), y)
         self.optimizer_step(loss, self.config.optim.grad_clip)
@@ -145,6 +154,7 @@ class Trainer(TrainingLoop):
             "num_classes": self.data.num_classes,
             "class_names": self.data.class_names,
             "dataset": self.data.name,
+            "preprocess": self.data.preprocess.to_dict() if self.data.preprocess is not None else None,
             "world_size": self.world,
             "val_acc": self.history[-1].get("val_acc", {}) if self.history else {},
         }

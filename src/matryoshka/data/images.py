@@ -1,0 +1,117 @@
+"""Image preprocessing in torch and PIL only (torchvision is not required): decode, convert, resize, normalise,
+and a light batched augmentation (random resized crop + horizontal flip).
+
+The :class:`Preprocess` record is stored in every run folder, so ``mrl encode`` and ``mrl serve`` turn a raw PNG or
+JPEG into exactly the tensor the model was trained on.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from matryoshka.data.base import CorruptDataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How raw inputs become model inputs.
+
+    Images: decoded, converted to ``channels`` (1 = grey, 3 = RGB), resized to ``height`` x ``width``, pixels mapped
+    to ``[0, max_value]`` and standardised per channel with ``mean`` / ``std`` (training-set statistics).
+    Feature vectors (``kind="features"``): standardised per column with ``mean`` / ``std``.
+    """
+
+    kind: str  # "image" or "features"
+    shape: tuple[int, ...]  # model input shape: (C, H, W) for images, (F,) for features
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    max_value: float = 1.0
+    columns: tuple[str, ...] = ()  # feature columns, in order
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+        return cls(
+            kind=d["kind"],
+            shape=tuple(d["shape"]),
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
+            max_value=float(d.get("max_value", 1.0)),
+            columns=tuple(d.get("columns", ())),
+        )
+
+    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels (N, C, H, W) or raw features (N, F) -> standardised float32 model inputs."""
+        shape = (1, -1, 1, 1) if self.kind == "image" else (1, -1)
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(shape)
+        std = torch.tensor(self.std, dtype=torch.float32).view(shape)
+        x = raw.float() / (255.0 / self.max_value) if self.kind == "image" else raw.float()
+        return (x - mean) / std
+
+    def load_image(self, source: str | Path | bytes, name: str | None = None) -> torch.Tensor:
+        """One raw image (a path or encoded bytes) -> a (C, H, W) float model input."""
+        channels, height, width = self.shape
+        return self.normalize(decode_image(source, channels, (height, width), name).unsqueeze(0))[0]
+
+
+def decode_image(
+    source: str | Path | bytes, channels: int, size: tuple[int, int], name: str | None = None
+) -> torch.Tensor:
+    """Decode a PNG/JPEG/BMP/WebP (path or bytes) to uint8 (C, H, W): grey/RGBA/palette converted, resized."""
+    from PIL import Image, UnidentifiedImageError
+
+    label = name or (str(source) if not isinstance(source, bytes) else "image bytes")
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            img.load()
+            if img.mode in ("P", "PA", "LA", "RGBA", "I", "I;16", "F", "CMYK", "YCbCr", "1"):
+                img = img.convert("RGBA").convert("RGB") if "A" in img.mode or img.mode == "P" else img.convert("RGB")
+            img = img.convert("L" if channels == 1 else "RGB")
+            if img.size != (size[1], size[0]):
+                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise CorruptDataError(f"cannot read image {label}: {e}") from None
+    tensor = torch.from_numpy(array.copy())
+    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+def channel_stats(pixels: torch.Tensor, max_value: float = 1.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W) after mapping pixels to [0, max_value]."""
+    x = pixels.float() / (255.0 / max_value)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def augment_batch(
+    x: torch.Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.6, 1.0), flip: bool = True
+) -> torch.Tensor:
+    """Random resized crop (area fraction in ``scale``, aspect ratio 3/4..4/3) and horizontal flip, per image, in
+    one batched ``grid_sample`` call (the output keeps the input size)."""
+    n = x.shape[0]
+    area = torch.empty(n).uniform_(scale[0], scale[1], generator=generator)
+    log_ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3), generator=generator)
+    ratio = log_ratio.exp()
+    sx = (area * ratio).sqrt().clamp(max=1.0)
+    sy = (area / ratio).sqrt().clamp(max=1.0)
+    tx = (torch.rand(n, generator=generator) * 2 - 1) * (1 - sx)
+    ty = (torch.rand(n, generator=generator) * 2 - 1) * (1 - sy)
+    if flip:
+        sx = sx * torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

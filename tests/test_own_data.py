@@ -1,0 +1,191 @@
+"""The user's own data: image folders and tables (CSV / JSONL / Parquet), with the bad inputs a user makes."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from matryoshka.data import CorruptDataError, DataNotFoundError, ImageFileSplit, Preprocess, load_data
+from matryoshka.data.images import augment_batch, decode_image
+from matryoshka.train import ConfigError, Trainer, load_model, parse_config
+
+CLASSES = ("left", "right", "top")
+MODES = ("RGB", "L", "RGBA", "P")
+
+
+def _image(label: int, rng: np.random.Generator, size: int = 12) -> np.ndarray:
+    """A noisy picture whose bright half says its class: left, right or top half."""
+    a = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+    half = size // 2
+    region = [(slice(None), slice(0, half)), (slice(None), slice(half, None)), (slice(0, half), slice(None))][label]
+    a[region] = rng.integers(190, 255, a[region].shape, dtype=np.uint8)
+    return a
+
+
+def make_image_folder(root, per_class=16, seed=0, splits=False):
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(CLASSES):
+        for i in range(per_class):
+            split = ("train", "train", "train", "val", "test")[i % 5] if splits else None
+            folder = root / split / name if split else root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            img = Image.fromarray(_image(label, rng)).convert(MODES[i % len(MODES)])
+            img.save(folder / f"{i:03d}.{'png' if i % 3 else 'bmp'}")
+    return root
+
+
+def _config(tmp_path, data, **model):
+    return parse_config(
+        {
+            "data": data,
+            "model": {"backbone": "cnn", "embed_dim": 16, "width": 8, "min_dim": 4, **model},
+            "optim": {"lr": 0.01},
+            "train": {"epochs": 3, "batch_size": 8, "out_dir": str(tmp_path / "run")},
+        }
+    )
+
+
+def test_image_folder_trains_and_the_run_records_its_preprocessing(tmp_path):
+    folder = make_image_folder(tmp_path / "pics")
+    cfg = _config(tmp_path, {"name": "imagefolder", "path": str(folder), "image_size": 12, "channels": 3})
+    data = load_data(cfg.data)
+    assert data.class_names == list(sorted(CLASSES)) and isinstance(data.train, ImageFileSplit)
+    assert len(data.train) + len(data.val) + len(data.test) == 48 and data.input_shape == (3, 12, 12)
+    result = Trainer(cfg, data=data, progress=False).fit()
+    info = json.loads((result.run_dir / "config.json").read_text())
+    pre = Preprocess.from_dict(info["preprocess"])
+    assert pre == data.preprocess and info["class_names"] == data.class_names
+    # A raw file through the stored preprocessing gives the tensor the model was trained on.
+    x = pre.load_image(data.val.paths[0])
+    assert torch.allclose(x, data.val.x[0])
+    model, _ = load_model(result.run_dir)
+    assert model.encode(x[None]).shape == (1, 16)
+    assert result.val_accuracy[16] >= 0.6, result.val_accuracy
+
+
+def test_image_folder_with_split_folders_uses_them(tmp_path):
+    folder = make_image_folder(tmp_path / "pics", per_class=10, splits=True)
+    data = load_data(_config(tmp_path, {"name": "imagefolder", "path": str(folder), "channels": 1}).data)
+    assert (len(data.train), len(data.val), len(data.test)) == (18, 6, 6)
+    assert data.input_shape == (1, 32, 32) and data.val.x.shape == (6, 1, 32, 32)
+
+
+def test_workers_decode_the_same_batches(tmp_path):
+    folder = make_image_folder(tmp_path / "pics", per_class=4)
+    data = load_data(_config(tmp_path, {"name": "imagefolder", "path": str(folder), "workers": 2}).data)
+    rows = torch.arange(len(data.train)).view(-1, 1)[:4]
+    with_workers = torch.cat([x for x, _ in data.train.batches(rows)])
+    data.train.workers = 0
+    assert torch.equal(with_workers, torch.cat([x for x, _ in data.train.batches(rows)]))
+
+
+def _one_class(root):
+    make_image_folder(root)
+    for name in CLASSES[1:]:
+        shutil.rmtree(root / name)
+
+
+def _with_file(name, data):
+    def make(root):
+        make_image_folder(root)
+        (root / "left" / name).write_bytes(data)
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root.mkdir(), "holds no images"),
+        (lambda root: (make_image_folder(root), (root / "empty").mkdir()), "class folder .*empty holds no images"),
+        (_one_class, "only one class"),
+        (_with_file("bad.png", b"\x89PNG\r\n\x1a\nxx"), "cannot read image .*bad.png"),
+        (_with_file("notes.txt", b"x"), "unsupported file type .txt"),
+    ],
+)
+def test_bad_image_folders_give_one_clear_error(tmp_path, make, message):
+    root = tmp_path / "pics"
+    make(root)
+    with pytest.raises(CorruptDataError, match=message):
+        load_data(_config(tmp_path, {"name": "imagefolder", "path": str(root)}).data)
+
+
+def test_missing_folder_and_missing_path(tmp_path):
+    with pytest.raises(DataNotFoundError, match="does not exist"):
+        load_data(_config(tmp_path, {"name": "imagefolder", "path": str(tmp_path / "nope")}).data)
+    with pytest.raises(ConfigError, match="needs data.path"):
+        _config(tmp_path, {"name": "imagefolder"})
+    with pytest.raises(ConfigError, match="unknown data source 'imgfolder'"):
+        _config(tmp_path, {"name": "imgfolder", "path": "x"})
+
+
+def _table_rows(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, 4)) + 3 * np.eye(3, 4)[labels]
+    return [{"a": r[0], "b": r[1], "c": r[2], "d": r[3], "kind": CLASSES[y]} for r, y in zip(x, labels, strict=True)]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_tables_of_features_train_with_string_labels(tmp_path, fmt):
+    import pandas as pd
+
+    frame = pd.DataFrame(_table_rows(300))
+    path = tmp_path / f"rows.{fmt}"
+    {
+        "csv": lambda: frame.to_csv(path, index=False),
+        "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        "parquet": lambda: frame.to_parquet(path),
+    }[fmt]()
+    data_cfg = {"name": "table", "path": str(path), "label_column": "kind", "feature_columns": ["a", "b", "c", "d"]}
+    cfg = _config(tmp_path, data_cfg, backbone="mlp")
+    result = Trainer(cfg, progress=False).fit()
+    info = json.loads((result.run_dir / "config.json").read_text())
+    assert info["class_names"] == sorted(CLASSES) and info["preprocess"]["columns"] == ["a", "b", "c", "d"]
+    assert info["input_shape"] == [4]
+    assert result.val_accuracy[16] >= 0.6
+
+
+def test_table_errors_name_the_file_and_the_column_or_row(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame(_table_rows(20))
+    frame.loc[7, "c"] = float("nan")
+    path = tmp_path / "rows.csv"
+    frame.to_csv(path, index=False)
+    base = {"name": "table", "path": str(path), "label_column": "kind"}
+    with pytest.raises(CorruptDataError, match=r"rows.csv: row 9, column 'c': NaN"):
+        load_data(_config(tmp_path, base).data)
+    with pytest.raises(CorruptDataError, match="no column 'klass'"):
+        load_data(_config(tmp_path, {**base, "label_column": "klass"}).data)
+    (tmp_path / "rows.xlsx").write_text("x")
+    with pytest.raises(CorruptDataError, match="unsupported table format"):
+        load_data(_config(tmp_path, {**base, "path": str(tmp_path / "rows.xlsx")}).data)
+
+
+def test_table_with_an_image_column(tmp_path):
+    import pandas as pd
+
+    folder = make_image_folder(tmp_path / "pics", per_class=6)
+    rows = [{"file": str(p.relative_to(tmp_path)), "label": p.parent.name} for p in sorted(folder.rglob("*.*"))]
+    pd.DataFrame(rows).to_csv(tmp_path / "images.csv", index=False)
+    data_cfg = {"name": "table", "path": str(tmp_path / "images.csv"), "image_column": "file", "image_size": 8}
+    data = load_data(_config(tmp_path, data_cfg).data)
+    assert data.input_shape == (3, 8, 8) and len(data.train) + len(data.val) + len(data.test) == 18
+
+
+def test_decode_converts_modes_and_resizes(tmp_path):
+    rgba = Image.fromarray(np.full((5, 7, 4), 200, dtype=np.uint8), "RGBA")
+    rgba.save(tmp_path / "a.png")
+    assert decode_image(tmp_path / "a.png", 3, (4, 6)).shape == (3, 4, 6)
+    assert decode_image((tmp_path / "a.png").read_bytes(), 1, (5, 7)).shape == (1, 5, 7)
+
+
+def test_augmentation_keeps_shape_and_is_seeded():
+    x = torch.randn(6, 3, 12, 12)
+    a = augment_batch(x, torch.Generator().manual_seed(1))
+    b = augment_batch(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
