@@ -31,17 +31,23 @@ def prefix_retrieval_metrics(
     """mAP@k, recall@k, top-1 and MRR at every prefix dim of precomputed full-dim embeddings."""
     if len(relevant) != len(query_z):
         raise ValueError(f"got {len(relevant)} relevance lists for {len(query_z)} queries")
-    k = min(k, corpus_z.shape[0])
+    # A corpus smaller than k ranks all of it; the metric keeps its name (mAP@10 over 5 documents is still @10).
+    searched = min(k, corpus_z.shape[0])
     num_relevant = torch.tensor([len(r) for r in relevant])
     relevant_sets = [set(r) for r in relevant]
     out: dict[int, dict[str, float]] = {}
     for m in dims:
         q, c = truncate(query_z, m), truncate(corpus_z, m)
-        idx = knn_search(q, c, k)
+        idx = knn_search(q, c, searched)
         rel = torch.tensor([[int(j) in s for j in row] for row, s in zip(idx.tolist(), relevant_sets, strict=True)])
         metrics = ranking_metrics(rel, num_relevant)
         metrics["mrr"] = reciprocal_ranks(q, c, relevant).mean().item()
-        out[m] = {key: metrics[key] for key in (f"map@{k}", f"r@{k}", "top1", "mrr")}
+        out[m] = {
+            f"map@{k}": metrics[f"map@{searched}"],
+            f"r@{k}": metrics[f"r@{searched}"],
+            "top1": metrics["top1"],
+            "mrr": metrics["mrr"],
+        }
     return out
 
 

@@ -76,7 +76,9 @@ class MatryoshkaLoss(nn.Module):
             raise ValueError(f"nesting dim {self.nesting[-1]} is larger than the embedding size {z.shape[1]}")
         # A target embedding (other tower, teacher) is truncated like the output; labels pass through.
         paired = target.is_floating_point() and target.ndim == 2
-        if paired and target.shape != z.shape:
+        # Contrastive losses may take extra candidate rows (hard negatives) after the positives.
+        extra_rows = getattr(self.loss_fn, "accepts_extra_candidates", False) and target.shape[0] >= z.shape[0]
+        if paired and (target.shape[1] != z.shape[1] or (target.shape[0] != z.shape[0] and not extra_rows)):
             raise ValueError(
                 f"a target embedding must match the outputs' shape {tuple(z.shape)}, got {tuple(target.shape)}; "
                 "project a teacher of another size first"
@@ -94,8 +96,11 @@ class InfoNCELoss(nn.Module):
     """In-batch-negatives contrastive loss (multiple-negatives ranking): row i of ``a`` matches row i of ``b``.
 
     Inputs are expected to be L2-normalised (``MatryoshkaLoss`` does this per prefix); ``scale`` is the
-    inverse temperature. ``symmetric=True`` averages the a->b and b->a directions.
+    inverse temperature. ``symmetric=True`` averages the a->b and b->a directions. ``b`` may hold extra rows after
+    the batch's positives (hard negatives): they are candidates for every query, and not queries themselves.
     """
+
+    accepts_extra_candidates = True
 
     def __init__(self, scale: float = 20.0, symmetric: bool = False) -> None:
         super().__init__()
@@ -103,11 +108,14 @@ class InfoNCELoss(nn.Module):
         self.symmetric = symmetric
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        if a.shape != b.shape or a.ndim != 2:
-            raise ValueError(f"InfoNCELoss expects two (batch, dim) tensors of equal shape, got {a.shape}, {b.shape}")
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or b.shape[0] < a.shape[0]:
+            raise ValueError(
+                f"InfoNCELoss expects (batch, dim) queries and (batch + negatives, dim) candidates, got {a.shape}, "
+                f"{b.shape}"
+            )
         scores = self.scale * a @ b.T
         labels = torch.arange(a.shape[0], device=a.device)
         loss = nn.functional.cross_entropy(scores, labels)
         if self.symmetric:
-            loss = (loss + nn.functional.cross_entropy(scores.T, labels)) / 2
+            loss = (loss + nn.functional.cross_entropy(scores[:, : a.shape[0]].T, labels)) / 2
         return loss

@@ -108,13 +108,27 @@ class ExperimentConfig(_Strict):
 
 
 class TextDataConfig(_Strict):
-    name: Literal["wordnet"] = "wordnet"
+    name: Literal["wordnet", "pairs"] = "wordnet"
     root: str | None = None
+    path: str | None = Field(None, description="pairs: a CSV / TSV / JSONL / Parquet file of (query, document) rows")
+    query_column: str = "query"
+    document_column: str = "document"
+    negative_column: str | None = Field(None, description="pairs: an optional hard-negative document per row")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="pairs: fraction of rows held out for validation")
+    test_fraction: float = Field(0.1, gt=0, lt=1, description="pairs: fraction of rows held out for test")
     train_size: int | None = Field(None, ge=1, description="train on this many synsets (default: all left)")
     val_size: int = Field(1000, ge=1)
     test_size: int = Field(5000, ge=2)
     query_style: Literal["lemma", "lemma_example"] = "lemma"
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> TextDataConfig:
+        if self.name == "pairs" and not self.path:
+            raise ValueError("data.name=pairs needs data.path (the file of query/document rows)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must leave pairs for training")
+        return self
 
 
 class TextModelConfig(_Strict):
@@ -163,7 +177,7 @@ class TextExperimentConfig(_Strict):
     train: TextTrainConfig = TextTrainConfig()
 
 
-TEXT_DATASETS = ("wordnet",)
+TEXT_DATASETS = ("wordnet", "pairs")
 
 
 def _format_errors(err: ValidationError) -> str:

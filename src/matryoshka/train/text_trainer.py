@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from matryoshka.data.pairs import PairsData, load_pairs
 from matryoshka.data.wordnet import WordNetData, load_wordnet
 from matryoshka.evaluate.text import evaluate_text_retrieval
 from matryoshka.io import atomic_replace_dir, atomic_write_json
@@ -64,14 +65,14 @@ class TextTrainer(TrainingLoop):
     def __init__(
         self,
         config: TextExperimentConfig,
-        data: WordNetData | None = None,
+        data: WordNetData | PairsData | None = None,
         progress: bool = True,
         resume: bool = True,
     ) -> None:
         super().__init__(config.train, progress, resume)
         self.config = config
         d = config.data
-        self.data = data or load_wordnet(d.root, d.val_size, d.test_size, d.train_size, d.seed, d.query_style)
+        self.data = data or load_text_data(d)
         self.pairs = self.data.train
         if len(self.pairs) < config.train.batch_size:
             raise ValueError(f"{len(self.pairs)} training pairs are fewer than one batch of {config.train.batch_size}")
@@ -121,9 +122,11 @@ class TextTrainer(TrainingLoop):
 
     def train_step(self, batch: torch.Tensor) -> torch.Tensor:
         pairs = [self.pairs[i] for i in batch.tolist()]
+        # Hard negatives (when the data has them) join the candidates after the batch's own documents.
+        negatives = [n for p in pairs if (n := getattr(p, "negative", None)) is not None]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             queries = self._embed([p.query for p in pairs])
-            documents = self._embed([p.document for p in pairs])
+            documents = self._embed([p.document for p in pairs] + negatives)
         loss = self.criterion(queries.float(), documents.float())
         self.optimizer_step(loss, self.config.optim.grad_clip)
         return loss.detach()
@@ -171,6 +174,21 @@ class TextTrainer(TrainingLoop):
             },
         )
         return TextTrainResult(self.run_dir, self.nesting, as_str, base_str, self.history)
+
+
+def load_text_data(cfg: Any) -> WordNetData | PairsData:
+    """The WordNet pairs, or the user's own pairs file, a ``data:`` section of a text config describes."""
+    if cfg.name == "pairs":
+        return load_pairs(
+            cfg.path,
+            cfg.query_column,
+            cfg.document_column,
+            cfg.negative_column,
+            cfg.val_fraction,
+            cfg.test_fraction,
+            cfg.seed,
+        )
+    return load_wordnet(cfg.root, cfg.val_size, cfg.test_size, cfg.train_size, cfg.seed, cfg.query_style)
 
 
 def save_sentence_transformer(model: Any, path: Path) -> None:
