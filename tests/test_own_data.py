@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ from PIL import Image
 
 from matryoshka.data import CorruptDataError, DataNotFoundError, ImageFileSplit, Preprocess, load_data
 from matryoshka.data.images import augment_batch, decode_image
+from matryoshka.errors import InputError
+from matryoshka.runs import TrainedRun
 from matryoshka.train import ConfigError, Trainer, load_model, parse_config
 
 CLASSES = ("left", "right", "top")
@@ -189,3 +192,62 @@ def test_augmentation_keeps_shape_and_is_seeded():
     a = augment_batch(x, torch.Generator().manual_seed(1))
     b = augment_batch(x, torch.Generator().manual_seed(1))
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+
+
+def test_a_run_folder_alone_encodes_raw_images_in_a_fresh_process(tmp_path):
+    """Train on a folder, delete the folder's other copies, then encode in another process from the run alone."""
+    import subprocess
+    import sys
+
+    folder = make_image_folder(tmp_path / "pics", per_class=8)
+    cfg = _config(tmp_path, {"name": "imagefolder", "path": str(folder), "image_size": 12})
+    data = load_data(cfg.data)
+    Trainer(cfg, data=data, progress=False).fit()
+    run = TrainedRun.load(tmp_path / "run")
+    # Raw bytes through the stored preprocessing give the embedding of the training pipeline's tensor.
+    raw = run.encode_images([Path(data.test.paths[0]).read_bytes()], dim=8)[0]
+    want = torch.nn.functional.normalize(run.encode_tensor(data.test.x[:1])[0, :8], dim=0).numpy()
+    np.testing.assert_allclose(raw, want, atol=1e-5)
+    new = shutil.copytree(folder / "left", tmp_path / "new")  # the run must not need the training folder
+    shutil.rmtree(folder)
+    script = (
+        "import sys, numpy as np\n"
+        "from matryoshka.runs import TrainedRun\n"
+        "z, names = TrainedRun.load(sys.argv[1]).encode_path(sys.argv[2], dim=8)\n"
+        "np.save(sys.argv[3], z)\n"
+        "print('\\n'.join(names))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "run"), str(new), str(tmp_path / "z.npy")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    names = out.stdout.split()
+    assert names == sorted(str(p) for p in new.iterdir())
+    here, _ = run.encode_path(new, dim=8)
+    np.testing.assert_allclose(np.load(tmp_path / "z.npy"), here, atol=1e-5)
+
+
+def test_encoding_a_feature_table_and_the_errors(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame(_table_rows(120))
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    cfg = _config(
+        tmp_path, {"name": "table", "path": str(tmp_path / "rows.csv"), "label_column": "kind"}, backbone="mlp"
+    )
+    Trainer(cfg, progress=False).fit()
+    run = TrainedRun.load(tmp_path / "run")
+    z, names = run.encode_path(tmp_path / "rows.csv", dim=4)
+    assert z.shape == (120, 4) and names[:2] == ["0", "1"]
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)
+    with pytest.raises(InputError, match="dim must be in"):
+        run.encode_path(tmp_path / "rows.csv", dim=99)
+    frame.drop(columns=["b"]).to_csv(tmp_path / "fewer.csv", index=False)
+    with pytest.raises(CorruptDataError, match="no column 'b'"):
+        run.encode_path(tmp_path / "fewer.csv")
+    (tmp_path / "notes.md").write_text("x")
+    with pytest.raises(CorruptDataError, match="cannot encode .md"):
+        run.encode_path(tmp_path / "notes.md")

@@ -1,0 +1,125 @@
+"""A finished run folder as one object: the model, how it preprocesses raw inputs, its class names.
+
+A run folder is self-contained: ``TrainedRun.load(path)`` needs neither the training data nor the training
+machine, so the same embeddings come out of ``mrl encode``, ``mrl serve --model`` and Python.
+
+Example::
+
+    run = TrainedRun.load("runs/my_pictures")
+    z, names = run.encode_path("new_pictures/", dim=64)      # (N, 64) unit vectors, one per image
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from matryoshka.data.images import Preprocess
+from matryoshka.data.inputs import Inputs, read_inputs
+from matryoshka.errors import InputError
+from matryoshka.truncate import truncate
+
+
+@dataclass
+class TrainedRun:
+    path: Path
+    kind: str  # "image" (a classifier on images or feature vectors) or "text" (a SentenceTransformer)
+    model: Any
+    info: dict[str, Any]
+    preprocess: Preprocess | None
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
+        path = Path(path)
+        if (path / "model" / "modules.json").exists() or (path / "modules.json").exists():
+            from matryoshka.nn.text_encoder import load_sentence_transformer
+
+            folder = path / "model" if (path / "model").is_dir() else path
+            results = path / "results.json"
+            info = json.loads(results.read_text()) if results.exists() else {}
+            return cls(path, "text", load_sentence_transformer(str(folder), torch.device(device)), info, None)
+        from matryoshka.train.checkpoint import load_model
+
+        model, info = load_model(path, device)
+        pre = Preprocess.from_dict(info["preprocess"]) if info.get("preprocess") else None
+        return cls(path, "image", model, info, pre)
+
+    @property
+    def dim(self) -> int:
+        if self.kind == "text":
+            return int(self.model.get_sentence_embedding_dimension())
+        return int(self.info["config"]["model"]["embed_dim"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.info.get("class_names", []))
+
+    def _check_dim(self, dim: int | None) -> int:
+        full = self.dim
+        if dim is not None and not 1 <= dim <= full:
+            raise InputError(f"dim must be in [1, {full}], got {dim}")
+        return dim or full
+
+    @torch.no_grad()
+    def encode_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Full-dim embeddings of preprocessed model inputs (N, *input_shape)."""
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        return self.model.encode(x.to(device)).float().cpu()
+
+    def encode_texts(self, texts: Sequence[str], dim: int | None = None, batch_size: int = 256) -> np.ndarray:
+        if self.kind != "text":
+            raise InputError(f"{self.path} is an image model; give it images (or the feature table it was trained on)")
+        from matryoshka.nn.text_encoder import encode_texts
+
+        z = encode_texts(self.model, list(texts), batch_size)
+        return truncate(z, self._check_dim(dim)).numpy()
+
+    def encode_images(self, images: Sequence[bytes | str | Path], dim: int | None = None) -> np.ndarray:
+        """Raw images (encoded bytes or paths) -> unit embeddings, with the run's stored preprocessing."""
+        pre = self._need_preprocess()
+        if pre.kind != "image":
+            raise InputError(f"{self.path} was trained on feature vectors, not images")
+        x = torch.stack([pre.load_image(img, name=f"image {i}") for i, img in enumerate(images)])
+        return truncate(self.encode_tensor(x), self._check_dim(dim)).numpy()
+
+    def encode_path(
+        self,
+        path: str | Path,
+        dim: int | None = None,
+        batch_size: int = 256,
+        progress: bool = False,
+        image_column: str | None = None,
+    ) -> tuple[np.ndarray, list[str]]:
+        """Embeddings (N, dim), unit length, of everything ``path`` holds, and one name per row."""
+        dim = self._check_dim(dim)
+        inputs: Inputs = read_inputs(path, self.preprocess, image_column)
+        if self.kind == "text":
+            if inputs.kind != "texts":
+                raise InputError(f"{self.path} is a text model; give it a .txt file with one text per line")
+            return self.encode_texts(inputs.texts(), dim, batch_size), inputs.names
+        if inputs.kind == "texts":
+            raise InputError(f"{self.path} is an image model; {path} holds texts")
+        pre = self._need_preprocess()
+        parts = []
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("encoding", total=len(inputs))
+            for x in inputs.batches(pre, batch_size):
+                parts.append(truncate(self.encode_tensor(x), dim))
+                bar.advance(task, len(x))
+        return torch.cat(parts).numpy(), inputs.names
+
+    def _need_preprocess(self) -> Preprocess:
+        if self.preprocess is None:
+            raise InputError(
+                f"{self.path} records no preprocessing (a run trained before it was stored): retrain it to encode "
+                "raw files"
+            )
+        return self.preprocess
