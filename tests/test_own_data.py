@@ -251,3 +251,30 @@ def test_encoding_a_feature_table_and_the_errors(tmp_path):
     (tmp_path / "notes.md").write_text("x")
     with pytest.raises(CorruptDataError, match="cannot encode .md"):
         run.encode_path(tmp_path / "notes.md")
+
+
+def test_served_embeddings_of_raw_images_equal_the_encoded_ones(tmp_path):
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from matryoshka.index import MatryoshkaIndex
+    from matryoshka.service import create_app
+
+    folder = make_image_folder(tmp_path / "pics", per_class=6)
+    Trainer(_config(tmp_path, {"name": "imagefolder", "path": str(folder), "image_size": 12}), progress=False).fit()
+    run = TrainedRun.load(tmp_path / "run")
+    z, names = run.encode_path(folder)
+    index = MatryoshkaIndex(8, [4])
+    index.add(np.ascontiguousarray(z[:, :8]))
+    index.save(tmp_path / "ix")
+    client = TestClient(create_app(tmp_path / "ix", model_path=tmp_path / "run"))
+    images = [base64.b64encode(Path(n).read_bytes()).decode() for n in names[:3]]
+    served = client.post("/embed", json={"images": images})
+    assert served.status_code == 200, served.text
+    np.testing.assert_allclose(np.array(served.json()["embeddings"]), z[:3], atol=1e-5)
+    hits = client.post("/search", json={"images": images, "k": 1}).json()["ids"]
+    assert [h[0] for h in hits] == [0, 1, 2]  # each image finds itself in the 8-dim index
+    bad = client.post("/embed", json={"images": ["not base64!"]})
+    assert bad.status_code == 422 and "base64" in bad.text
+    assert client.post("/embed", json={"texts": ["hello"]}).status_code == 422

@@ -90,6 +90,21 @@ class TrainedRun:
         x = torch.stack([pre.load_image(img, name=f"image {i}") for i, img in enumerate(images)])
         return truncate(self.encode_tensor(x), self._check_dim(dim)).numpy()
 
+    def encode_raw(self, rows: np.ndarray, dim: int | None = None) -> np.ndarray:
+        """Raw values, one flattened input per row (0-255 pixels, or feature columns) -> unit embeddings."""
+        if self.kind == "text":
+            raise InputError(f"{self.path} is a text model; send texts")
+        shape = tuple(self.info["input_shape"])
+        width = int(np.prod(shape))
+        if rows.ndim != 2 or rows.shape[1] != width:
+            raise InputError(f"each input must have {width} numbers (shape {shape}), got {rows.shape[1:]}")
+        x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).view(-1, *shape)
+        if (
+            self.preprocess is not None
+        ):  # runs trained before the preprocessing was stored take model inputs as they are
+            x = self.preprocess.normalize(x)
+        return truncate(self.encode_tensor(x), self._check_dim(dim)).numpy()
+
     def encode_path(
         self,
         path: str | Path,

@@ -1,7 +1,8 @@
 """HTTP service over a persisted Matryoshka index (FastAPI).
 
-Endpoints: ``POST /search`` (vectors, or raw inputs when a model is loaded), ``POST /vectors`` and
-``DELETE /vectors/{id}`` (need the ``X-API-Key`` header), ``GET /health``, and the OpenAPI docs at ``/docs``.
+Endpoints: ``POST /search`` (vectors, or raw images / texts / values when a model is loaded), ``POST /embed``,
+``POST /vectors`` and ``DELETE /vectors/{id}`` (need the ``X-API-Key`` header), ``GET /health``, and the OpenAPI
+docs at ``/docs``.
 Every acknowledged write is saved (atomically) before the response, so a crash loses nothing that was
 acknowledged. Run it with ``mrl serve --index DIR``.
 """
@@ -26,12 +27,32 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 API_KEY_ENV = "MRL_API_KEY"
 
 
-class SearchRequest(BaseModel):
+class RawInputs(BaseModel):
+    """Raw inputs for a server started with a model; the run's stored preprocessing is applied to them."""
+
     model_config = ConfigDict(extra="forbid")
+    images: list[str] | None = Field(None, description="base64-encoded PNG/JPEG/BMP/WebP files (image models)")
+    texts: list[str] | None = Field(None, description="texts (text models)")
+    inputs: list[list[FiniteFloat]] | None = Field(
+        None, description="raw values, flattened: 0-255 pixels (C*H*W) or feature columns (feature models)"
+    )
+
+    def given(self) -> list[str]:
+        return [name for name in ("images", "texts", "inputs") if getattr(self, name) is not None]
+
+
+class SearchRequest(RawInputs):
     vectors: list[list[FiniteFloat]] | None = Field(None, description="query embeddings, each of the index's dim")
-    inputs: list[list[FiniteFloat]] | None = Field(None, description="raw inputs (flattened), when a model is loaded")
     k: int = Field(10, ge=1, description="results per query")
     plan: str = Field("full", description="full | adaptive:DS:K:DR | funnel:D1xK1,D2xK2,...")
+
+
+class EmbedRequest(RawInputs):
+    dim: int | None = Field(None, ge=1, description="prefix length (default: the model's full dim)")
+
+
+class EmbedResponse(BaseModel):
+    embeddings: list[list[float]]
 
 
 class SearchResponse(BaseModel):
@@ -58,12 +79,11 @@ def create_app(
     index = MatryoshkaIndex.load(index_dir)
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
     lock = threading.Lock()  # one writer or reader at a time: FAISS indexes are not safe under mutation
-    model = None
+    run = None
     if model_path is not None:
-        from matryoshka.train import load_model
+        from matryoshka.runs import TrainedRun
 
-        model, info = load_model(model_path)
-        input_shape = tuple(info["input_shape"])
+        run = TrainedRun.load(model_path)
     app = FastAPI(title="matryoshka index", description=__doc__)
 
     @app.exception_handler(RequestValidationError)
@@ -102,27 +122,57 @@ def create_app(
             "dim": index.dim,
             "encoding": index.encoding,
             "shortlist_dims": index.shortlist_dims,
-            "model": model is not None,
+            "model": run is not None,
         }
+
+    def embed_raw(req: RawInputs, dim: int | None = None) -> np.ndarray:
+        """Unit embeddings of a request's raw inputs, with the run's stored preprocessing."""
+        import base64
+        import binascii
+
+        from matryoshka.errors import MatryoshkaError
+
+        if run is None:
+            raise HTTPException(422, "this server has no model: send 'vectors', or start it with --model")
+        rows = req.images or req.texts or req.inputs or []
+        if not rows:
+            raise HTTPException(422, "the inputs must not be empty")
+        if len(rows) > max_queries:
+            raise HTTPException(413, f"at most {max_queries} inputs per request, got {len(rows)}")
+        try:
+            if req.texts is not None:
+                return run.encode_texts(req.texts, dim)
+            if req.images is not None:
+                try:
+                    files = [base64.b64decode(img, validate=True) for img in req.images]
+                except (binascii.Error, ValueError):
+                    raise HTTPException(422, "images must be base64-encoded image files") from None
+                return run.encode_images(files, dim)
+            return run.encode_raw(np.asarray(req.inputs, dtype=np.float32), dim)
+        except MatryoshkaError as e:
+            raise HTTPException(422, str(e)) from None
+
+    @app.post("/embed", response_model=EmbedResponse)
+    def embed(req: EmbedRequest) -> EmbedResponse:
+        if len(req.given()) != 1:
+            raise HTTPException(422, "give exactly one of 'images', 'texts' or 'inputs'")
+        return EmbedResponse(embeddings=embed_raw(req, req.dim).tolist())
 
     @app.post("/search", response_model=SearchResponse)
     def search(req: SearchRequest) -> SearchResponse:
-        if (req.vectors is None) == (req.inputs is None):
-            raise HTTPException(422, "give exactly one of 'vectors' or 'inputs'")
+        if len(req.given()) + (req.vectors is not None) != 1:
+            raise HTTPException(422, "give exactly one of 'vectors', 'images', 'texts' or 'inputs'")
         if req.k > max_k:
             raise HTTPException(422, f"k must be at most {max_k}")
         try:
             plan = parse_plan(req.plan)
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
-        if req.inputs is not None:
-            if model is None:
-                raise HTTPException(422, "this server has no model: send 'vectors', or start it with --model")
-            import torch
-
-            x = as_matrix(req.inputs, int(np.prod(input_shape)), "inputs")
-            with torch.no_grad():
-                queries = model.encode(torch.from_numpy(x).view(-1, *input_shape)).numpy()
+        if req.vectors is None:
+            queries = embed_raw(req)
+            if queries.shape[1] < index.dim:
+                raise HTTPException(422, f"the model gives {queries.shape[1]} dims, the index holds {index.dim}")
+            queries = np.ascontiguousarray(queries[:, : index.dim])  # a Matryoshka prefix serves a smaller index
         else:
             queries = as_matrix(req.vectors, index.dim, "vectors")
         try:
