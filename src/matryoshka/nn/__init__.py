@@ -1,4 +1,4 @@
-from matryoshka.nn.backbones import MLP, ResNetSmall, SmallCNN, build_backbone
+from matryoshka.nn.backbones import MLP, ResNetSmall, SmallCNN, build_backbone, create_backbone, register_backbone
 from matryoshka.nn.heads import FixedFeatureHead, MRLHead
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
 from matryoshka.nn.model import MatryoshkaClassifier
@@ -13,4 +13,6 @@ __all__ = [
     "ResNetSmall",
     "SmallCNN",
     "build_backbone",
+    "create_backbone",
+    "register_backbone",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from matryoshka.nn.backbones import create_backbone
+
 
 class MatryoshkaClassifier(nn.Module):
     """``backbone`` maps inputs to z in R^d; ``head`` (MRLHead or FixedFeatureHead) maps z to per-dim logits."""
@@ -33,11 +35,11 @@ def build_classifier(
     num_classes: int,
     width: int | None = None,
 ) -> MatryoshkaClassifier:
-    """Build a model by names: ``head`` is "mrl", "mrl_e" (tied) or "ff" (one head on z[:nesting[0]])."""
-    from matryoshka.nn.backbones import build_backbone
+    """Build a model by names: ``backbone`` is any spec :func:`create_backbone` takes; ``head`` is "mrl", "mrl_e"
+    (tied) or "ff" (one head on z[:nesting[0]])."""
     from matryoshka.nn.heads import FixedFeatureHead, MRLHead
 
-    encoder = build_backbone(backbone, embed_dim, tuple(input_shape), width)
+    encoder = create_backbone(backbone, embed_dim, tuple(input_shape), width)
     if head == "ff":
         if len(nesting) != 1:
             raise ValueError(f"an FF head reads one dim, got nesting {nesting}")

@@ -1,0 +1,31 @@
+"""``create_backbone(spec, embed_dim, input_shape, width)``: any backbone spec to an encoder of ``embed_dim``."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from matryoshka.nn.backbones import builtin  # noqa: F401  (registers cnn, resnet, mlp, vit)
+from matryoshka.nn.backbones.registry import BackboneError, BackboneSpec, backbone_factory, parse_backbone_spec
+
+
+def create_backbone(
+    spec: str | BackboneSpec,
+    embed_dim: int,
+    input_shape: tuple[int, ...],
+    width: int | None = None,
+) -> nn.Module:
+    """Build the encoder ``spec`` names for inputs of shape ``input_shape`` (one example, e.g. (channels, height,
+    width)); it maps a batch to embeddings of size ``embed_dim``.
+
+    ``spec`` is a registered name (``cnn``, ``resnet``, ``mlp``, ``vit`` or one of :func:`register_backbone`).
+    """
+    parsed = parse_backbone_spec(spec)
+    shape = tuple(int(s) for s in input_shape)
+    if parsed.kind == "name":
+        return backbone_factory(parsed.target)(embed_dim, shape, width)
+    if width is not None:
+        raise BackboneError(f"width applies to registered backbones, not to {parsed}")
+    raise BackboneError(f"backbone {parsed}: only registered names can be built so far")
+
+
+build_backbone = create_backbone  # the name used before the registry

@@ -1,0 +1,82 @@
+import pytest
+import torch
+from torch import nn
+
+from matryoshka.errors import MatryoshkaError
+from matryoshka.nn.backbones import (
+    BackboneError,
+    build_backbone,
+    create_backbone,
+    parse_backbone_spec,
+    register_backbone,
+    registered_backbones,
+)
+from matryoshka.nn.backbones import registry as backbone_registry
+from matryoshka.train import ConfigError, parse_config
+
+SHAPE = (1, 8, 8)  # sklearn digits
+
+
+def _config(tmp_path, name="run", epochs=1, **model):
+    return parse_config(
+        {
+            "data": {"name": "digits"},
+            "model": {"embed_dim": 16, "head": "mrl", **model},
+            "optim": {"lr": 0.003},
+            "train": {"epochs": epochs, "batch_size": 64, "out_dir": str(tmp_path / name)},
+        }
+    )
+
+
+# -- registry ---------------------------------------------------------------------------------------------------------
+
+
+def test_registry_round_trip_and_config(monkeypatch, tmp_path):
+    monkeypatch.setattr(backbone_registry, "_FACTORIES", dict(backbone_registry._FACTORIES))
+    calls = []
+
+    @register_backbone("tiny_flat")
+    def tiny_flat(embed_dim, input_shape, width=None):
+        calls.append((embed_dim, input_shape, width))
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, embed_dim))
+
+    assert "tiny_flat" in registered_backbones()
+    z = create_backbone("tiny_flat", 16, [1, 8, 8], width=3)(torch.zeros(2, *SHAPE))
+    assert z.shape == (2, 16) and calls == [(16, SHAPE, 3)]
+    assert parse_backbone_spec("tiny_flat").kind == "name"
+    assert _config(tmp_path, backbone="tiny_flat").model.backbone == "tiny_flat"
+    with pytest.raises(BackboneError, match="registered already"):
+        register_backbone("tiny_flat")(lambda d, s, w: nn.Identity())
+    register_backbone("tiny_flat", overwrite=True)(lambda d, s, w: nn.Identity())
+    with pytest.raises(BackboneError, match="no ':'"):
+        register_backbone("a:b")
+
+
+def test_unknown_backbones_name_the_registered_ones(tmp_path):
+    with pytest.raises(BackboneError, match=r"unknown backbone 'resnet9000'; registered backbones: cnn, mlp, resnet,"):
+        create_backbone("resnet9000", 16, SHAPE)
+    assert issubclass(BackboneError, MatryoshkaError) and issubclass(BackboneError, ValueError)
+    with pytest.raises(ConfigError, match=r"model.backbone: .*unknown backbone 'resnet9000'.*cnn, mlp, resnet, vit"):
+        _config(tmp_path, backbone="resnet9000")
+    with pytest.raises(ConfigError, match="is not a registered name"):
+        _config(tmp_path, backbone="my-pkg:factory")
+    with pytest.raises(ConfigError, match="names nothing after hf:"):
+        _config(tmp_path, backbone="hf:")
+    with pytest.raises(ConfigError, match="width applies to registered backbones"):
+        _config(tmp_path, backbone="timm:resnet18", width=8)
+    # external specs are only checked for syntax when the config is read: the folder may be on another machine
+    assert _config(tmp_path, backbone="hf:/no/such/folder").model.backbone == "hf:/no/such/folder"
+    assert parse_backbone_spec("pkg.mod:make.backbone").attribute == "make.backbone"
+
+
+def test_builtins_keep_their_weights_layout():
+    assert build_backbone is create_backbone
+    cnn = list(create_backbone("cnn", 16, SHAPE, 4).state_dict())
+    assert cnn[:3] == ["features.0.0.weight", "features.0.1.weight", "features.0.1.bias"]
+    assert cnn[-2:] == ["project.3.weight", "project.3.bias"] and len(cnn) == 21
+    assert list(create_backbone("vit", 16, SHAPE, 4).state_dict())[:3] == ["cls", "position", "patches.weight"]
+    assert list(create_backbone("mlp", 16, SHAPE, 4).state_dict())[-1] == "net.7.bias"
+    assert list(create_backbone("resnet", 16, SHAPE, 4).state_dict())[-1] == "features.6.body.2.num_batches_tracked"
+    assert create_backbone("mlp", 16, (20,))(torch.zeros(2, 20)).shape == (2, 16)  # tables: any input shape
+    with pytest.raises(BackboneError, match="needs image inputs"):
+        create_backbone("cnn", 16, (20,))
