@@ -1,3 +1,6 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -5,6 +8,7 @@ from torch import nn
 from matryoshka.errors import MatryoshkaError
 from matryoshka.nn.backbones import (
     BackboneError,
+    ProjectedBackbone,
     build_backbone,
     create_backbone,
     parse_backbone_spec,
@@ -14,7 +18,13 @@ from matryoshka.nn.backbones import (
 from matryoshka.nn.backbones import registry as backbone_registry
 from matryoshka.train import ConfigError, parse_config
 
+TESTS = Path(__file__).resolve().parent
 SHAPE = (1, 8, 8)  # sklearn digits
+
+
+@pytest.fixture(autouse=True)
+def _helpers_importable(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))  # backbone_helpers:NAME
 
 
 def _config(tmp_path, name="run", epochs=1, **model):
@@ -26,6 +36,23 @@ def _config(tmp_path, name="run", epochs=1, **model):
             "train": {"epochs": epochs, "batch_size": 64, "out_dir": str(tmp_path / name)},
         }
     )
+
+
+def _tiny_vit(folder):
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=8,
+        patch_size=4,
+        num_channels=1,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    ViTModel(config).save_pretrained(folder)
+    return folder
 
 
 # -- registry ---------------------------------------------------------------------------------------------------------
@@ -80,3 +107,56 @@ def test_builtins_keep_their_weights_layout():
     assert create_backbone("mlp", 16, (20,))(torch.zeros(2, 20)).shape == (2, 16)  # tables: any input shape
     with pytest.raises(BackboneError, match="needs image inputs"):
         create_backbone("cnn", 16, (20,))
+
+
+# -- external backbones -----------------------------------------------------------------------------------------------
+
+
+def test_module_factory_forms_and_errors(tmp_path, monkeypatch):
+    flat = create_backbone("backbone_helpers:flat_linear", 16, SHAPE)  # called without arguments
+    assert isinstance(flat, ProjectedBackbone) and flat.feature_dim == 12
+    assert flat(torch.zeros(3, *SHAPE)).shape == (3, 16)
+    (tmp_path / "broken_backbone.py").write_text("raise RuntimeError('boom at import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(BackboneError, match="cannot import module 'no_such_module_here'"):
+        create_backbone("no_such_module_here:factory", 16, SHAPE)
+    with pytest.raises(BackboneError, match="cannot import module 'broken_backbone'.*boom at import"):
+        create_backbone("broken_backbone:factory", 16, SHAPE)
+    with pytest.raises(BackboneError, match="has no attribute 'missing'"):
+        create_backbone("backbone_helpers:missing", 16, SHAPE)
+    with pytest.raises(BackboneError, match=r"not_a_module\(\) returned a str, not an nn.Module"):
+        create_backbone("backbone_helpers:not_a_module", 16, SHAPE)
+    with pytest.raises(BackboneError, match="fails on inputs of shape"):
+        create_backbone("backbone_helpers:flat_linear", 16, (1, 4, 4))
+
+
+def test_hf_backbone_checks(tmp_path):
+    hf_dir = _tiny_vit(tmp_path / "vit")
+    backbone = create_backbone(f"hf:{hf_dir}", 16, SHAPE)  # the pooler_output of a ViTModel: 32 features
+    assert backbone.feature_dim == 32 and backbone(torch.zeros(2, *SHAPE)).shape == (2, 16)
+    with pytest.raises(BackboneError, match="takes 1-channel images .* the data has 3 channel"):
+        create_backbone(f"hf:{hf_dir}", 16, (3, 8, 8))
+    with pytest.raises(BackboneError, match="holds no config.json"):
+        create_backbone(f"hf:{tmp_path / 'nowhere'}", 16, SHAPE)
+    with pytest.raises(BackboneError, match="doesn't match model"):
+        create_backbone(f"hf:{hf_dir}", 16, (1, 16, 16))
+
+
+def _timm_importable():
+    try:
+        import timm  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _timm_importable(), reason="timm does not import next to this torch")
+def test_timm_backbone():
+    backbone = create_backbone("timm:resnet18", 16, (1, 32, 32))
+    assert backbone(torch.zeros(2, 1, 32, 32)).shape == (2, 16)
+
+
+def test_timm_not_importable_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm -> ImportError
+    with pytest.raises(BackboneError, match="timm:resnet18: timm is not importable here"):
+        create_backbone("timm:resnet18", 16, SHAPE)

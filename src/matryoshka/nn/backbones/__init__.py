@@ -1,7 +1,12 @@
-"""Backbones: the built-in encoders and a registry for your own (``@register_backbone``), built by name with
-:func:`create_backbone`."""
+"""Backbones: the built-in encoders, a registry for your own (``@register_backbone``), and external ones
+(``hf:FOLDER``, ``timm:MODEL``, ``package.module:factory``) through :func:`create_backbone`."""
 
 from matryoshka.nn.backbones.builtin import MLP, BasicBlock, ResNetSmall, SmallCNN, SmallViT
+from matryoshka.nn.backbones.external import (
+    ProjectedBackbone,
+    measure_feature_dim,
+    pool_features,
+)
 from matryoshka.nn.backbones.factory import build_backbone, create_backbone
 from matryoshka.nn.backbones.registry import (
     BackboneError,
@@ -16,12 +21,15 @@ __all__ = [
     "BackboneError",
     "BackboneSpec",
     "BasicBlock",
+    "ProjectedBackbone",
     "ResNetSmall",
     "SmallCNN",
     "SmallViT",
     "build_backbone",
     "create_backbone",
+    "measure_feature_dim",
     "parse_backbone_spec",
+    "pool_features",
     "register_backbone",
     "registered_backbones",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from matryoshka.nn.backbones import builtin  # noqa: F401  (registers cnn, resnet, mlp, vit)
+from matryoshka.nn.backbones.external import external_backbone
 from matryoshka.nn.backbones.registry import BackboneError, BackboneSpec, backbone_factory, parse_backbone_spec
 
 
@@ -17,7 +18,9 @@ def create_backbone(
     """Build the encoder ``spec`` names for inputs of shape ``input_shape`` (one example, e.g. (channels, height,
     width)); it maps a batch to embeddings of size ``embed_dim``.
 
-    ``spec`` is a registered name (``cnn``, ``resnet``, ``mlp``, ``vit`` or one of :func:`register_backbone`).
+    ``spec`` is a registered name (``cnn``, ``resnet``, ``mlp``, ``vit`` or one of :func:`register_backbone`),
+    ``hf:FOLDER``, ``timm:MODEL`` or ``package.module:factory``; the last three are wrapped as a
+    :class:`ProjectedBackbone`. ``width`` goes to registered factories only.
     """
     parsed = parse_backbone_spec(spec)
     shape = tuple(int(s) for s in input_shape)
@@ -25,7 +28,7 @@ def create_backbone(
         return backbone_factory(parsed.target)(embed_dim, shape, width)
     if width is not None:
         raise BackboneError(f"width applies to registered backbones, not to {parsed}")
-    raise BackboneError(f"backbone {parsed}: only registered names can be built so far")
+    return external_backbone(parsed, embed_dim, shape)
 
 
 build_backbone = create_backbone  # the name used before the registry
