@@ -1,3 +1,7 @@
+import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -5,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+import matryoshka
 from matryoshka.errors import MatryoshkaError
+from matryoshka.inference import encode_and_classify
 from matryoshka.nn.backbones import (
     BackboneError,
     ProjectedBackbone,
@@ -16,7 +22,7 @@ from matryoshka.nn.backbones import (
     registered_backbones,
 )
 from matryoshka.nn.backbones import registry as backbone_registry
-from matryoshka.train import ConfigError, parse_config
+from matryoshka.train import ConfigError, Trainer, load_model, parse_config
 
 TESTS = Path(__file__).resolve().parent
 SHAPE = (1, 8, 8)  # sklearn digits
@@ -110,6 +116,59 @@ def test_builtins_keep_their_weights_layout():
 
 
 # -- external backbones -----------------------------------------------------------------------------------------------
+
+_LOAD_AND_ENCODE = """
+import sys, torch
+from matryoshka.train import load_model
+x = torch.load(sys.argv[1])
+out = {}
+for run in sys.argv[3:]:
+    model, _ = load_model(run)
+    with torch.no_grad():
+        out[run] = model.encode(x)
+torch.save(out, sys.argv[2])
+"""
+
+
+def test_hf_and_module_backbones_train_and_reload_in_a_fresh_process(digits, tmp_path):
+    hf_dir = _tiny_vit(tmp_path / "vit")
+    runs = {
+        "hf": Trainer(_config(tmp_path, "hf", backbone=f"hf:{hf_dir}"), data=digits, progress=False).fit(),
+        "module": Trainer(
+            _config(tmp_path, "module", backbone="backbone_helpers:tiny_convnet"), data=digits, progress=False
+        ).fit(),
+    }
+    assert isinstance(runs["hf"].model.backbone, ProjectedBackbone) and runs["hf"].model.backbone.feature_dim == 32
+    assert runs["module"].model.backbone.feature_dim == 8
+    assert json.loads((runs["hf"].run_dir / "backbone" / "config.json").read_text())["model_type"] == "vit"
+    assert not (runs["module"].run_dir / "backbone").exists()
+    x = digits.val.x[:50]
+    expected = {str(r.run_dir): encode_and_classify(r.model, x, with_logits=False)[0] for r in runs.values()}
+    shutil.rmtree(hf_dir)  # the run folder alone must rebuild the model
+
+    torch.save(x, tmp_path / "x.pt")
+    src = str(Path(matryoshka.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (src, str(TESTS), os.environ.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_AND_ENCODE, str(tmp_path / "x.pt"), str(tmp_path / "z.pt"), *expected],
+        env={**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = torch.load(tmp_path / "z.pt")
+    for run, z in expected.items():
+        assert z.shape == (50, 16)
+        torch.testing.assert_close(got[run], z, atol=1e-5, rtol=1e-5)
+
+    # a module backbone needs its module where the run is loaded
+    info_path = runs["module"].run_dir / "config.json"
+    info = json.loads(info_path.read_text())
+    info["config"]["model"]["backbone"] = "no_such_backbone_module:tiny_convnet"
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(BackboneError, match="cannot import module 'no_such_backbone_module'.*PYTHONPATH"):
+        load_model(runs["module"].run_dir)
 
 
 def test_module_factory_forms_and_errors(tmp_path, monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import Tensor, nn
 
 from matryoshka.nn.backbones import create_backbone
@@ -34,12 +36,13 @@ def build_classifier(
     input_shape: tuple[int, ...],
     num_classes: int,
     width: int | None = None,
+    run_dir: str | Path | None = None,
 ) -> MatryoshkaClassifier:
     """Build a model by names: ``backbone`` is any spec :func:`create_backbone` takes; ``head`` is "mrl", "mrl_e"
-    (tied) or "ff" (one head on z[:nesting[0]])."""
+    (tied) or "ff" (one head on z[:nesting[0]]). ``run_dir``: rebuild the backbone of that trained run."""
     from matryoshka.nn.heads import FixedFeatureHead, MRLHead
 
-    encoder = create_backbone(backbone, embed_dim, tuple(input_shape), width)
+    encoder = create_backbone(backbone, embed_dim, tuple(input_shape), width, run_dir=run_dir)
     if head == "ff":
         if len(nesting) != 1:
             raise ValueError(f"an FF head reads one dim, got nesting {nesting}")

@@ -16,6 +16,7 @@ from torch import nn
 
 from matryoshka.data import ImageData, load_dataset
 from matryoshka.inference import encode_and_classify
+from matryoshka.nn.backbones import save_backbone_files
 from matryoshka.nn.losses import MatryoshkaLoss
 from matryoshka.nn.model import MatryoshkaClassifier, build_classifier
 from matryoshka.train.checkpoint import save_model
@@ -149,5 +150,6 @@ class Trainer(TrainingLoop):
             "val_acc": self.history[-1].get("val_acc", {}) if self.history else {},
         }
         if self.is_main:
+            save_backbone_files(self.model, self.run_dir)
             save_model(self.run_dir, self.model, info)
         return TrainResult(self.model, self.run_dir, self.history)

@@ -3,9 +3,11 @@
 
 from matryoshka.nn.backbones.builtin import MLP, BasicBlock, ResNetSmall, SmallCNN, SmallViT
 from matryoshka.nn.backbones.external import (
+    BACKBONE_DIR,
     ProjectedBackbone,
     measure_feature_dim,
     pool_features,
+    save_backbone_files,
 )
 from matryoshka.nn.backbones.factory import build_backbone, create_backbone
 from matryoshka.nn.backbones.registry import (
@@ -17,6 +19,7 @@ from matryoshka.nn.backbones.registry import (
 )
 
 __all__ = [
+    "BACKBONE_DIR",
     "MLP",
     "BackboneError",
     "BackboneSpec",
@@ -32,4 +35,5 @@ __all__ = [
     "pool_features",
     "register_backbone",
     "registered_backbones",
+    "save_backbone_files",
 ]

@@ -4,6 +4,11 @@
 * ``hf:FOLDER``: ``AutoModel.from_pretrained(FOLDER, local_files_only=True)`` (ViT, ConvNeXt, ResNet, ...);
 * ``timm:MODEL``: ``timm.create_model(MODEL, pretrained=False, num_classes=0, in_chans=channels)``;
 * ``package.module:factory``: ``factory()``, or ``factory(input_shape=...)`` when it takes that argument.
+
+A run folder rebuilds them on another machine (:func:`save_backbone_files`, used by the trainer): for ``hf:`` the
+transformers config is kept in ``run/backbone/config.json`` and the model is rebuilt with ``AutoModel.from_config``
+before the trained weights are loaded, so the original folder is not needed; ``timm:`` needs timm, and
+``module:factory`` needs the module importable there.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from matryoshka.io import atomic_write_text
 from matryoshka.nn.backbones.registry import BackboneError, BackboneSpec
+
+BACKBONE_DIR = "backbone"  # in a run folder: what rebuilding the backbone needs besides model.safetensors
 
 
 def pool_features(out: Any) -> Tensor:
@@ -79,10 +87,13 @@ def measure_feature_dim(features: nn.Module, input_shape: tuple[int, ...], what:
     return out[0].numel()
 
 
-def external_backbone(spec: BackboneSpec, embed_dim: int, input_shape: tuple[int, ...]) -> ProjectedBackbone:
-    """An ``hf:``, ``timm:`` or ``module:factory`` backbone."""
+def external_backbone(
+    spec: BackboneSpec, embed_dim: int, input_shape: tuple[int, ...], run_dir: str | Path | None = None
+) -> ProjectedBackbone:
+    """An ``hf:``, ``timm:`` or ``module:factory`` backbone; with ``run_dir``, an ``hf:`` model is rebuilt (without
+    weights) from the config :func:`save_backbone_files` kept there, when there is one."""
     if spec.kind == "hf":
-        features = _transformers_model(spec, input_shape)
+        features = _transformers_model(spec, input_shape, run_dir)
     elif spec.kind == "timm":
         features = _timm_model(spec, input_shape)
     elif spec.kind == "module":
@@ -99,19 +110,27 @@ def _image_channels(spec: BackboneSpec, input_shape: tuple[int, ...]) -> int:
     return input_shape[0]
 
 
-def _transformers_model(spec: BackboneSpec, input_shape: tuple[int, ...]) -> nn.Module:
+def _transformers_model(spec: BackboneSpec, input_shape: tuple[int, ...], run_dir: str | Path | None) -> nn.Module:
     channels = _image_channels(spec, input_shape)
     try:
-        from transformers import AutoModel
+        from transformers import AutoConfig, AutoModel
     except Exception as e:
         raise BackboneError(f"backbone {spec} needs the transformers package, which does not import: {e}") from e
-    folder = Path(spec.target).expanduser()
-    if not (folder / "config.json").is_file():
-        raise BackboneError(
-            f"backbone {spec}: {folder} holds no config.json; hf: takes a folder written by save_pretrained"
-        )
+    saved = Path(run_dir) / BACKBONE_DIR if run_dir is not None else None
     try:
-        model = AutoModel.from_pretrained(folder, local_files_only=True)
+        if saved is not None and (saved / "config.json").exists():
+            model = AutoModel.from_config(AutoConfig.from_pretrained(saved, local_files_only=True))
+        else:
+            folder = Path(spec.target).expanduser()
+            if not (folder / "config.json").is_file():
+                kept = f", and {saved} holds none" if saved is not None else ""
+                raise BackboneError(
+                    f"backbone {spec}: {folder} holds no config.json{kept}; hf: takes a folder written by "
+                    "save_pretrained"
+                )
+            model = AutoModel.from_pretrained(folder, local_files_only=True)
+    except BackboneError:
+        raise
     except Exception as e:
         raise BackboneError(f"backbone {spec}: transformers cannot load it: {type(e).__name__}: {e}") from e
     expected = getattr(model.config, "num_channels", None)
@@ -167,3 +186,16 @@ def _user_model(spec: BackboneSpec, input_shape: tuple[int, ...]) -> nn.Module:
     if not isinstance(built, nn.Module):
         raise BackboneError(f"backbone {spec}: {spec.attribute}() returned a {type(built).__name__}, not an nn.Module")
     return built
+
+
+def save_backbone_files(model: nn.Module, run_dir: str | Path) -> list[Path]:
+    """Write into ``run_dir`` what rebuilding ``model``'s backbone needs besides its weights (for an ``hf:``
+    backbone, ``backbone/config.json``); returns the files written (none for other backbones)."""
+    backbone = getattr(model, "backbone", model)
+    features = backbone.features if isinstance(backbone, ProjectedBackbone) else None
+    config = getattr(features, "config", None)
+    if not hasattr(config, "to_json_string"):
+        return []
+    path = Path(run_dir) / BACKBONE_DIR / "config.json"
+    atomic_write_text(path, config.to_json_string(use_diff=False))
+    return [path]
