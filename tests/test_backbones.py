@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 import matryoshka
@@ -17,11 +18,13 @@ from matryoshka.nn.backbones import (
     ProjectedBackbone,
     build_backbone,
     create_backbone,
+    load_init_weights,
     parse_backbone_spec,
     register_backbone,
     registered_backbones,
 )
 from matryoshka.nn.backbones import registry as backbone_registry
+from matryoshka.nn.model import build_model
 from matryoshka.train import ConfigError, Trainer, load_model, parse_config
 
 TESTS = Path(__file__).resolve().parent
@@ -219,3 +222,66 @@ def test_timm_not_importable_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # import timm -> ImportError
     with pytest.raises(BackboneError, match="timm:resnet18: timm is not importable here"):
         create_backbone("timm:resnet18", 16, SHAPE)
+
+
+# -- init_from and freeze_backbone ------------------------------------------------------------------------------------
+
+
+def test_init_from_backbone_whole_model_or_feature_extractor(digits, tmp_path):
+    torch.manual_seed(1)
+    donor = create_backbone("cnn", 16, SHAPE, 4)
+    save_file(donor.state_dict(), tmp_path / "backbone.safetensors")
+    cfg = _config(tmp_path, backbone="cnn", width=4, init_from=str(tmp_path / "backbone.safetensors"))
+    trainer = Trainer(cfg, data=digits, progress=False)
+    trainer.build()
+    torch.manual_seed(cfg.train.seed)
+    plain = build_model(_config(tmp_path, backbone="cnn", width=4).model, [8, 16], SHAPE, 10)
+    for key, value in donor.state_dict().items():
+        assert torch.equal(trainer.model.backbone.state_dict()[key], value), key
+    assert not torch.equal(plain.backbone.features[0][0].weight, donor.features[0][0].weight)
+
+    torch.save(plain.state_dict(), tmp_path / "whole.pt")
+    model = build_model(cfg.model, [8, 16], SHAPE, 10)
+    assert load_init_weights(model, tmp_path / "whole.pt") == "model"
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in plain.state_dict().items())
+
+    extractor = create_backbone("backbone_helpers:tiny_convnet", 16, SHAPE).features
+    torch.save({"state_dict": extractor.state_dict()}, tmp_path / "extractor.pth")
+    user = build_model(_config(tmp_path, backbone="backbone_helpers:tiny_convnet").model, [8, 16], SHAPE, 10)
+    assert load_init_weights(user, tmp_path / "extractor.pth") == "feature extractor"
+    assert torch.equal(user.backbone.features[0].weight, extractor[0].weight)
+
+
+def test_init_from_that_does_not_fit_names_the_keys(tmp_path):
+    state = create_backbone("cnn", 16, SHAPE, 4).state_dict()
+    state["extra.weight"] = state.pop("project.3.weight")
+    save_file(state, tmp_path / "wrong.safetensors")
+    cfg = _config(tmp_path, backbone="cnn", width=4, init_from=str(tmp_path / "wrong.safetensors"))
+    fits_badly = r"the backbone, has 20 of its 21 keys there; missing: project.3.weight; unexpected: extra.weight"
+    with pytest.raises(BackboneError, match=fits_badly):
+        build_model(cfg.model, [8, 16], SHAPE, 10)
+    model = build_model(_config(tmp_path, backbone="cnn", width=4).model, [8, 16], SHAPE, 10)
+    save_file(create_backbone("cnn", 16, SHAPE, 8).state_dict(), tmp_path / "wider.safetensors")
+    with pytest.raises(BackboneError, match=r"shapes differ .*features.0.0.weight \(8, 1, 3, 3\) vs \(4, 1, 3, 3\)"):
+        load_init_weights(model, tmp_path / "wider.safetensors")
+    with pytest.raises(BackboneError, match="does not exist"):
+        load_init_weights(model, tmp_path / "nothing.pt")
+
+
+@pytest.mark.parametrize("backbone", ["cnn", "backbone_helpers:tiny_convnet"])
+def test_freeze_backbone_trains_only_projection_and_heads(digits, tmp_path, backbone):
+    cfg = _config(tmp_path, backbone=backbone, freeze_backbone=True, width=4 if backbone == "cnn" else None)
+    torch.manual_seed(cfg.train.seed)
+    before = {k: v.clone() for k, v in build_model(cfg.model, [8, 16], SHAPE, 10).state_dict().items()}
+    result = Trainer(cfg, data=digits, progress=False).fit()
+    after = result.model.state_dict()
+    features = [k for k in before if k.startswith("backbone.features.")]
+    assert any("running_mean" in k for k in features)  # BatchNorm statistics stay as they were too
+    for key in features:
+        assert torch.equal(before[key], after[key]), key
+    for key in [k for k in before if k.startswith(("backbone.project.", "head.")) and k.endswith("weight")]:
+        assert not torch.equal(before[key], after[key]), key
+    assert not any(p.requires_grad for p in result.model.backbone.features.parameters())
+    assert result.model.training and not result.model.backbone.features.training
+    assert result.model.backbone.project.training

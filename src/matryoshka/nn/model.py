@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from matryoshka.nn.backbones import create_backbone
+from matryoshka.nn.backbones import create_backbone, feature_modules, load_init_weights
+
+if TYPE_CHECKING:
+    from matryoshka.train.config import ModelConfig
 
 
 class MatryoshkaClassifier(nn.Module):
@@ -16,6 +20,7 @@ class MatryoshkaClassifier(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.backbone_frozen = False
 
     @property
     def nesting(self) -> list[int]:
@@ -26,6 +31,22 @@ class MatryoshkaClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         return self.head(self.backbone(x))
+
+    def freeze_backbone(self) -> None:
+        """Train only the backbone's ``project`` layer and the head: the feature extractor's parameters stop
+        requiring grad, and its layers stay in eval mode through ``train()`` (BatchNorm statistics do not move)."""
+        for module in feature_modules(self.backbone):
+            for p in module.parameters(recurse=False):
+                p.requires_grad_(False)
+        self.backbone_frozen = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> MatryoshkaClassifier:
+        super().train(mode)
+        if self.backbone_frozen:
+            for module in feature_modules(self.backbone):
+                module.training = False
+        return self
 
 
 def build_classifier(
@@ -50,3 +71,18 @@ def build_classifier(
     if head not in ("mrl", "mrl_e"):
         raise ValueError(f"unknown head {head!r}; choose mrl, mrl_e or ff")
     return MatryoshkaClassifier(encoder, MRLHead(embed_dim, num_classes, nesting, tied=head == "mrl_e"))
+
+
+def build_model(
+    config: ModelConfig, nesting: list[int], input_shape: tuple[int, ...], num_classes: int
+) -> MatryoshkaClassifier:
+    """The model a ``ModelConfig`` describes, ready to train: built, started from ``config.init_from`` when given,
+    and with its feature extractor frozen when ``config.freeze_backbone`` is set."""
+    model = build_classifier(
+        config.backbone, config.embed_dim, config.head, nesting, input_shape, num_classes, config.width
+    )
+    if config.init_from is not None:
+        load_init_weights(model, config.init_from)
+    if config.freeze_backbone:
+        model.freeze_backbone()
+    return model

@@ -38,6 +38,12 @@ class ModelConfig(_Strict):
     width: int | None = Field(
         None, ge=1, description="first conv stage channels (cnn, resnet), hidden size (mlp), token width (vit)"
     )
+    init_from: str | None = Field(
+        None,
+        description="start from these weights (.safetensors or a .pt/.pth state dict) of the backbone, of an hf:/"
+        "timm:/module backbone's own model, or of the whole model",
+    )
+    freeze_backbone: bool = Field(False, description="train only the backbone's projection and the heads")
     head: Literal["mrl", "mrl_e", "ff"] = "mrl"
     nesting: list[int] | None = Field(None, description="dims trained; default: powers of two from min_dim to d")
     min_dim: int = Field(8, ge=1)

@@ -17,6 +17,7 @@ from matryoshka.nn.backbones.registry import (
     register_backbone,
     registered_backbones,
 )
+from matryoshka.nn.backbones.weights import feature_modules, load_init_weights, read_state_dict
 
 __all__ = [
     "BACKBONE_DIR",
@@ -30,9 +31,12 @@ __all__ = [
     "SmallViT",
     "build_backbone",
     "create_backbone",
+    "feature_modules",
+    "load_init_weights",
     "measure_feature_dim",
     "parse_backbone_spec",
     "pool_features",
+    "read_state_dict",
     "register_backbone",
     "registered_backbones",
     "save_backbone_files",
