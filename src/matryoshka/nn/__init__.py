@@ -1,7 +1,7 @@
-from matryoshka.nn.backbones import MLP, ResNetSmall, SmallCNN, build_backbone
+from matryoshka.nn.backbones import MLP, ResNetSmall, SmallCNN, build_backbone, create_backbone, register_backbone
 from matryoshka.nn.heads import FixedFeatureHead, MRLHead
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
-from matryoshka.nn.model import MatryoshkaClassifier
+from matryoshka.nn.model import MatryoshkaClassifier, build_model
 
 __all__ = [
     "MLP",
@@ -13,4 +13,7 @@ __all__ = [
     "ResNetSmall",
     "SmallCNN",
     "build_backbone",
+    "build_model",
+    "create_backbone",
+    "register_backbone",
 ]

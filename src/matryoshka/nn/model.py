@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from torch import Tensor, nn
+
+from matryoshka.nn.backbones import create_backbone, feature_modules, load_init_weights
+
+if TYPE_CHECKING:
+    from matryoshka.train.config import ModelConfig
 
 
 class MatryoshkaClassifier(nn.Module):
@@ -12,6 +20,7 @@ class MatryoshkaClassifier(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.backbone_frozen = False
 
     @property
     def nesting(self) -> list[int]:
@@ -23,6 +32,22 @@ class MatryoshkaClassifier(nn.Module):
     def forward(self, x: Tensor) -> list[Tensor]:
         return self.head(self.backbone(x))
 
+    def freeze_backbone(self) -> None:
+        """Train only the backbone's ``project`` layer and the head: the feature extractor's parameters stop
+        requiring grad, and its layers stay in eval mode through ``train()`` (BatchNorm statistics do not move)."""
+        for module in feature_modules(self.backbone):
+            for p in module.parameters(recurse=False):
+                p.requires_grad_(False)
+        self.backbone_frozen = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> MatryoshkaClassifier:
+        super().train(mode)
+        if self.backbone_frozen:
+            for module in feature_modules(self.backbone):
+                module.training = False
+        return self
+
 
 def build_classifier(
     backbone: str,
@@ -32,12 +57,13 @@ def build_classifier(
     input_shape: tuple[int, ...],
     num_classes: int,
     width: int | None = None,
+    run_dir: str | Path | None = None,
 ) -> MatryoshkaClassifier:
-    """Build a model by names: ``head`` is "mrl", "mrl_e" (tied) or "ff" (one head on z[:nesting[0]])."""
-    from matryoshka.nn.backbones import build_backbone
+    """Build a model by names: ``backbone`` is any spec :func:`create_backbone` takes; ``head`` is "mrl", "mrl_e"
+    (tied) or "ff" (one head on z[:nesting[0]]). ``run_dir``: rebuild the backbone of that trained run."""
     from matryoshka.nn.heads import FixedFeatureHead, MRLHead
 
-    encoder = build_backbone(backbone, embed_dim, tuple(input_shape), width)
+    encoder = create_backbone(backbone, embed_dim, tuple(input_shape), width, run_dir=run_dir)
     if head == "ff":
         if len(nesting) != 1:
             raise ValueError(f"an FF head reads one dim, got nesting {nesting}")
@@ -45,3 +71,18 @@ def build_classifier(
     if head not in ("mrl", "mrl_e"):
         raise ValueError(f"unknown head {head!r}; choose mrl, mrl_e or ff")
     return MatryoshkaClassifier(encoder, MRLHead(embed_dim, num_classes, nesting, tied=head == "mrl_e"))
+
+
+def build_model(
+    config: ModelConfig, nesting: list[int], input_shape: tuple[int, ...], num_classes: int
+) -> MatryoshkaClassifier:
+    """The model a ``ModelConfig`` describes, ready to train: built, started from ``config.init_from`` when given,
+    and with its feature extractor frozen when ``config.freeze_backbone`` is set."""
+    model = build_classifier(
+        config.backbone, config.embed_dim, config.head, nesting, input_shape, num_classes, config.width
+    )
+    if config.init_from is not None:
+        load_init_weights(model, config.init_from)
+    if config.freeze_backbone:
+        model.freeze_backbone()
+    return model

@@ -5,6 +5,7 @@ Layout of a run folder::
     run/
       config.json            the experiment config, data shape and the final model's checksum
       model.safetensors      final weights (written when training ends)
+      backbone/config.json   for an hf: backbone, its transformers config (rebuilt without the original folder)
       metrics.jsonl          one line per validated epoch
       checkpoints/
         latest               name of the newest complete checkpoint (replaced atomically)
@@ -215,6 +216,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
             tuple(info["input_shape"]),
             info["num_classes"],
             m.get("width"),
+            run_dir=run_dir,
         )
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise CheckpointError(f"{config_path} is not a valid model config: {e}") from e

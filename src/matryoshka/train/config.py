@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from matryoshka.errors import MatryoshkaError
 from matryoshka.nesting import nesting_list, validate_nesting
@@ -53,19 +53,41 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    backbone: Literal["cnn", "resnet", "mlp", "vit"] = "cnn"
+    backbone: str = Field(
+        "cnn",
+        description="a registered backbone (cnn, resnet, mlp, vit or your own), hf:FOLDER (a transformers "
+        "save_pretrained folder), timm:MODEL or package.module:factory",
+    )
     embed_dim: int = Field(512, ge=1)
     width: int | None = Field(
         None, ge=1, description="first conv stage channels (cnn, resnet), hidden size (mlp), token width (vit)"
     )
+    init_from: str | None = Field(
+        None,
+        description="start from these weights (.safetensors or a .pt/.pth state dict) of the backbone, of an hf:/"
+        "timm:/module backbone's own model, or of the whole model",
+    )
+    freeze_backbone: bool = Field(False, description="train only the backbone's projection and the heads")
     head: Literal["mrl", "mrl_e", "ff"] = "mrl"
     nesting: list[int] | None = Field(None, description="dims trained; default: powers of two from min_dim to d")
     min_dim: int = Field(8, ge=1)
     ff_dim: int | None = Field(None, ge=1, description="FF-k baseline: k (the head reads z[:k]); default d")
     loss_weights: list[float] | None = None
 
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, spec: str) -> str:
+        from matryoshka.nn.backbones import parse_backbone_spec
+
+        parse_backbone_spec(spec)
+        return spec
+
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
+        from matryoshka.nn.backbones import parse_backbone_spec
+
+        if self.width is not None and parse_backbone_spec(self.backbone).kind != "name":
+            raise ValueError(f"width applies to registered backbones, not to {self.backbone}")
         if self.nesting is not None:
             validate_nesting(self.nesting, self.embed_dim)
         if self.ff_dim is not None and self.ff_dim > self.embed_dim:

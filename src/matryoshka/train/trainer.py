@@ -17,8 +17,9 @@ from torch import nn
 from matryoshka.data import ImageData, ImageFileSplit, load_data
 from matryoshka.data.images import augment_batch
 from matryoshka.inference import encode_and_classify
+from matryoshka.nn.backbones import save_backbone_files
 from matryoshka.nn.losses import MatryoshkaLoss
-from matryoshka.nn.model import MatryoshkaClassifier, build_classifier
+from matryoshka.nn.model import MatryoshkaClassifier, build_model
 from matryoshka.train.checkpoint import save_model
 from matryoshka.train.config import ExperimentConfig
 from matryoshka.train.loop import (
@@ -81,9 +82,7 @@ class Trainer(TrainingLoop):
         cfg = self.config
         torch.manual_seed(cfg.train.seed)
         m = cfg.model
-        self.model = build_classifier(
-            m.backbone, m.embed_dim, m.head, self.nesting, self.data.input_shape, self.data.num_classes, m.width
-        ).to(self.device)
+        self.model = build_model(m, self.nesting, self.data.input_shape, self.data.num_classes).to(self.device)
         self.criterion = MatryoshkaLoss(
             nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing),
             self.nesting,
@@ -159,5 +158,6 @@ class Trainer(TrainingLoop):
             "val_acc": self.history[-1].get("val_acc", {}) if self.history else {},
         }
         if self.is_main:
+            save_backbone_files(self.model, self.run_dir)
             save_model(self.run_dir, self.model, info)
         return TrainResult(self.model, self.run_dir, self.history)

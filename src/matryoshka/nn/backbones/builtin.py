@@ -1,5 +1,5 @@
-"""Small encoders for 28x28 (or 8x8) grey images and flat vectors, in pure torch (no torchvision): a CNN, a
-ResNet, an MLP and a small ViT.
+"""The built-in backbones, registered as ``cnn``, ``resnet``, ``mlp`` and ``vit``: small encoders for 28x28 (or 8x8)
+grey images and flat vectors, in pure torch (no torchvision).
 
 Each maps an input batch to an embedding z of size ``embed_dim``; the Matryoshka structure comes from
 the head and loss, not from the backbone.
@@ -11,6 +11,8 @@ import math
 
 import torch
 from torch import Tensor, nn
+
+from matryoshka.nn.backbones.registry import BackboneError, register_backbone
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -127,9 +129,9 @@ class SmallViT(nn.Module):
         super().__init__()
         channels, height, width_px = input_shape
         if height % patch or width_px % patch:
-            raise ValueError(f"image size {height}x{width_px} is not a multiple of the patch size {patch}")
+            raise BackboneError(f"image size {height}x{width_px} is not a multiple of the patch size {patch}")
         if width % heads:
-            raise ValueError(f"width {width} must be divisible by the {heads} attention heads")
+            raise BackboneError(f"width {width} must be divisible by the {heads} attention heads")
         self.embed_dim = embed_dim
         self.patches = nn.Conv2d(channels, width, patch, stride=patch)  # one linear map per patch
         tokens = (height // patch) * (width_px // patch)
@@ -148,23 +150,31 @@ class SmallViT(nn.Module):
         return self.project(self.norm(self.encoder(tokens)[:, 0]))
 
 
-BACKBONES = ("cnn", "resnet", "mlp", "vit")
-
-
-def build_backbone(name: str, embed_dim: int, input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:
-    """Build a backbone by name for inputs of shape ``input_shape`` = (channels, height, width).
-
-    ``width`` is the channel count of the first conv stage (cnn, resnet), the hidden size (mlp) or the token
-    width (vit).
-    """
-    if name == "mlp":  # any input shape: flattened
-        return MLP(embed_dim, in_features=math.prod(input_shape), hidden=width or 512)
+def _image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(input_shape) != 3:
-        raise ValueError(f"{name} needs image inputs (channels, height, width), got shape {input_shape}")
-    if name == "cnn":
-        return SmallCNN(embed_dim, tuple(input_shape), width=width or 32)
-    if name == "resnet":
-        return ResNetSmall(embed_dim, in_channels=input_shape[0], width=width or 32)
-    if name == "vit":
-        return SmallViT(embed_dim, tuple(input_shape), width=width or 64, patch=7 if input_shape[1] % 7 == 0 else 4)
-    raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
+        raise BackboneError(f"{name} needs image inputs (channels, height, width), got shape {tuple(input_shape)}")
+    return tuple(input_shape)  # type: ignore[return-value]
+
+
+# ``width`` is the channel count of the first conv stage (cnn, resnet), the hidden size (mlp) or the token width (vit).
+
+
+@register_backbone("cnn")
+def cnn(embed_dim: int, input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:
+    return SmallCNN(embed_dim, _image_shape("cnn", input_shape), width=width or 32)
+
+
+@register_backbone("resnet")
+def resnet(embed_dim: int, input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:
+    return ResNetSmall(embed_dim, in_channels=_image_shape("resnet", input_shape)[0], width=width or 32)
+
+
+@register_backbone("mlp")
+def mlp(embed_dim: int, input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:
+    return MLP(embed_dim, in_features=math.prod(input_shape), hidden=width or 512)  # any input shape: flattened
+
+
+@register_backbone("vit")
+def vit(embed_dim: int, input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:
+    shape = _image_shape("vit", input_shape)
+    return SmallViT(embed_dim, shape, width=width or 64, patch=7 if shape[1] % 7 == 0 else 4)

@@ -1,0 +1,18 @@
+"""Backbone factories for test_backbones.py, named in configs as ``backbone_helpers:NAME`` (tests/ on the path)."""
+
+from torch import nn
+
+
+def tiny_convnet(input_shape):
+    """Takes ``input_shape``: one conv block with BatchNorm, pooled to 8 features."""
+    channels = input_shape[0]
+    return nn.Sequential(nn.Conv2d(channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+
+
+def flat_linear():
+    """Takes no arguments: 8x8 grey images to 12 features."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 12))
+
+
+def not_a_module():
+    return "not a module"
