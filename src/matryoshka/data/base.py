@@ -53,6 +53,14 @@ class ImageFileSplit:
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.preprocess.load_image(self.paths[i]), self.y[i]
 
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch of raw uint8 pixels (4x less to pass between processes than floats); normalised later."""
+        from matryoshka.data.images import decode_image
+
+        channels, height, width = self.preprocess.shape
+        pixels = torch.stack([decode_image(self.paths[i], channels, (height, width)) for i in indices])
+        return pixels, self.y[indices]
+
     def subset(self, n: int | None, seed: int = 0) -> ImageFileSplit:
         if n is None or n >= len(self):
             return self
@@ -64,7 +72,16 @@ class ImageFileSplit:
         from torch.utils.data import DataLoader
 
         rows = rows.tolist() if isinstance(rows, torch.Tensor) else rows
-        return DataLoader(self, batch_sampler=rows, num_workers=self.workers)
+        loader = DataLoader(
+            self,
+            batch_sampler=rows,
+            num_workers=self.workers,
+            collate_fn=_as_batch,
+            worker_init_fn=_one_thread,
+            prefetch_factor=4 if self.workers else None,
+        )
+        for pixels, y in loader:
+            yield self.preprocess.normalize(pixels), y
 
     @property
     def x(self) -> torch.Tensor:
@@ -75,6 +92,14 @@ class ImageFileSplit:
                 rows = [list(range(s, min(s + 256, len(self)))) for s in range(0, len(self), 256)]
                 self._x = torch.cat([x for x, _ in self.batches(rows)])
         return self._x
+
+
+def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch  # __getitems__ already stacked it
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # a decoding worker needs no intra-op threads; the training process uses them
 
 
 @dataclass
