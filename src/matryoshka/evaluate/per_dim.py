@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from matryoshka.errors import InputError
 from matryoshka.evaluate.metrics import class_retrieval_metrics
 from matryoshka.evaluate.probe import LinearProbe
 from matryoshka.truncate import truncate
@@ -27,7 +28,7 @@ View = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 def prefix_view(train_z: torch.Tensor, test_z: torch.Tensor) -> View:
     """The first m features of each embedding."""
     if train_z.ndim != 2 or test_z.ndim != 2 or train_z.shape[1] != test_z.shape[1]:
-        raise ValueError(f"train {tuple(train_z.shape)} and test {tuple(test_z.shape)} embeddings must be (n, d) alike")
+        raise InputError(f"train {tuple(train_z.shape)} and test {tuple(test_z.shape)} embeddings must be (n, d) alike")
     return lambda m: (train_z[:, :m], test_z[:, :m])
 
 
@@ -50,7 +51,7 @@ def evaluate_views(
     are the test set, or a seeded subset of ``max_queries`` of it.
     """
     if len(test_y) == 0 or len(train_y) == 0:
-        raise ValueError("evaluation needs non-empty train and test sets")
+        raise InputError("evaluation needs non-empty train and test sets")
     queries = torch.arange(len(test_y))
     if max_queries is not None and max_queries < len(test_y):
         queries = torch.randperm(len(test_y), generator=torch.Generator().manual_seed(seed))[:max_queries]

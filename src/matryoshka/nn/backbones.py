@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from matryoshka.errors import InputError
+
 
 def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
@@ -125,9 +127,9 @@ class SmallViT(nn.Module):
         super().__init__()
         channels, height, width_px = input_shape
         if height % patch or width_px % patch:
-            raise ValueError(f"image size {height}x{width_px} is not a multiple of the patch size {patch}")
+            raise InputError(f"image size {height}x{width_px} is not a multiple of the patch size {patch}")
         if width % heads:
-            raise ValueError(f"width {width} must be divisible by the {heads} attention heads")
+            raise InputError(f"width {width} must be divisible by the {heads} attention heads")
         self.embed_dim = embed_dim
         self.patches = nn.Conv2d(channels, width, patch, stride=patch)  # one linear map per patch
         tokens = (height // patch) * (width_px // patch)
@@ -156,7 +158,7 @@ def build_backbone(name: str, embed_dim: int, input_shape: tuple[int, ...], widt
     width (vit).
     """
     if len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
+        raise InputError(f"input_shape must be (channels, height, width), got {input_shape}")
     if name == "cnn":
         return SmallCNN(embed_dim, tuple(input_shape), width=width or 32)
     if name == "resnet":
@@ -168,4 +170,4 @@ def build_backbone(name: str, embed_dim: int, input_shape: tuple[int, ...], widt
         return MLP(embed_dim, in_features=n, hidden=width or 512)
     if name == "vit":
         return SmallViT(embed_dim, tuple(input_shape), width=width or 64, patch=7 if input_shape[1] % 7 == 0 else 4)
-    raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
+    raise InputError(f"unknown backbone {name!r}; choose one of {BACKBONES}")

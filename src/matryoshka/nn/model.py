@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from matryoshka.errors import InputError
+
 
 class MatryoshkaClassifier(nn.Module):
     """``backbone`` maps inputs to z in R^d; ``head`` (MRLHead or FixedFeatureHead) maps z to per-dim logits."""
@@ -40,8 +42,8 @@ def build_classifier(
     encoder = build_backbone(backbone, embed_dim, tuple(input_shape), width)
     if head == "ff":
         if len(nesting) != 1:
-            raise ValueError(f"an FF head reads one dim, got nesting {nesting}")
+            raise InputError(f"an FF head reads one dim, got nesting {nesting}")
         return MatryoshkaClassifier(encoder, FixedFeatureHead(embed_dim, num_classes, nesting[0]))
     if head not in ("mrl", "mrl_e"):
-        raise ValueError(f"unknown head {head!r}; choose mrl, mrl_e or ff")
+        raise InputError(f"unknown head {head!r}; choose mrl, mrl_e or ff")
     return MatryoshkaClassifier(encoder, MRLHead(embed_dim, num_classes, nesting, tied=head == "mrl_e"))
