@@ -33,6 +33,12 @@ class TunedPlan:
     latency_ms: float
     candidates: list[dict] = field(default_factory=list)
 
+    @property
+    def flops_saving(self) -> float:
+        """How many times fewer multiply-adds per query the plan needs than exact full-dim search."""
+        full = next(c["flops"] for c in self.candidates if isinstance(c["plan"], FullPlan))
+        return full / self.flops_per_query
+
 
 def plan_flops(plan: Plan, index: MatryoshkaIndex, k: int) -> float:
     """Multiply-adds per query: the first stage scans the corpus, later stages score their candidates."""
