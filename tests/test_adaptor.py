@@ -48,6 +48,8 @@ def test_adaptor_bad_input():
         adaptor.transform(np.zeros((2, 4)))
     with pytest.raises(ValueError, match="dim must be in"):
         adaptor.transform(_embeddings(5, d=8), dim=9)
+    with pytest.raises(ValueError, match="does not exist"):
+        MatryoshkaAdaptor.load("no/such/adaptor.safetensors")
 
 
 def test_known_pairs_pull_the_matching_directions_to_the_front():

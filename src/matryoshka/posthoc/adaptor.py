@@ -218,6 +218,8 @@ class MatryoshkaAdaptor:
     def load(cls, path: str | Path) -> MatryoshkaAdaptor:
         from safetensors import SafetensorError, safe_open
 
+        if not Path(path).exists():
+            raise InputError(f"adaptor file {path} does not exist")
         try:
             with safe_open(str(path), "pt") as f:
                 meta = f.metadata()
