@@ -114,6 +114,7 @@ def test_index_build_and_search(tmp_path):
     result = runner.invoke(
         app,
         [
+            "index",
             "search",
             "--index",
             str(tmp_path / "ix"),
@@ -136,6 +137,8 @@ def test_index_build_and_search(tmp_path):
     np.save(tmp_path / "bad.npy", x[:2, :10])
     result = runner.invoke(app, ["search", "--index", str(tmp_path / "ix"), "--queries", str(tmp_path / "bad.npy")])
     assert result.exit_code == 2 and "shape (n, 32)" in result.output
+    listed = [line.strip("│| ").split(" ")[0] for line in runner.invoke(app, ["--help"]).output.splitlines()]
+    assert "index" in listed and "search" not in listed  # `mrl search` is a hidden alias of `mrl index search`
 
 
 def test_index_tune(tmp_path):

@@ -7,7 +7,7 @@ app = new_app("Matryoshka Representation Learning: train, evaluate and serve nes
 app.add_typer(train.app)
 app.add_typer(evaluate.app)
 app.add_typer(index.app, name="index")
-app.command("search")(index.search)
+app.command("search", hidden=True)(index.search)  # the spelling from before `mrl index search`
 app.add_typer(adapt.app, name="adapt")
 app.add_typer(serve.app)
 app.add_typer(bench.app)

@@ -1,4 +1,4 @@
-"""`mrl index build | tune | search`: persisted Matryoshka indexes (`mrl search` is the same search)."""
+"""`mrl index build | tune | search`: persisted Matryoshka indexes (`mrl search`, hidden, is the same search)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def tune(
     )
 
 
+@app.command("search")
 @one_line_errors
 def search(
     index: Annotated[Path, typer.Option(help="index folder")],
