@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from matryoshka.cli import app
@@ -161,3 +162,12 @@ def test_index_tune(tmp_path):
     from matryoshka.index import parse_plan
 
     parse_plan(plan_line.removeprefix("plan: "))
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["train"], ["eval"], ["index"], ["index", "build"], ["adapt", "fit"], ["search"]]
+)
+def test_dash_h_is_help(command):
+    short, long = runner.invoke(app, [*command, "-h"]), runner.invoke(app, [*command, "--help"])
+    assert short.exit_code == long.exit_code == 0 and "Usage:" in short.output
+    assert short.output == long.output

@@ -17,8 +17,14 @@ Device = Annotated[str, typer.Option(help="auto, cpu or cuda")]
 
 
 def new_app(help: str | None = None) -> typer.Typer:
-    """A command group: ``--help`` when called bare, plain tracebacks for bugs."""
-    return typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=help)
+    """A command group: ``-h`` as well as ``--help``, help when called bare, plain tracebacks for bugs."""
+    return typer.Typer(
+        add_completion=False,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        help=help,
+    )
 
 
 def fail(message: str) -> NoReturn:
