@@ -10,7 +10,7 @@ app.add_typer(index.app, name="index")
 app.command("search", hidden=True)(index.search)  # the spelling from before `mrl index search`
 app.add_typer(adapt.app, name="adapt")
 app.add_typer(serve.app)
-app.add_typer(bench.app)
+app.add_typer(bench.app, name="bench")
 app.add_typer(demo.app)
 
 
