@@ -57,23 +57,19 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def run_synthetic(
-    n: int = 1_000_000,
-    dim: int = 512,
-    clusters: int = 1000,
-    alpha: float = 0.75,
-    noise: float = 1.0,
-    queries: int = 1000,
+def compare_methods(
+    corpus: tuple[np.ndarray, np.ndarray],
+    queries: tuple[np.ndarray, np.ndarray],
     single_queries: int = 30,
     repeats: int = 3,
     shortlist_dim: int = 16,
     encoding: Encoding = "float32",
     hnsw: bool = False,
 ) -> list[dict[str, Any]]:
-    """Latency, speed-up, mAP@10 and recall@10 against exact search of each method on the synthetic corpus."""
-    d = dim
-    print(f"building synthetic corpus: {n:,} x {d}, {clusters} clusters, {queries} queries")
-    x, y, q, qy = synthetic(n, queries, d, clusters, alpha, noise)
+    """Latency (batched and batch 1), speed-up, mAP@10 and recall@10 against exact search of each method on a
+    labelled (vectors, classes) corpus and queries; prints the table and the memory per vector."""
+    (x, y), (q, qy) = corpus, queries
+    d = x.shape[1]
     flat = faiss.IndexFlatIP(d)
     flat.add(normalized(x))
     index = MatryoshkaIndex(d, [shortlist_dim], encoding)
@@ -131,7 +127,7 @@ def run_synthetic(
     base_batch, base_single = rows[0]["batched_s"], rows[0]["single_s"]
     print(
         f"\nfaiss threads={faiss.omp_get_max_threads()}, torch threads={torch.get_num_threads()}; "
-        f"batched = {queries} queries in one call (median of {repeats}); batch 1 = median over "
+        f"batched = {len(q)} queries in one call (median of {repeats}); batch 1 = median over "
         f"{len(singles)} single queries"
     )
     print(
@@ -212,12 +208,13 @@ def run(
     skip_real: bool = False,
     skip_synthetic: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
-    """The synthetic part (:func:`run_synthetic`) and the real part (:func:`run_real`), each unless skipped."""
+    """The synthetic part (:func:`compare_methods` on a :func:`synthetic` corpus) and the real part
+    (:func:`run_real`), each unless skipped."""
     results = {}
     if not skip_synthetic:
-        results["synthetic"] = run_synthetic(
-            n, dim, clusters, alpha, noise, queries, single_queries, repeats, shortlist_dim, encoding, hnsw
-        )
+        print(f"building synthetic corpus: {n:,} x {dim}, {clusters} clusters, {queries} queries")
+        x, y, q, qy = synthetic(n, queries, dim, clusters, alpha, noise)
+        results["synthetic"] = compare_methods((x, y), (q, qy), single_queries, repeats, shortlist_dim, encoding, hnsw)
     if not skip_real:
         results["real"] = run_real(checkpoint)
     return results
