@@ -44,12 +44,12 @@ def run(
     *,
     config: str | Path = "configs/wordnet_minilm.yaml",
     out: Path = Path("runs/bench_text"),
-    overrides: Sequence[str] = (),
+    overrides: Sequence[str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``config`` with and without the Matryoshka loss, print and plot both (and the base model) per dim, check
     the d/8 target, and write ``text_results.json`` and ``text_per_dim.png`` to ``out``; returns the JSON report."""
-    config_path, out, overrides = str(config), Path(out), list(overrides)
+    config_path, out, overrides = str(config), Path(out), list(overrides or [])
     results: dict[str, dict[str, dict[str, float]]] = {}
     runs: dict[str, Any] = {}
     for name, matryoshka in (("mrl", True), ("plain", False)):

@@ -1,5 +1,5 @@
 """`mrl bench train-overhead | retrieval | adaptor | text`: the benchmarks of matryoshka.bench (ratios measured side
-by side in one run); each prints its table and returns or writes its results."""
+by side in one run). Each command's options are the keyword arguments of its ``run()``, passed through as parsed."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ app = new_app("Benchmarks: costs and quality measured side by side in one run.")
 @app.command("train-overhead")
 @one_line_errors
 def train_overhead(
+    ctx: typer.Context,
     backbone: Annotated[Literal["cnn", "resnet", "mlp"], typer.Option()] = "cnn",
     width: Annotated[int | None, typer.Option()] = None,
     embed_dim: Annotated[int, typer.Option()] = 512,
@@ -28,21 +29,13 @@ def train_overhead(
     """Train-step time of MRL and MRL-E relative to one full-dim head (targets: <= 1.05x and <= 1.02x)."""
     from matryoshka.bench import train_overhead as bench
 
-    bench.run(
-        backbone=backbone,
-        width=width,
-        embed_dim=embed_dim,
-        num_classes=num_classes,
-        batch_size=batch_size,
-        steps=steps,
-        rounds=rounds,
-        device=device,
-    )
+    bench.run(**ctx.params)
 
 
 @app.command("retrieval")
 @one_line_errors
 def retrieval(
+    ctx: typer.Context,
     n: Annotated[int, typer.Option(help="synthetic corpus size")] = 1_000_000,
     dim: Annotated[int, typer.Option()] = 512,
     clusters: Annotated[int, typer.Option()] = 1000,
@@ -64,27 +57,13 @@ def retrieval(
     embeddings of a trained run (latency, speed-up, mAP@10, recall@10 vs exact, memory per vector)."""
     from matryoshka.bench import retrieval as bench
 
-    bench.run(
-        n=n,
-        dim=dim,
-        clusters=clusters,
-        alpha=alpha,
-        noise=noise,
-        queries=queries,
-        single_queries=single_queries,
-        repeats=repeats,
-        shortlist_dim=shortlist_dim,
-        encoding=encoding,
-        hnsw=hnsw,
-        checkpoint=checkpoint,
-        skip_real=skip_real,
-        skip_synthetic=skip_synthetic,
-    )
+    bench.run(**ctx.params)
 
 
 @app.command("adaptor")
 @one_line_errors
 def adaptor(
+    ctx: typer.Context,
     data: Annotated[Literal["glove", "minilm-wordnet"], typer.Option()] = "glove",
     embeddings: Annotated[Path | None, typer.Option(help=".npy (N, d) embeddings (instead of --data)")] = None,
     texts: Annotated[int, typer.Option(help="glosses encoded for --data minilm-wordnet")] = 30_000,
@@ -98,14 +77,13 @@ def adaptor(
     per dim (GloVe 6B 50d by default); writes adaptor_results.json and adaptor_recall.png to --out."""
     from matryoshka.bench import posthoc as bench
 
-    bench.run(
-        data=data, embeddings=embeddings, texts=texts, corpus=corpus, queries=queries, steps=steps, seed=seed, out=out
-    )
+    bench.run(**ctx.params)
 
 
 @app.command("text")
 @one_line_errors
 def text(
+    ctx: typer.Context,
     config: Annotated[str, typer.Option()] = "configs/wordnet_minilm.yaml",
     out: Annotated[Path, typer.Option()] = Path("runs/bench_text"),
     overrides: Annotated[list[str] | None, typer.Option("--set", help="config override, e.g. train.epochs=2")] = None,
@@ -115,4 +93,4 @@ def text(
     WordNet pairs; writes text_results.json and text_per_dim.png to --out."""
     from matryoshka.bench import text as bench
 
-    bench.run(config=config, out=out, overrides=overrides or [], progress=progress)
+    bench.run(**ctx.params)
