@@ -89,10 +89,19 @@ def test_fit_and_compare_scores_every_method_on_held_out_rows():
     assert (out.queries, out.corpus) == (200, 600)  # at most a fifth held out; the corpus cut to 600 rows
     assert list(out.recall) == ["raw", "PCA", "SVD", "adaptor"] and out.adaptor.nesting_ == [4, 16]
     assert out.recall["raw"][16] == 1.0 and out.recall["adaptor"][4] > out.recall["raw"][4] and out.fit_seconds > 0
+    assert out.recall_json()["raw"]["16"] == 1.0
     lines = recall_table(out.recall, [4, 16])
     assert lines[0].split() == ["dim", "raw", "PCA", "SVD", "adaptor"] and lines[2].split()[:2] == ["16", "1.000"]
     with pytest.raises(InputError, match="at least 50 rows"):
         fit_and_compare(_embeddings(40))
+
+
+def test_fit_and_score_takes_its_own_queries():
+    from matryoshka.posthoc.evaluation import fit_and_score
+
+    corpus, queries = _embeddings(600), _embeddings(30, seed=1)
+    out = fit_and_score(corpus, queries, [4, 16], steps=20, batch_size=256)
+    assert (out.corpus, out.queries) == (600, 30) and set(out.recall["adaptor"]) == {4, 16}
 
 
 def test_mrl_adapt_fit_and_transform_cli(tmp_path):

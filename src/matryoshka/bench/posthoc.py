@@ -85,7 +85,7 @@ def run(
         "corpus": comparison.corpus,
         "queries": comparison.queries,
         "dims": dims,
-        "recall@10": {method: {str(m): v for m, v in r.items()} for method, r in comparison.recall.items()},
+        "recall@10": comparison.recall_json(),
         "adaptor_fit_seconds": comparison.fit_seconds,
         "adaptor_history": comparison.adaptor.history_,
     }
