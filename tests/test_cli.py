@@ -171,3 +171,32 @@ def test_dash_h_is_help(command):
     short, long = runner.invoke(app, [*command, "-h"]), runner.invoke(app, [*command, "--help"])
     assert short.exit_code == long.exit_code == 0 and "Usage:" in short.output
     assert short.output == long.output
+
+
+def test_one_line_errors_catches_matryoshka_errors_only():
+    from matryoshka.cli._common import int_list, new_app, one_line_errors
+    from matryoshka.errors import InputError
+    from matryoshka.index import CorruptIndexError
+
+    toy = new_app()
+
+    @toy.command()
+    @one_line_errors
+    def boom(kind: str = "input") -> None:
+        if kind == "bug":
+            raise KeyError("a bug keeps its traceback")
+        raise {"input": InputError("bad input"), "index": CorruptIndexError("corrupt index")}[kind]
+
+    @toy.command()
+    def other() -> None:  # a second command, so that `boom` is a sub-command
+        pass
+
+    result = runner.invoke(toy, ["boom", "--kind", "index"])
+    assert result.exit_code == 2 and result.output == "error: corrupt index\n"
+    result = runner.invoke(toy, ["boom"])
+    assert result.exit_code == 2 and result.output == "error: bad input\n"
+    result = runner.invoke(toy, ["boom", "--kind", "bug"])
+    assert result.exit_code == 1 and isinstance(result.exception, KeyError)
+    assert int_list("8,16", "--dims") == [8, 16]
+    with pytest.raises(InputError, match="bad --dims: '8,x'"):
+        int_list("8,x", "--dims")

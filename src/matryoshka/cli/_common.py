@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Annotated, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
@@ -27,11 +27,6 @@ def new_app(help: str | None = None) -> typer.Typer:
     )
 
 
-def fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
 def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn a :class:`MatryoshkaError` (bad input, missing or corrupt files) into ``error: ...`` on stderr, exit 2."""
 
@@ -40,7 +35,8 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except MatryoshkaError as e:
-            fail(str(e))
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
 
     return run
 
