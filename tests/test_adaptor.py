@@ -48,6 +48,8 @@ def test_adaptor_bad_input():
         adaptor.transform(np.zeros((2, 4)))
     with pytest.raises(ValueError, match="dim must be in"):
         adaptor.transform(_embeddings(5, d=8), dim=9)
+    with pytest.raises(ValueError, match="does not exist"):
+        MatryoshkaAdaptor.load("no/such/adaptor.safetensors")
 
 
 def test_known_pairs_pull_the_matching_directions_to_the_front():
@@ -68,6 +70,38 @@ def test_known_pairs_pull_the_matching_directions_to_the_front():
     assert top1(plain) < 0.05 and top1(paired) > 0.5
     with pytest.raises(ValueError, match="as many queries as documents"):
         MatryoshkaAdaptor(steps=1).fit(docs, pairs=(queries[:10], docs[:11]))
+
+
+def test_holdout_split_is_seeded_and_disjoint():
+    from matryoshka.posthoc.evaluation import holdout_split
+
+    x = np.arange(100)[:, None]
+    held, rest = holdout_split(x, 20, seed=3)
+    assert len(held) == 20 and len(rest) == 80 and set(held[:, 0]).isdisjoint(rest[:, 0])
+    assert np.array_equal(held, holdout_split(x, 20, seed=3)[0]) and not np.array_equal(held, holdout_split(x, 20)[0])
+
+
+def test_fit_and_compare_scores_every_method_on_held_out_rows():
+    from matryoshka.errors import InputError
+    from matryoshka.posthoc.evaluation import fit_and_compare, recall_table
+
+    out = fit_and_compare(_embeddings(1000), queries=500, corpus=600, nesting=[4, 16], steps=30, batch_size=256)
+    assert (out.queries, out.corpus) == (200, 600)  # at most a fifth held out; the corpus cut to 600 rows
+    assert list(out.recall) == ["raw", "PCA", "SVD", "adaptor"] and out.adaptor.nesting_ == [4, 16]
+    assert out.recall["raw"][16] == 1.0 and out.recall["adaptor"][4] > out.recall["raw"][4] and out.fit_seconds > 0
+    assert out.recall_json()["raw"]["16"] == 1.0
+    lines = recall_table(out.recall, [4, 16])
+    assert lines[0].split() == ["dim", "raw", "PCA", "SVD", "adaptor"] and lines[2].split()[:2] == ["16", "1.000"]
+    with pytest.raises(InputError, match="at least 50 rows"):
+        fit_and_compare(_embeddings(40))
+
+
+def test_fit_and_score_takes_its_own_queries():
+    from matryoshka.posthoc.evaluation import fit_and_score
+
+    corpus, queries = _embeddings(600), _embeddings(30, seed=1)
+    out = fit_and_score(corpus, queries, [4, 16], steps=20, batch_size=256)
+    assert (out.corpus, out.queries) == (600, 30) and set(out.recall["adaptor"]) == {4, 16}
 
 
 def test_mrl_adapt_fit_and_transform_cli(tmp_path):

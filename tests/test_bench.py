@@ -11,7 +11,9 @@ def test_train_overhead_benchmark_runs_and_prints_ratios():
     cmd = [
         sys.executable,
         "-m",
-        "matryoshka.bench.train_overhead",
+        "matryoshka.cli",
+        "bench",
+        "train-overhead",
         "--backbone",
         "mlp",
         "--embed-dim",
@@ -73,3 +75,25 @@ def test_adaptor_benchmark_on_npy(tmp_path):
     assert set(report["recall@10"]) == {"raw", "PCA", "SVD", "adaptor"} and (out / "adaptor_recall.png").exists()
     # the learned basis is ordered: its 4-dim prefix keeps far more neighbours than 4 raw coordinates
     assert report["recall@10"]["adaptor"]["4"] > report["recall@10"]["raw"]["4"]
+
+
+def test_bench_functions_return_their_results(tmp_path):
+    from matryoshka.bench import retrieval, train_overhead
+
+    timing = train_overhead.run(backbone="mlp", embed_dim=32, batch_size=16, steps=1, rounds=1, device="cpu")
+    assert set(timing["ratio"]) == {"single full-dim head", "MRL", "MRL-E"} and timing["ratio"]["MRL"] > 0
+    small = {"n": 2000, "dim": 32, "queries": 20, "single_queries": 2, "repeats": 1, "clusters": 10}
+    found = retrieval.run(**small, skip_real=True)
+    assert set(found) == {"synthetic"} and found["synthetic"][0]["method"] == "faiss IndexFlatIP, full dim"
+    assert all(0 <= row["recall_vs_exact"] <= 1 for row in found["synthetic"])
+    assert retrieval.run(checkpoint=tmp_path, skip_synthetic=True) == {"real": []}  # no trained model there
+
+
+def test_bench_errors_are_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "adaptor", "--embeddings", str(tmp_path / "missing.npy")])
+    assert (
+        result.exit_code == 2
+        and result.output.strip() == f"error: embeddings file {tmp_path / 'missing.npy'} does not exist"
+    )
+    result = CliRunner().invoke(app, ["bench", "retrieval", "--encoding", "int4"])
+    assert result.exit_code == 2 and "int4" in result.output

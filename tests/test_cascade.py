@@ -135,3 +135,44 @@ def test_evaluate_cascades_over_splits():
     assert len(out["curve"]) == 51
     with pytest.raises(ValueError, match="fit_fraction"):
         evaluate_cascades(logits, labels, NESTING, fit_fraction=1.0)
+
+
+def _toy_model(seed=0):
+    """An MRL model on 10-dim inputs with labels it classifies well at 32 dims and worse at 8."""
+    from matryoshka.data import Split
+
+    torch.manual_seed(seed)
+    model = MatryoshkaClassifier(torch.nn.Linear(10, 32), MRLHead(32, 3, NESTING)).eval()
+    x = torch.randn(120, 10)
+    with torch.no_grad():
+        y = model(x)[-1].argmax(1)
+    return model, Split(x[:60], y[:60]), Split(x[60:], y[60:])
+
+
+def test_fit_model_cascade_and_report():
+    from matryoshka.adaptive.evaluation import cascade_report, fit_model_cascade
+
+    model, val, test = _toy_model()
+    cascade = fit_model_cascade(model, val, policy="target_dim", target=8)
+    report = cascade_report(cascade, model, test)
+    assert report["exits"] == {8: 60, 16: 0, 32: 0} and report["cascade"]["expected_dim"] == 8.0
+    assert report["fixed"][32] == 1.0 and report["fixed"][8] == pytest.approx(report["cascade"]["accuracy"])
+    assert report["oracle"]["accuracy"] == 1.0 and set(report["thresholds"]) == {8, 16, 32}
+    short = cascade_report(fit_model_cascade(model, val, max_dim=16), model, test)
+    assert set(short["fixed"]) == set(short["exits"]) == {8, 16}
+
+
+def test_fit_model_cascade_rejects_ff_models_empty_splits_and_missing_targets():
+    from matryoshka.adaptive.evaluation import fit_model_cascade
+    from matryoshka.data import Split
+    from matryoshka.errors import InputError
+    from matryoshka.nn.heads import FixedFeatureHead
+
+    model, val, _ = _toy_model()
+    ff = MatryoshkaClassifier(torch.nn.Linear(10, 32), FixedFeatureHead(32, 3, 8))
+    with pytest.raises(InputError, match="FF model"):
+        fit_model_cascade(ff, val)
+    with pytest.raises(InputError, match="validation split is empty"):
+        fit_model_cascade(model, Split(val.x[:0], val.y[:0]))
+    with pytest.raises(InputError, match="needs a target"):
+        fit_model_cascade(model, val, policy="target_dim")

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from matryoshka.cli import app
@@ -114,6 +115,7 @@ def test_index_build_and_search(tmp_path):
     result = runner.invoke(
         app,
         [
+            "index",
             "search",
             "--index",
             str(tmp_path / "ix"),
@@ -136,6 +138,8 @@ def test_index_build_and_search(tmp_path):
     np.save(tmp_path / "bad.npy", x[:2, :10])
     result = runner.invoke(app, ["search", "--index", str(tmp_path / "ix"), "--queries", str(tmp_path / "bad.npy")])
     assert result.exit_code == 2 and "shape (n, 32)" in result.output
+    listed = [line.strip("│| ").split(" ")[0] for line in runner.invoke(app, ["--help"]).output.splitlines()]
+    assert "index" in listed and "search" not in listed  # `mrl search` is a hidden alias of `mrl index search`
 
 
 def test_index_tune(tmp_path):
@@ -158,3 +162,41 @@ def test_index_tune(tmp_path):
     from matryoshka.index import parse_plan
 
     parse_plan(plan_line.removeprefix("plan: "))
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["train"], ["eval"], ["index"], ["index", "build"], ["adapt", "fit"], ["search"]]
+)
+def test_dash_h_is_help(command):
+    short, long = runner.invoke(app, [*command, "-h"]), runner.invoke(app, [*command, "--help"])
+    assert short.exit_code == long.exit_code == 0 and "Usage:" in short.output
+    assert short.output == long.output
+
+
+def test_one_line_errors_catches_matryoshka_errors_only():
+    from matryoshka.cli._common import int_list, new_app, one_line_errors
+    from matryoshka.errors import InputError
+    from matryoshka.index import CorruptIndexError
+
+    toy = new_app()
+
+    @toy.command()
+    @one_line_errors
+    def boom(kind: str = "input") -> None:
+        if kind == "bug":
+            raise KeyError("a bug keeps its traceback")
+        raise {"input": InputError("bad input"), "index": CorruptIndexError("corrupt index")}[kind]
+
+    @toy.command()
+    def other() -> None:  # a second command, so that `boom` is a sub-command
+        pass
+
+    result = runner.invoke(toy, ["boom", "--kind", "index"])
+    assert result.exit_code == 2 and result.output == "error: corrupt index\n"
+    result = runner.invoke(toy, ["boom"])
+    assert result.exit_code == 2 and result.output == "error: bad input\n"
+    result = runner.invoke(toy, ["boom", "--kind", "bug"])
+    assert result.exit_code == 1 and isinstance(result.exception, KeyError)
+    assert int_list("8,16", "--dims") == [8, 16]
+    with pytest.raises(InputError, match="bad --dims: '8,x'"):
+        int_list("8,x", "--dims")

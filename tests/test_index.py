@@ -216,6 +216,7 @@ def test_autotune_meets_target_and_is_cheaper_than_full():
     assert measured == pytest.approx(tuned.recall)
     assert tuned.flops_per_query < plan_flops(FullPlan(), index, 10)
     assert tuned.latency_ms > 0 and len(tuned.candidates) > 10
+    assert tuned.flops_saving == pytest.approx(plan_flops(FullPlan(), index, 10) / tuned.flops_per_query)
     with pytest.raises(ValueError, match="target_recall"):
         autotune(index, q, target_recall=1.5)
 
@@ -239,3 +240,12 @@ def test_hnsw_shortlist_add_remove_save_load(tmp_path):
     np.testing.assert_array_equal(loaded.search(q, 10, plan)[1], hnsw.search(q, 10, plan)[1])
     with pytest.raises(IndexInputError, match="flat or hnsw"):
         MatryoshkaIndex(64, [16], shortlist="ivf")
+
+
+def test_build_takes_the_dim_from_the_vectors():
+    x = _corpus(300)
+    index = MatryoshkaIndex.build(x, np.arange(300) + 1000, shortlist_dims=[8], encoding="float16")
+    assert (index.dim, index.ntotal, index.shortlist_dims, index.encoding) == (64, 300, [8], "float16")
+    assert index.search(x[:2], 1)[1][:, 0].tolist() == [1000, 1001]
+    with pytest.raises(IndexInputError, match="2-D"):
+        MatryoshkaIndex.build(x[0])

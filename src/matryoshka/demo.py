@@ -156,22 +156,17 @@ def _retrieval_plans(mrl_z, data: ImageData, nesting: list[int], settings: DemoS
 def _adaptor_comparison(ff_z, nesting: list[int], settings: DemoSettings) -> dict[str, Any]:
     """Make the FF-full (non-Matryoshka) embeddings Matryoshka after the fact, and score how well each prefix keeps
     the full-dim neighbours: raw truncation, PCA, SVD and the learned adaptor."""
-    from matryoshka.evaluate.neighbours import adaptor_comparison_methods, prefix_neighbour_recall
-    from matryoshka.posthoc import MatryoshkaAdaptor
+    from matryoshka.posthoc.evaluation import fit_and_score
 
     train_z, test_z = (z.numpy() for z in ff_z)
     if settings.knn_queries is not None:
         test_z = test_z[np.random.default_rng(settings.seed).permutation(len(test_z))[: settings.knn_queries]]
-    t0 = time.perf_counter()
-    adaptor = MatryoshkaAdaptor(nesting, steps=settings.adaptor_steps, seed=settings.seed).fit(train_z)
-    fit_s = time.perf_counter() - t0
-    methods = adaptor_comparison_methods(train_z, adaptor)
-    recalls = prefix_neighbour_recall(train_z, test_z, methods, nesting)
+    comparison = fit_and_score(train_z, test_z, nesting, steps=settings.adaptor_steps, seed=settings.seed)
     return {
         "source": f"ff-{nesting[-1]}",
         "queries": len(test_z),
-        "recall@10": {name: {str(m): v for m, v in r.items()} for name, r in recalls.items()},
-        "fit_seconds": round(fit_s, 1),
+        "recall@10": comparison.recall_json(),
+        "fit_seconds": round(comparison.fit_seconds, 1),
     }
 
 

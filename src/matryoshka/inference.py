@@ -1,10 +1,21 @@
-"""Batched, gradient-free passes of a trained model over a whole tensor of inputs."""
+"""Batched, gradient-free passes of a trained model over a whole tensor of inputs; a trained run with its data."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 import torch
 
+from matryoshka.errors import InputError
 from matryoshka.nn.model import MatryoshkaClassifier
+from matryoshka.truncate import truncate
+
+if TYPE_CHECKING:
+    from matryoshka.data import ImageData
+
+SPLITS = ("train", "val", "test")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -42,3 +53,26 @@ def encode_and_classify(
         model.train(was_training)
     per_dim = [torch.cat(parts) for parts in zip(*logits, strict=True)] if logits else []
     return torch.cat(zs) if zs else torch.empty(0), per_dim
+
+
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "auto"
+) -> tuple[MatryoshkaClassifier, dict[str, Any], ImageData]:
+    """A trained model (on ``device``), its config.json, and the data set it was trained on, with the same splits."""
+    from matryoshka.data import load_dataset
+    from matryoshka.train import load_model
+
+    model, info = load_model(run_dir, resolve_device(device))
+    c = info["config"]["data"]
+    return model, info, load_dataset(c["name"], c["root"], c["val_size"], c["seed"])
+
+
+def embed_split(
+    model: MatryoshkaClassifier, data: ImageData, split: str = "test", dim: int | None = None, normalize: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings (N, dim) float32, labels (N,)) of one split; ``dim`` keeps a prefix (default: all features)."""
+    if split not in SPLITS:
+        raise InputError(f"split must be train, val or test, got {split!r}")
+    part = getattr(data, split)
+    z = encode(model, part.x)
+    return truncate(z, dim or z.shape[1], normalize=normalize).numpy().astype(np.float32), part.y.numpy()

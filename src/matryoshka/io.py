@@ -1,4 +1,5 @@
-"""Crash-safe file writes: the bottom floor of the package (it imports nothing else from it).
+"""Crash-safe file writes and checked .npy reads: the bottom floor of the package (of the package it imports only
+``matryoshka.errors``).
 
 Every writer puts the bytes in a temporary file beside the target, fsyncs it, renames it over the target and fsyncs
 the folder, so a process killed at any moment leaves either the old file or the whole new one, never a mix.
@@ -15,6 +16,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from matryoshka.errors import InputError
 
 
 def _current_umask() -> int:
@@ -110,3 +115,14 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_npy(path: str | os.PathLike, what: str = "array") -> np.ndarray:
+    """A .npy array (no pickles); a missing or unreadable file is an :class:`InputError` naming ``what`` it held."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} file {path} does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise InputError(f"{what} file {path} is not a readable .npy array: {e}") from None

@@ -7,6 +7,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from matryoshka.errors import InputError
+
 Array = TypeVar("Array", torch.Tensor, np.ndarray)
 
 
@@ -21,10 +23,10 @@ def truncate(z: Array, m: int, normalize: bool = True, eps: float = 1e-12) -> Ar
     tensor([[0.6000, 0.8000]])
     """
     if z.ndim < 1:
-        raise ValueError("truncate needs at least a 1-D embedding")
+        raise InputError("truncate needs at least a 1-D embedding")
     d = z.shape[-1]
     if not isinstance(m, int | np.integer) or isinstance(m, bool) or not 1 <= m <= d:
-        raise ValueError(f"cannot truncate a {d}-dim embedding to m={m!r}; m must be an int in [1, {d}]")
+        raise InputError(f"cannot truncate a {d}-dim embedding to m={m!r}; m must be an int in [1, {d}]")
     prefix = z[..., :m]
     if not normalize:
         return prefix

@@ -23,6 +23,7 @@ from typing import Literal
 
 import torch
 
+from matryoshka.errors import InputError
 from matryoshka.nesting import validate_nesting
 
 Policy = Literal["pairwise", "target_accuracy", "target_dim", "fixed"]
@@ -48,18 +49,18 @@ class CascadeResult:
 
 def _check_logits(logits: Sequence[torch.Tensor], nesting: list[int], labels: torch.Tensor | None = None) -> None:
     if len(logits) != len(nesting):
-        raise ValueError(f"got logits for {len(logits)} dims, but the cascade has {len(nesting)}: {nesting}")
+        raise InputError(f"got logits for {len(logits)} dims, but the cascade has {len(nesting)}: {nesting}")
     shape = logits[0].shape
     if len(shape) != 2 or shape[0] == 0:
-        raise ValueError(f"logits must be non-empty (N, num_classes) tensors, got {tuple(shape)}")
+        raise InputError(f"logits must be non-empty (N, num_classes) tensors, got {tuple(shape)}")
     for m, lg in zip(nesting, logits, strict=True):
         if lg.shape != shape:
-            raise ValueError(f"logits at dim {m} have shape {tuple(lg.shape)}, expected {tuple(shape)} like the first")
+            raise InputError(f"logits at dim {m} have shape {tuple(lg.shape)}, expected {tuple(shape)} like the first")
     if labels is not None:
         if labels.shape != (shape[0],):
-            raise ValueError(f"labels must have shape ({shape[0]},), got {tuple(labels.shape)}")
+            raise InputError(f"labels must have shape ({shape[0]},), got {tuple(labels.shape)}")
         if labels.min() < 0 or labels.max() >= shape[1]:
-            raise ValueError(f"labels must be in [0, {shape[1]}) to match the logits' classes, got max {labels.max()}")
+            raise InputError(f"labels must be in [0, {shape[1]}) to match the logits' classes, got max {labels.max()}")
 
 
 def confidences(logits: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +96,7 @@ class Cascade:
         self.nesting = validate_nesting(nesting)
         if max_dim is not None:
             if max_dim not in self.nesting:
-                raise ValueError(f"max_dim={max_dim} must be one of the nesting dims {self.nesting}")
+                raise InputError(f"max_dim={max_dim} must be one of the nesting dims {self.nesting}")
             self.nesting = [m for m in self.nesting if m <= max_dim]
         self.thresholds_: torch.Tensor | None = None
 
@@ -140,7 +141,7 @@ class Cascade:
                         break
         elif policy in ("target_accuracy", "target_dim"):
             if target is None:
-                raise ValueError(f"policy {policy!r} needs a target")
+                raise InputError(f"policy {policy!r} needs a target")
             curve = self.tradeoff(logits, val_labels, grid)
             if policy == "target_accuracy":
                 ok = [p for p in curve if p["accuracy"] >= target]
@@ -150,7 +151,7 @@ class Cascade:
                 best = max(ok, key=lambda p: p["accuracy"]) if ok else min(curve, key=lambda p: p["expected_dim"])
             thresholds = torch.full((n_dims,), best["threshold"], device=conf.device)
         else:
-            raise ValueError(f"unknown policy {policy!r}; choose pairwise, target_accuracy or target_dim")
+            raise InputError(f"unknown policy {policy!r}; choose pairwise, target_accuracy or target_dim")
         thresholds[-1] = 0.0
         self.thresholds_ = thresholds.cpu()
         self.policy_ = policy
@@ -195,7 +196,7 @@ class Cascade:
         thresholds = self._require_fit()
         head = model.head
         if list(head.nesting[: len(self.nesting)]) != self.nesting:
-            raise ValueError(f"the model's heads {head.nesting} do not start with the cascade's dims {self.nesting}")
+            raise InputError(f"the model's heads {head.nesting} do not start with the cascade's dims {self.nesting}")
         was_training = model.training
         model.eval()
         try:
@@ -234,7 +235,7 @@ class Cascade:
         raw = json.loads(Path(path).read_text())
         cascade = cls(raw["nesting"])
         if len(raw["thresholds"]) != len(cascade.nesting):
-            raise ValueError(f"{path}: {len(raw['thresholds'])} thresholds for {len(cascade.nesting)} dims")
+            raise InputError(f"{path}: {len(raw['thresholds'])} thresholds for {len(cascade.nesting)} dims")
         cascade.thresholds_ = torch.tensor(raw["thresholds"], dtype=torch.float32)
         cascade.policy_ = raw.get("policy")
         return cascade

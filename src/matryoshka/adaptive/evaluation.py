@@ -1,14 +1,22 @@
 """Measure cascades honestly: thresholds fitted on one random half of held-out data, scored on the other,
-over several random splits (mean and spread)."""
+over several random splits (mean and spread); or fitted on a trained model's validation split and scored on its
+test split beside the oracle and every fixed dim (``mrl cascade``)."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from matryoshka.adaptive.cascade import Cascade, oracle
+from matryoshka.adaptive.cascade import Cascade, Policy, oracle
+from matryoshka.errors import InputError
+from matryoshka.inference import encode_and_classify
+
+if TYPE_CHECKING:
+    from matryoshka.data import Split
+    from matryoshka.nn.model import MatryoshkaClassifier
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -103,4 +111,46 @@ def evaluate_cascades(
         "matched_dim_ratio": stats["matched.dim_ratio"],
         "oracle": {metric: stats[f"oracle.{metric}"] for metric in ("accuracy", "expected_dim", "head_cost")},
         "curve": curve,
+    }
+
+
+def fit_model_cascade(
+    model: MatryoshkaClassifier,
+    val: Split,
+    policy: Policy = "pairwise",
+    target: float | None = None,
+    tolerance: float = 0.0,
+    max_dim: int | None = None,
+) -> Cascade:
+    """Cascade thresholds fitted on a trained model's logits over ``val`` (its validation split)."""
+    from matryoshka.nn.heads import FixedFeatureHead
+
+    if isinstance(model.head, FixedFeatureHead):
+        raise InputError("a cascade needs a model with nested heads (mrl or mrl_e), this one is an FF model")
+    if len(val) == 0:
+        raise InputError("the model's validation split is empty; retrain with data.val_size > 0 to fit thresholds")
+    _, val_logits = encode_and_classify(model, val.x)
+    return Cascade(model.nesting, max_dim).fit(val_logits, val.y, policy=policy, target=target, tolerance=tolerance)
+
+
+def cascade_report(cascade: Cascade, model: MatryoshkaClassifier, test: Split) -> dict[str, Any]:
+    """A fitted cascade on ``test`` (only the heads it needs run), beside the oracle and each fixed dim.
+
+    Returns ``cascade`` and ``oracle`` (accuracy, expected_dim, head_cost), ``fixed`` (dim -> accuracy),
+    ``exits`` (dim -> examples stopping there) and ``thresholds`` (dim -> threshold).
+    """
+    device = next(model.parameters()).device
+    result = cascade.predict_model(model, test.x.to(device))
+    _, logits = encode_and_classify(model, test.x)
+    dims_used = result.dims_used.cpu()
+    return {
+        "cascade": {
+            "accuracy": result.accuracy(test.y),
+            "expected_dim": result.expected_dim,
+            "head_cost": result.mean_head_cost,
+        },
+        "oracle": oracle(logits, test.y, cascade.nesting),
+        "fixed": dict(zip(cascade.nesting, _accuracies(logits[: len(cascade.nesting)], test.y), strict=True)),
+        "exits": {m: int((dims_used == m).sum()) for m in cascade.nesting},
+        "thresholds": dict(zip(cascade.nesting, cascade.thresholds_.tolist(), strict=True)),
     }

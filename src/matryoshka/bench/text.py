@@ -11,13 +11,13 @@ beats the plain model at d/8), and writes ``text_results.json`` and ``text_per_d
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from matryoshka.io import atomic_write_json
 from matryoshka.report.plots import per_dim_plot
-from matryoshka.train import load_config
+from matryoshka.train import ConfigError, load_config
 from matryoshka.train.config import TextExperimentConfig
 from matryoshka.train.text_trainer import TextTrainer
 
@@ -40,7 +40,16 @@ def text_target(results: dict[str, dict[str, dict[str, float]]], nesting: list[i
     }
 
 
-def run(config_path: str, out: Path, overrides: list[str], progress: bool = True) -> dict[str, Any]:
+def run(
+    *,
+    config: str | Path = "configs/wordnet_minilm.yaml",
+    out: Path = Path("runs/bench_text"),
+    overrides: Sequence[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``config`` with and without the Matryoshka loss, print and plot both (and the base model) per dim, check
+    the d/8 target, and write ``text_results.json`` and ``text_per_dim.png`` to ``out``; returns the JSON report."""
+    config_path, out, overrides = str(config), Path(out), list(overrides or [])
     results: dict[str, dict[str, dict[str, float]]] = {}
     runs: dict[str, Any] = {}
     for name, matryoshka in (("mrl", True), ("plain", False)):
@@ -50,7 +59,7 @@ def run(config_path: str, out: Path, overrides: list[str], progress: bool = True
             + ([] if matryoshka else ["train.evaluate_base=false"]),
         )
         if not isinstance(cfg, TextExperimentConfig):
-            raise SystemExit(f"{config_path} is not a text config (data.name must be wordnet)")
+            raise ConfigError(f"{config_path} is not a text config (data.name must be wordnet)")
         print(f"== {name}: {LABELS[name]}")
         result = TextTrainer(cfg, progress=progress).fit()
         results[name] = result.test
@@ -87,17 +96,3 @@ def run(config_path: str, out: Path, overrides: list[str], progress: bool = True
     )
     print(f"wrote {out / 'text_results.json'} and {out / 'text_per_dim.png'}")
     return report
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="configs/wordnet_minilm.yaml")
-    p.add_argument("--out", type=Path, default=Path("runs/bench_text"))
-    p.add_argument("--set", dest="overrides", action="append", default=[], help="config override, e.g. train.epochs=2")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args()
-    run(args.config, args.out, args.overrides, progress=not args.no_progress)
-
-
-if __name__ == "__main__":
-    main()

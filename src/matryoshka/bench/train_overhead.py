@@ -10,9 +10,9 @@ Targets: MRL <= 1.05x and MRL-E <= 1.02x the single-head step.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,6 +20,9 @@ from torch import nn
 from matryoshka import MatryoshkaLoss, nesting_list
 from matryoshka.inference import resolve_device
 from matryoshka.nn.model import build_classifier
+
+TARGETS = {"MRL": 1.05, "MRL-E": 1.02}
+BASELINE = "single full-dim head"
 
 
 def make_step(model: nn.Module, device: torch.device, batch_size: int, num_classes: int, shape):
@@ -37,56 +40,59 @@ def make_step(model: nn.Module, device: torch.device, batch_size: int, num_class
     return step
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backbone", default="cnn", choices=["cnn", "resnet", "mlp"])
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--embed-dim", type=int, default=512)
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=10, help="steps per timed round")
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--device", default="auto")
-    args = p.parse_args()
-
-    device = resolve_device(args.device)
+def run(
+    *,
+    backbone: str = "cnn",
+    width: int | None = None,
+    embed_dim: int = 512,
+    num_classes: int = 10,
+    batch_size: int = 256,
+    steps: int = 10,
+    rounds: int = 7,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Time ``rounds`` x ``steps`` train steps of each head, print the table; returns ms/step and ratios per head."""
+    dev = resolve_device(device)
     shape = (1, 28, 28)
-    d = args.embed_dim
-    heads = {"single full-dim head": ("ff", [d]), "MRL": ("mrl", nesting_list(d)), "MRL-E": ("mrl_e", nesting_list(d))}
-    steps = {}
+    d = embed_dim
+    heads = {BASELINE: ("ff", [d]), "MRL": ("mrl", nesting_list(d)), "MRL-E": ("mrl_e", nesting_list(d))}
+    step_fns = {}
     for name, (head, nesting) in heads.items():
         torch.manual_seed(0)
-        model = build_classifier(args.backbone, d, head, nesting, shape, args.num_classes, args.width).to(device)
-        steps[name] = make_step(model, device, args.batch_size, args.num_classes, shape)
+        model = build_classifier(backbone, d, head, nesting, shape, num_classes, width).to(dev)
+        step_fns[name] = make_step(model, dev, batch_size, num_classes, shape)
         for _ in range(3):  # warm-up
-            steps[name]()
+            step_fns[name]()
 
     def sync() -> None:
-        if device.type == "cuda":
+        if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
+    times: dict[str, list[float]] = {name: [] for name in step_fns}
+    for _ in range(rounds):
+        for name, step in step_fns.items():
             sync()
             t0 = time.perf_counter()
-            for _ in range(args.steps):
+            for _ in range(steps):
                 step()
             sync()
-            times[name].append((time.perf_counter() - t0) / args.steps)
+            times[name].append((time.perf_counter() - t0) / steps)
 
-    base = statistics.median(times["single full-dim head"])
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
     print(
-        f"device={device} backbone={args.backbone} d={d} nesting={nesting_list(d)} batch={args.batch_size} "
-        f"threads={torch.get_num_threads()} rounds={args.rounds}x{args.steps} steps"
+        f"device={dev} backbone={backbone} d={d} nesting={nesting_list(d)} batch={batch_size} "
+        f"threads={torch.get_num_threads()} rounds={rounds}x{steps} steps"
     )
     print(f"{'head':<22}{'median ms/step':>16}{'ratio':>8}{'target':>8}")
-    targets = {"MRL": 1.05, "MRL-E": 1.02}
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        target = f"<={targets[name]:.2f}" if name in targets else ""
-        print(f"{name:<22}{med * 1000:>16.2f}{med / base:>8.3f}{target:>8}")
-
-
-if __name__ == "__main__":
-    main()
+    for name, med in medians.items():
+        target = f"<={TARGETS[name]:.2f}" if name in TARGETS else ""
+        print(f"{name:<22}{med * 1000:>16.2f}{med / medians[BASELINE]:>8.3f}{target:>8}")
+    return {
+        "device": str(dev),
+        "backbone": backbone,
+        "embed_dim": d,
+        "batch_size": batch_size,
+        "ms_per_step": {name: 1000 * med for name, med in medians.items()},
+        "ratio": {name: med / medians[BASELINE] for name, med in medians.items()},
+        "targets": TARGETS,
+    }

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from matryoshka.errors import MatryoshkaError
+from matryoshka.errors import InputError, MatryoshkaError
 
 
 class DataNotFoundError(MatryoshkaError, FileNotFoundError):
@@ -125,7 +125,7 @@ class ImageData:
 def split_train_val(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int) -> tuple[Split, Split]:
     """Seeded split of a training set into train and validation parts."""
     if not 0 <= val_size < len(y):
-        raise ValueError(f"val_size must be in [0, {len(y)}), got {val_size}")
+        raise InputError(f"val_size must be in [0, {len(y)}), got {val_size}")
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:val_size], perm[val_size:]
     return Split(x[train_idx], y[train_idx]), Split(x[val_idx], y[val_idx])

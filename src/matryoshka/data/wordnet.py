@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from matryoshka.data.base import CorruptDataError, DataNotFoundError
+from matryoshka.errors import InputError
 
 DEFAULT_ROOT = "/usr/share/wordnet"
 PARTS_OF_SPEECH = ("noun", "verb", "adj", "adv")
@@ -93,7 +94,7 @@ class WordNetData:
 
     def _synsets(self, split: str) -> list[Synset]:
         if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be train, val or test, got {split!r}")
+            raise InputError(f"split must be train, val or test, got {split!r}")
         return {"train": self.train_synsets, "val": self.val_synsets, "test": self.test_synsets}[split]
 
 
@@ -152,10 +153,10 @@ def load_wordnet(
     """Synsets split by a seeded shuffle: ``test_size`` for test, ``val_size`` for validation, the rest (or a
     ``train_size`` subset of it) for training. ``query_style``: "lemma" or "lemma_example" (lemma + an example)."""
     if query_style not in ("lemma", "lemma_example"):
-        raise ValueError(f"query_style must be 'lemma' or 'lemma_example', got {query_style!r}")
+        raise InputError(f"query_style must be 'lemma' or 'lemma_example', got {query_style!r}")
     synsets = read_synsets(root)
     if val_size < 0 or test_size < 1 or val_size + test_size >= len(synsets):
-        raise ValueError(f"val_size={val_size} and test_size={test_size} leave no training synsets of {len(synsets)}")
+        raise InputError(f"val_size={val_size} and test_size={test_size} leave no training synsets of {len(synsets)}")
     order = list(range(len(synsets)))
     random.Random(seed).shuffle(order)
     shuffled = [synsets[i] for i in order]

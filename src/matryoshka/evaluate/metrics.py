@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from matryoshka.errors import InputError
+
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy of (N, C) logits against (N,) labels."""
@@ -63,7 +65,7 @@ def knn_search(
     if queries.ndim != 2 or database.ndim != 2 or queries.shape[1] != database.shape[1]:
         raise ValueError(f"queries {tuple(queries.shape)} and database {tuple(database.shape)} must be (n, d) alike")
     if not 1 <= k <= database.shape[0] - int(exclude_self):
-        raise ValueError(f"k={k} must be in [1, {database.shape[0] - int(exclude_self)}]")
+        raise InputError(f"k={k} must be in [1, {database.shape[0] - int(exclude_self)}]")
     out = []
     for start in range(0, len(queries), batch_size):
         scores = queries[start : start + batch_size] @ database.T

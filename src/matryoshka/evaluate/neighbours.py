@@ -18,6 +18,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from matryoshka.errors import InputError
 from matryoshka.evaluate.metrics import recall_against
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -56,7 +57,7 @@ def prefix_neighbour_recall(
 ) -> dict[str, dict[int, float]]:
     """recall@k of the full-dim neighbours, per method and prefix dim."""
     if corpus.ndim != 2 or queries.ndim != 2 or corpus.shape[1] != queries.shape[1]:
-        raise ValueError(f"corpus {corpus.shape} and queries {queries.shape} must be (n, d) arrays of the same d")
+        raise InputError(f"corpus {corpus.shape} and queries {queries.shape} must be (n, d) arrays of the same d")
     truth = cosine_neighbours(corpus, queries, k)
     out: dict[str, dict[int, float]] = {}
     for name, transform in methods.items():

@@ -14,12 +14,20 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from matryoshka.evaluate.metrics import class_retrieval_metrics
+from matryoshka.errors import InputError
+from matryoshka.evaluate.metrics import accuracy, class_retrieval_metrics
 from matryoshka.evaluate.probe import LinearProbe
+from matryoshka.nesting import NestingError, nesting_list, validate_nesting
 from matryoshka.truncate import truncate
+
+if TYPE_CHECKING:
+    from matryoshka.data import ImageData
+    from matryoshka.nn.model import MatryoshkaClassifier
 
 View = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 
@@ -27,7 +35,7 @@ View = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 def prefix_view(train_z: torch.Tensor, test_z: torch.Tensor) -> View:
     """The first m features of each embedding."""
     if train_z.ndim != 2 or test_z.ndim != 2 or train_z.shape[1] != test_z.shape[1]:
-        raise ValueError(f"train {tuple(train_z.shape)} and test {tuple(test_z.shape)} embeddings must be (n, d) alike")
+        raise InputError(f"train {tuple(train_z.shape)} and test {tuple(test_z.shape)} embeddings must be (n, d) alike")
     return lambda m: (train_z[:, :m], test_z[:, :m])
 
 
@@ -50,7 +58,7 @@ def evaluate_views(
     are the test set, or a seeded subset of ``max_queries`` of it.
     """
     if len(test_y) == 0 or len(train_y) == 0:
-        raise ValueError("evaluation needs non-empty train and test sets")
+        raise InputError("evaluation needs non-empty train and test sets")
     queries = torch.arange(len(test_y))
     if max_queries is not None and max_queries < len(test_y):
         queries = torch.randperm(len(test_y), generator=torch.Generator().manual_seed(seed))[:max_queries]
@@ -70,3 +78,74 @@ def evaluate_views(
         if on_dim is not None:
             on_dim(m)
     return results
+
+
+def select_dims(requested: Sequence[int] | None, default: Sequence[int], width: int) -> list[int]:
+    """The dims to evaluate: ``requested`` (strictly increasing, at most ``width``) or else ``default``."""
+    if not requested:
+        return list(default)
+    dims = validate_nesting(requested)
+    if dims[-1] > width:
+        raise NestingError(f"dim {dims[-1]} is larger than the embeddings' {width}")
+    return dims
+
+
+def labelled_embeddings(
+    train_z: np.ndarray | torch.Tensor,
+    train_y: np.ndarray | torch.Tensor,
+    test_z: np.ndarray | torch.Tensor,
+    test_y: np.ndarray | torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Checked (float32 embeddings, int64 labels) tensors for train and test: 2-D embeddings of equal widths, one
+    label per row, finite values; anything else is an :class:`InputError`."""
+    train_z, train_y, test_z, test_y = (
+        torch.as_tensor(np.ascontiguousarray(a)) for a in (train_z, train_y, test_z, test_y)
+    )
+    if train_z.ndim != 2 or test_z.ndim != 2 or train_z.shape[1] != test_z.shape[1]:
+        raise InputError(
+            f"embeddings must be 2-D with equal widths, got {tuple(train_z.shape)} and {tuple(test_z.shape)}"
+        )
+    if train_y.shape != (len(train_z),) or test_y.shape != (len(test_z),):
+        raise InputError("each embeddings file needs exactly one label per row")
+    if not (torch.isfinite(train_z).all() and torch.isfinite(test_z).all()):
+        raise InputError("embeddings contain NaN or inf")
+    return train_z.float(), train_y.long(), test_z.float(), test_y.long()
+
+
+def evaluate_embeddings(
+    train_z: np.ndarray | torch.Tensor,
+    train_y: np.ndarray | torch.Tensor,
+    test_z: np.ndarray | torch.Tensor,
+    test_y: np.ndarray | torch.Tensor,
+    dims: Sequence[int] | None = None,
+    k: int = 10,
+    max_queries: int | None = None,
+) -> dict[str, object]:
+    """:func:`evaluate_views` of the prefixes of any labelled embeddings; ``dims`` default to ``nesting_list(d)``.
+    Returns ``{"dims": [...], "probe": ..., "knn1": ..., "retrieval": ...}``."""
+    train_z, train_y, test_z, test_y = labelled_embeddings(train_z, train_y, test_z, test_y)
+    width = train_z.shape[1]
+    chosen = select_dims(dims, nesting_list(width), width)
+    results = evaluate_views(prefix_view(train_z, test_z), chosen, train_y, test_y, k=k, max_queries=max_queries)
+    return {"dims": chosen, **results}
+
+
+def evaluate_model(
+    model: MatryoshkaClassifier,
+    data: ImageData,
+    dims: Sequence[int] | None = None,
+    k: int = 10,
+    max_queries: int | None = None,
+) -> dict[str, object]:
+    """Like :func:`evaluate_embeddings` on a trained model's train (database) and test (query) embeddings, plus the
+    test accuracy of its own head at each dim (``"head"``); ``dims`` default to the model's nesting list."""
+    from matryoshka.inference import encode_and_classify
+
+    train_z, _ = encode_and_classify(model, data.train.x, with_logits=False)
+    test_z, logits = encode_and_classify(model, data.test.x)
+    chosen = select_dims(dims, model.nesting, train_z.shape[1])
+    results = evaluate_views(
+        prefix_view(train_z, test_z), chosen, data.train.y, data.test.y, k=k, max_queries=max_queries
+    )
+    heads = {m: accuracy(lg, data.test.y) for m, lg in zip(model.nesting, logits, strict=True) if m in chosen}
+    return {"dims": chosen, **results, "head": {str(m): a for m, a in heads.items()}}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from matryoshka.errors import InputError
 from matryoshka.evaluate.metrics import recall_against
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, Plan
@@ -31,6 +32,12 @@ class TunedPlan:
     flops_per_query: float
     latency_ms: float
     candidates: list[dict] = field(default_factory=list)
+
+    @property
+    def flops_saving(self) -> float:
+        """How many times fewer multiply-adds per query the plan needs than exact full-dim search."""
+        full = next(c["flops"] for c in self.candidates if isinstance(c["plan"], FullPlan))
+        return full / self.flops_per_query
 
 
 def plan_flops(plan: Plan, index: MatryoshkaIndex, k: int) -> float:
@@ -82,7 +89,7 @@ def autotune(
 ) -> TunedPlan:
     """The plan with the lowest measured latency among the cheapest that reach ``target_recall``."""
     if not 0 < target_recall <= 1:
-        raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+        raise InputError(f"target_recall must be in (0, 1], got {target_recall}")
     queries = np.asarray(queries, dtype=np.float32)
     _, truth = index.search(queries, k, FullPlan())
     table = []

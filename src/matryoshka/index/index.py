@@ -108,6 +108,15 @@ class MatryoshkaIndex:
                 index.add(np.ascontiguousarray(_normalize(self._rows(pos, d))))
         self._stale = False
 
+    @classmethod
+    def build(cls, vectors: np.ndarray, ids: Iterable[int] | None = None, **options) -> MatryoshkaIndex:
+        """A new index holding ``vectors`` (N, d), its dim taken from them; ``options`` as for the constructor."""
+        if np.ndim(vectors) != 2:
+            raise IndexInputError(f"embeddings must be 2-D (N, d), got shape {np.shape(vectors)}")
+        index = cls(np.shape(vectors)[1], **options)
+        index.add(vectors, ids)
+        return index
+
     # -- contents -------------------------------------------------------------------------------------------
     @property
     def ntotal(self) -> int:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from matryoshka.errors import InputError
+
 
 @dataclass(frozen=True)
 class FullPlan:
@@ -50,17 +52,17 @@ Plan = FullPlan | AdaptivePlan | FunnelPlan
 def validate_stages(stages: list[tuple[int, int]], dim: int, k: int) -> None:
     """Dims must grow (or stay) within [1, dim]; candidate counts must shrink (or stay) and be >= k."""
     if not stages:
-        raise ValueError("a plan needs at least one stage")
+        raise InputError("a plan needs at least one stage")
     prev_dim, prev_k = 0, None
     for d, kk in stages:
         if not 1 <= d <= dim:
-            raise ValueError(f"plan dim {d} must be in [1, {dim}]")
+            raise InputError(f"plan dim {d} must be in [1, {dim}]")
         if d < prev_dim:
-            raise ValueError(f"plan dims must not shrink from stage to stage: {stages}")
+            raise InputError(f"plan dims must not shrink from stage to stage: {stages}")
         if prev_k is not None and kk > prev_k:
-            raise ValueError(f"plan candidate counts must not grow from stage to stage: {stages}")
+            raise InputError(f"plan candidate counts must not grow from stage to stage: {stages}")
         if kk < k:
-            raise ValueError(f"stage {(d, kk)} keeps fewer than the k={k} results asked for")
+            raise InputError(f"stage {(d, kk)} keeps fewer than the k={k} results asked for")
         prev_dim, prev_k = d, kk
 
 
@@ -77,7 +79,7 @@ def parse_plan(text: str) -> Plan:
             return FunnelPlan([tuple(int(x) for x in step.split("x")) for step in rest.split(",")])
     except ValueError:
         pass
-    raise ValueError(f"cannot parse plan {text!r}; use full, adaptive:16:200:512 or funnel:16x200,64x50,512x10")
+    raise InputError(f"cannot parse plan {text!r}; use full, adaptive:16:200:512 or funnel:16x200,64x50,512x10")
 
 
 def plan_to_text(plan: Plan) -> str:

@@ -6,6 +6,8 @@ from typing import Literal
 
 import numpy as np
 
+from matryoshka.errors import InputError
+
 Encoding = Literal["float32", "float16", "int8"]
 ENCODINGS: tuple[str, ...] = ("float32", "float16", "int8")
 
@@ -21,7 +23,7 @@ def encode(vectors: np.ndarray, encoding: str) -> tuple[np.ndarray, np.ndarray |
         scale[scale == 0] = 1.0
         codes = np.clip(np.rint(vectors / scale[:, None]), -127, 127).astype(np.int8)
         return codes, scale
-    raise ValueError(f"unknown storage encoding {encoding!r}; choose one of {ENCODINGS}")
+    raise InputError(f"unknown storage encoding {encoding!r}; choose one of {ENCODINGS}")
 
 
 def decode(codes: np.ndarray, scales: np.ndarray | None, encoding: str) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
+from matryoshka.errors import InputError
 from matryoshka.nn.backbones import create_backbone, feature_modules, load_init_weights
 
 if TYPE_CHECKING:
@@ -66,10 +67,10 @@ def build_classifier(
     encoder = create_backbone(backbone, embed_dim, tuple(input_shape), width, run_dir=run_dir)
     if head == "ff":
         if len(nesting) != 1:
-            raise ValueError(f"an FF head reads one dim, got nesting {nesting}")
+            raise InputError(f"an FF head reads one dim, got nesting {nesting}")
         return MatryoshkaClassifier(encoder, FixedFeatureHead(embed_dim, num_classes, nesting[0]))
     if head not in ("mrl", "mrl_e"):
-        raise ValueError(f"unknown head {head!r}; choose mrl, mrl_e or ff")
+        raise InputError(f"unknown head {head!r}; choose mrl, mrl_e or ff")
     return MatryoshkaClassifier(encoder, MRLHead(embed_dim, num_classes, nesting, tied=head == "mrl_e"))
 
 

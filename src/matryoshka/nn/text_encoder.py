@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from matryoshka.errors import MatryoshkaError
+from matryoshka.errors import InputError, MatryoshkaError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -69,7 +69,7 @@ def encode_texts(
 ) -> torch.Tensor:
     """Full-dim embeddings (float32, CPU) of ``texts``, as the model's own pipeline returns them."""
     if not texts:
-        raise ValueError("nothing to encode: the list of texts is empty")
+        raise InputError("nothing to encode: the list of texts is empty")
     z = model.encode(
         texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=progress, normalize_embeddings=False
     )

@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from matryoshka.errors import InputError
 from matryoshka.io import atomic_write_with
 from matryoshka.nesting import nesting_list, validate_nesting
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
@@ -89,11 +90,11 @@ class MatryoshkaAdaptor:
     def _check(self, embeddings: np.ndarray | torch.Tensor, dim: int | None = None) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
         if x.ndim != 2 or len(x) == 0:
-            raise ValueError(f"embeddings must be a non-empty (N, d) array, got shape {tuple(x.shape)}")
+            raise InputError(f"embeddings must be a non-empty (N, d) array, got shape {tuple(x.shape)}")
         if dim is not None and x.shape[1] != dim:
-            raise ValueError(f"the adaptor was fitted on {dim}-dim embeddings, got {x.shape[1]}")
+            raise InputError(f"the adaptor was fitted on {dim}-dim embeddings, got {x.shape[1]}")
         if not torch.isfinite(x).all():
-            raise ValueError("embeddings contain NaN or infinite values")
+            raise InputError("embeddings contain NaN or infinite values")
         return x
 
     def _loss(self, f: _Transform, batch: torch.Tensor) -> torch.Tensor:
@@ -122,7 +123,7 @@ class MatryoshkaAdaptor:
         if pairs is not None:
             queries, documents = self._check(pairs[0], d), self._check(pairs[1], d)
             if len(queries) != len(documents) or len(queries) < 2:
-                raise ValueError(
+                raise InputError(
                     f"pairs need as many queries as documents (>= 2), got {len(queries)}, {len(documents)}"
                 )
         self.dim_ = d
@@ -201,7 +202,7 @@ class MatryoshkaAdaptor:
         x = self._check(embeddings, self.dim_)
         dim = dim or self.dim_
         if not 1 <= dim <= self.dim_:
-            raise ValueError(f"dim must be in [1, {self.dim_}], got {dim}")
+            raise InputError(f"dim must be in [1, {self.dim_}], got {dim}")
         out = torch.cat([self.transform_(x[s : s + 65536].to(self.device)).cpu() for s in range(0, len(x), 65536)])
         out = out[:, :dim]
         return (nn.functional.normalize(out, dim=1) if normalize else out).numpy()
@@ -217,13 +218,15 @@ class MatryoshkaAdaptor:
     def load(cls, path: str | Path) -> MatryoshkaAdaptor:
         from safetensors import SafetensorError, safe_open
 
+        if not Path(path).exists():
+            raise InputError(f"adaptor file {path} does not exist")
         try:
             with safe_open(str(path), "pt") as f:
                 meta = f.metadata()
         except (SafetensorError, OSError) as e:
-            raise ValueError(f"{path} is not a readable adaptor file: {e}") from e
+            raise InputError(f"{path} is not a readable adaptor file: {e}") from e
         if not meta or "nesting" not in meta:
-            raise ValueError(f"{path} is a safetensors file but not a Matryoshka adaptor (no adaptor metadata)")
+            raise InputError(f"{path} is a safetensors file but not a Matryoshka adaptor (no adaptor metadata)")
         adaptor = cls(nesting=json.loads(meta["nesting"]), hidden=int(meta["hidden"]))
         adaptor.dim_, adaptor.nesting_ = int(meta["dim"]), json.loads(meta["nesting"])
         transform = _Transform(adaptor.dim_, adaptor.hidden)

@@ -1,0 +1,96 @@
+"""`mrl bench train-overhead | retrieval | adaptor | text`: the benchmarks of matryoshka.bench (ratios measured side
+by side in one run). Each command's options are the keyword arguments of its ``run()``, passed through as parsed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from matryoshka.cli._common import Device, new_app, one_line_errors
+
+app = new_app("Benchmarks: costs and quality measured side by side in one run.")
+
+
+@app.command("train-overhead")
+@one_line_errors
+def train_overhead(
+    ctx: typer.Context,
+    backbone: Annotated[Literal["cnn", "resnet", "mlp"], typer.Option()] = "cnn",
+    width: Annotated[int | None, typer.Option()] = None,
+    embed_dim: Annotated[int, typer.Option()] = 512,
+    num_classes: Annotated[int, typer.Option()] = 10,
+    batch_size: Annotated[int, typer.Option()] = 256,
+    steps: Annotated[int, typer.Option(help="steps per timed round")] = 10,
+    rounds: Annotated[int, typer.Option()] = 7,
+    device: Device = "auto",
+) -> None:
+    """Train-step time of MRL and MRL-E relative to one full-dim head (targets: <= 1.05x and <= 1.02x)."""
+    from matryoshka.bench import train_overhead as bench
+
+    bench.run(**ctx.params)
+
+
+@app.command("retrieval")
+@one_line_errors
+def retrieval(
+    ctx: typer.Context,
+    n: Annotated[int, typer.Option(help="synthetic corpus size")] = 1_000_000,
+    dim: Annotated[int, typer.Option()] = 512,
+    clusters: Annotated[int, typer.Option()] = 1000,
+    alpha: Annotated[float, typer.Option(help="per-dim scale decays as j^-alpha")] = 0.75,
+    noise: Annotated[float, typer.Option(help="within-cluster spread relative to the centres")] = 1.0,
+    queries: Annotated[int, typer.Option()] = 1000,
+    single_queries: Annotated[int, typer.Option()] = 30,
+    repeats: Annotated[int, typer.Option()] = 3,
+    shortlist_dim: Annotated[int, typer.Option()] = 16,
+    encoding: Annotated[Literal["float32", "float16", "int8"], typer.Option()] = "float32",
+    hnsw: Annotated[bool, typer.Option("--hnsw", help="also build a full-dim HNSW baseline (slow to build)")] = False,
+    checkpoint: Annotated[Path, typer.Option(help="run folder of the MRL model for the real part")] = Path(
+        "runs/demo/models/mrl"
+    ),
+    skip_real: Annotated[bool, typer.Option("--skip-real")] = False,
+    skip_synthetic: Annotated[bool, typer.Option("--skip-synthetic")] = False,
+) -> None:
+    """Adaptive and funnel retrieval against exact full-dim search: a synthetic corpus and Fashion-MNIST MRL
+    embeddings of a trained run (latency, speed-up, mAP@10, recall@10 vs exact, memory per vector)."""
+    from matryoshka.bench import retrieval as bench
+
+    bench.run(**ctx.params)
+
+
+@app.command("adaptor")
+@one_line_errors
+def adaptor(
+    ctx: typer.Context,
+    data: Annotated[Literal["glove", "minilm-wordnet"], typer.Option()] = "glove",
+    embeddings: Annotated[Path | None, typer.Option(help=".npy (N, d) embeddings (instead of --data)")] = None,
+    texts: Annotated[int, typer.Option(help="glosses encoded for --data minilm-wordnet")] = 30_000,
+    corpus: Annotated[int | None, typer.Option(help="use the first N non-query rows as the corpus")] = None,
+    queries: Annotated[int, typer.Option()] = 2000,
+    steps: Annotated[int, typer.Option()] = 2000,
+    seed: Annotated[int, typer.Option()] = 0,
+    out: Annotated[Path, typer.Option()] = Path("runs/bench_adaptor"),
+) -> None:
+    """Post-hoc adaptor against PCA, SVD and raw truncation: recall@10 of the full-dim neighbours of held-out rows
+    per dim (GloVe 6B 50d by default); writes adaptor_results.json and adaptor_recall.png to --out."""
+    from matryoshka.bench import posthoc as bench
+
+    bench.run(**ctx.params)
+
+
+@app.command("text")
+@one_line_errors
+def text(
+    ctx: typer.Context,
+    config: Annotated[str, typer.Option()] = "configs/wordnet_minilm.yaml",
+    out: Annotated[Path, typer.Option()] = Path("runs/bench_text"),
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="config override, e.g. train.epochs=2")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Matryoshka vs plain fine-tuning of a text encoder (and the base model), scored at every dim on held-out
+    WordNet pairs; writes text_results.json and text_per_dim.png to --out."""
+    from matryoshka.bench import text as bench
+
+    bench.run(**ctx.params)

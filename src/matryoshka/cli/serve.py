@@ -1,0 +1,28 @@
+"""`mrl serve`: an index (and optionally a model) over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from matryoshka.cli._common import new_app, one_line_errors
+
+app = new_app()
+
+
+@app.command()
+@one_line_errors
+def serve(
+    index: Annotated[Path, typer.Option(help="index folder (mrl index build)")],
+    model: Annotated[Path | None, typer.Option(help="run folder of a model, to search with raw inputs")] = None,
+    host: Annotated[str, typer.Option(help="address to bind; loopback by default")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Serve an index over HTTP (FastAPI): /search, /vectors (X-API-Key from $MRL_API_KEY), /health, /docs."""
+    import uvicorn
+
+    from matryoshka.service import create_app
+
+    uvicorn.run(create_app(index, model_path=model), host=host, port=port, log_level="warning")

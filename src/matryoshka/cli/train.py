@@ -1,0 +1,75 @@
+"""`mrl train` (fit a model from a YAML config) and `mrl encode` (embed a data split with a trained model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from matryoshka.cli._common import Device, new_app, one_line_errors
+
+app = new_app()
+
+
+@app.command()
+@one_line_errors
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML experiment config")],
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="override a key, e.g. --set train.epochs=2")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="run folder (overrides train.out_dir)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the run folder's last checkpoint")] = True,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Train a model from a YAML config; checkpoints every epoch, resumes after an interruption."""
+    from matryoshka.train import Trainer, load_config
+    from matryoshka.train.config import TextExperimentConfig
+
+    cfg = load_config(config, [*(overrides or []), *([f"train.out_dir={out}"] if out else [])])
+    if isinstance(cfg, TextExperimentConfig):
+        _train_text(cfg, progress, resume)
+        return
+    result = Trainer(cfg, progress=progress, resume=resume).fit()
+    if result.val_accuracy:
+        accs = ", ".join(f"{m}: {a:.4f}" for m, a in result.val_accuracy.items())
+        typer.echo(f"validation accuracy per dim: {accs}")
+    typer.echo(f"model saved in {result.run_dir}")
+
+
+def _train_text(cfg, progress: bool, resume: bool) -> None:
+    from matryoshka.train.text_trainer import TextTrainer
+
+    result = TextTrainer(cfg, progress=progress, resume=resume).fit()
+    k = cfg.train.eval_k
+    typer.echo(f"test mAP@{k} per dim" + (" (base model -> fine-tuned):" if result.base else ":"))
+    for m in result.nesting:
+        after = result.test[str(m)][f"map@{k}"]
+        before = f"{100 * result.base[str(m)][f'map@{k}']:5.1f} -> " if result.base else ""
+        typer.echo(f"  {m:>5}: {before}{100 * after:5.1f}")
+    typer.echo(f"model saved in {result.model_path}; load it with SentenceTransformer(path, truncate_dim=m)")
+
+
+@app.command()
+@one_line_errors
+def encode(
+    checkpoint: Annotated[Path, typer.Option(help="run folder of a trained model")],
+    out: Annotated[Path, typer.Option(help="output .npy file")],
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    dim: Annotated[int | None, typer.Option(help="keep the first DIM features (default: all)")] = None,
+    normalize: Annotated[bool, typer.Option(help="L2-normalise each (truncated) embedding")] = True,
+    labels: Annotated[Path | None, typer.Option(help="also save the labels to this .npy file")] = None,
+    device: Device = "auto",
+) -> None:
+    """Embed a data split with a trained model and save the embeddings (at any dim) as .npy."""
+    from matryoshka.inference import embed_split, load_run
+
+    model, _, data = load_run(checkpoint, device)
+    z, y = embed_split(model, data, split, dim, normalize)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, z)
+    if labels is not None:
+        np.save(labels, y)
+    typer.echo(f"wrote {z.shape} embeddings of the {split} split to {out}")
