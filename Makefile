@@ -29,8 +29,8 @@ $(WORDNET):
 	$(SUDO) apt-get install -y -qq wordnet-base
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 
 test: install data lint
 	$(BIN)/pytest -q

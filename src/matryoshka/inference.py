@@ -58,13 +58,14 @@ def encode_and_classify(
 def load_run(
     run_dir: str | Path, device: str | torch.device = "auto"
 ) -> tuple[MatryoshkaClassifier, dict[str, Any], ImageData]:
-    """A trained model (on ``device``), its config.json, and the data set it was trained on, with the same splits."""
-    from matryoshka.data import load_dataset
+    """A trained model (on ``device``), its config.json, and the data it was trained on, with the same splits
+    (read again from the data source the run's config names: a built-in data set, or the user's folder or file)."""
+    from matryoshka.data import load_data
     from matryoshka.train import load_model
+    from matryoshka.train.config import DataConfig
 
     model, info = load_model(run_dir, resolve_device(device))
-    c = info["config"]["data"]
-    return model, info, load_dataset(c["name"], c["root"], c["val_size"], c["seed"])
+    return model, info, load_data(DataConfig.model_validate(info["config"]["data"]))
 
 
 def embed_split(

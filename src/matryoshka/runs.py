@@ -74,13 +74,15 @@ class TrainedRun:
         self.model.eval()
         return self.model.encode(x.to(device)).float().cpu()
 
-    def encode_texts(self, texts: Sequence[str], dim: int | None = None, batch_size: int = 256) -> np.ndarray:
+    def encode_texts(
+        self, texts: Sequence[str], dim: int | None = None, batch_size: int = 256, normalize: bool = True
+    ) -> np.ndarray:
         if self.kind != "text":
             raise InputError(f"{self.path} is an image model; give it images (or the feature table it was trained on)")
         from matryoshka.nn.text_encoder import encode_texts
 
         z = encode_texts(self.model, list(texts), batch_size)
-        return truncate(z, self._check_dim(dim)).numpy()
+        return truncate(z, self._check_dim(dim), normalize).numpy()
 
     def encode_images(self, images: Sequence[bytes | str | Path], dim: int | None = None) -> np.ndarray:
         """Raw images (encoded bytes or paths) -> unit embeddings, with the run's stored preprocessing."""
@@ -112,14 +114,15 @@ class TrainedRun:
         batch_size: int = 256,
         progress: bool = False,
         image_column: str | None = None,
+        normalize: bool = True,
     ) -> tuple[np.ndarray, list[str]]:
-        """Embeddings (N, dim), unit length, of everything ``path`` holds, and one name per row."""
+        """Embeddings (N, dim) of everything ``path`` holds (unit length unless ``normalize=False``), one name a row."""
         dim = self._check_dim(dim)
         inputs: Inputs = read_inputs(path, self.preprocess, image_column)
         if self.kind == "text":
             if inputs.kind != "texts":
                 raise InputError(f"{self.path} is a text model; give it a .txt file with one text per line")
-            return self.encode_texts(inputs.texts(), dim, batch_size), inputs.names
+            return self.encode_texts(inputs.texts(), dim, batch_size, normalize), inputs.names
         if inputs.kind == "texts":
             raise InputError(f"{self.path} is an image model; {path} holds texts")
         pre = self._need_preprocess()
@@ -127,7 +130,7 @@ class TrainedRun:
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task("encoding", total=len(inputs))
             for x in inputs.batches(pre, batch_size):
-                parts.append(truncate(self.encode_tensor(x), dim))
+                parts.append(truncate(self.encode_tensor(x), dim, normalize))
                 bar.advance(task, len(x))
         return torch.cat(parts).numpy(), inputs.names
 

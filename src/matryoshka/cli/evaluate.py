@@ -21,9 +21,9 @@ def eval_(
     train_embeddings: Annotated[
         Path | None, typer.Option(help=".npy (N, d) database / probe-training embeddings")
     ] = None,
-    train_labels: Annotated[Path | None, typer.Option(help=".npy (N,) integer labels")] = None,
+    train_labels: Annotated[Path | None, typer.Option(help=".npy (N,) labels (integers or strings)")] = None,
     test_embeddings: Annotated[Path | None, typer.Option(help=".npy (M, d) query / probe-test embeddings")] = None,
-    test_labels: Annotated[Path | None, typer.Option(help=".npy (M,) integer labels")] = None,
+    test_labels: Annotated[Path | None, typer.Option(help=".npy (M,) labels (integers or strings)")] = None,
     dims: Annotated[str | None, typer.Option(help="comma-separated dims (default: the model's nesting list)")] = None,
     k: Annotated[int, typer.Option(help="cut-off for mAP@k, P@k, R@k")] = 10,
     knn_queries: Annotated[

@@ -1,4 +1,4 @@
-"""`mrl train` (fit a model from a YAML config) and `mrl encode` (embed a data split with a trained model)."""
+"""`mrl train` (fit a model from a YAML config) and `mrl encode` (embed files, or a data split, with a trained run)."""
 
 from __future__ import annotations
 
@@ -57,13 +57,31 @@ def _train_text(cfg, progress: bool, resume: bool) -> None:
 def encode(
     checkpoint: Annotated[Path, typer.Option(help="run folder of a trained model")],
     out: Annotated[Path, typer.Option(help="output .npy file")],
-    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    inputs: Annotated[
+        Path | None,
+        typer.Option(help="a folder of images, an image, a CSV/JSONL/Parquet table or a .txt file (one text a line)"),
+    ] = None,
+    image_column: Annotated[str | None, typer.Option(help="with a table of image paths: the column")] = None,
+    split: Annotated[str, typer.Option(help="without --inputs: the training data's train, val or test split")] = "test",
     dim: Annotated[int | None, typer.Option(help="keep the first DIM features (default: all)")] = None,
     normalize: Annotated[bool, typer.Option(help="L2-normalise each (truncated) embedding")] = True,
     labels: Annotated[Path | None, typer.Option(help="also save the labels to this .npy file")] = None,
     device: Device = "auto",
 ) -> None:
-    """Embed a data split with a trained model and save the embeddings (at any dim) as .npy."""
+    """Embed files (--inputs) or a split of the training data with a trained run; save the embeddings (at any dim) as
+    .npy. With --inputs, the row names (file paths, or table row numbers) go to OUT.names.txt beside it."""
+    if inputs is not None:
+        from matryoshka.inference import resolve_device
+        from matryoshka.io import atomic_write_text
+        from matryoshka.runs import TrainedRun
+
+        run = TrainedRun.load(checkpoint, resolve_device(device))
+        z, names = run.encode_path(inputs, dim, progress=True, image_column=image_column, normalize=normalize)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, z)
+        atomic_write_text(out.with_suffix(".names.txt"), "".join(f"{n}\n" for n in names))
+        typer.echo(f"wrote {z.shape} embeddings of {inputs} to {out} (row names in {out.with_suffix('.names.txt')})")
+        return
     from matryoshka.inference import embed_split, load_run
 
     model, _, data = load_run(checkpoint, device)

@@ -19,6 +19,7 @@ import torch
 
 from matryoshka.data.base import CorruptDataError
 from matryoshka.data.sources import _need_columns, read_table
+from matryoshka.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class PairsData:
     def retrieval_set(self, split: str = "test") -> tuple[list[str], list[str], list[list[int]]]:
         """(queries, corpus, relevant) of a split: distinct queries, distinct documents, relevant document indices."""
         if split not in self.splits:
-            raise ValueError(f"split must be train, val or test, got {split!r}")
+            raise InputError(f"split must be train, val or test, got {split!r}")
         corpus: dict[str, int] = {}
         relevant: dict[str, list[int]] = {}
         for p in self.splits[split]:

@@ -90,6 +90,17 @@ def select_dims(requested: Sequence[int] | None, default: Sequence[int], width: 
     return dims
 
 
+def _label_ids(train_y: np.ndarray, test_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if train_y.dtype.kind in "iub" and test_y.dtype.kind in "iub":
+        return train_y, test_y
+    if train_y.dtype.kind == "O" or test_y.dtype.kind == "O":
+        raise InputError("labels must be numbers or strings saved as a plain .npy array, not Python objects")
+    both = np.concatenate([train_y.astype(str), test_y.astype(str)]) if train_y.dtype != test_y.dtype else None
+    joined = both if both is not None else np.concatenate([train_y, test_y])
+    _, ids = np.unique(joined, return_inverse=True)
+    return ids[: len(train_y)], ids[len(train_y) :]
+
+
 def labelled_embeddings(
     train_z: np.ndarray | torch.Tensor,
     train_y: np.ndarray | torch.Tensor,
@@ -97,7 +108,9 @@ def labelled_embeddings(
     test_y: np.ndarray | torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Checked (float32 embeddings, int64 labels) tensors for train and test: 2-D embeddings of equal widths, one
-    label per row, finite values; anything else is an :class:`InputError`."""
+    label per row, finite values; anything else is an :class:`InputError`. Labels that are not integers (strings,
+    say) are mapped to ids, the same for both sets."""
+    train_y, test_y = _label_ids(np.asarray(train_y), np.asarray(test_y))
     train_z, train_y, test_z, test_y = (
         torch.as_tensor(np.ascontiguousarray(a)) for a in (train_z, train_y, test_z, test_y)
     )

@@ -33,6 +33,7 @@ import torch
 
 from matryoshka.data.pairs import PairsData, load_pairs
 from matryoshka.data.wordnet import WordNetData, load_wordnet
+from matryoshka.errors import InputError
 from matryoshka.evaluate.text import evaluate_text_retrieval
 from matryoshka.io import atomic_replace_dir, atomic_write_json
 from matryoshka.nesting import halving_nesting, validate_nesting
@@ -75,7 +76,7 @@ class TextTrainer(TrainingLoop):
         self.data = data or load_text_data(d)
         self.pairs = self.data.train
         if len(self.pairs) < config.train.batch_size:
-            raise ValueError(f"{len(self.pairs)} training pairs are fewer than one batch of {config.train.batch_size}")
+            raise InputError(f"{len(self.pairs)} training pairs are fewer than one batch of {config.train.batch_size}")
 
     def build(self) -> None:
         cfg = self.config

@@ -16,6 +16,7 @@ from torch import nn
 
 from matryoshka.data import ImageData, ImageFileSplit, load_data
 from matryoshka.data.images import augment_batch
+from matryoshka.errors import InputError
 from matryoshka.inference import encode_and_classify
 from matryoshka.nn.backbones import save_backbone_files
 from matryoshka.nn.losses import MatryoshkaLoss
@@ -76,7 +77,7 @@ class Trainer(TrainingLoop):
         self.train_split = self.data.train.subset(d.train_subset, d.seed)
         self.nesting = config.model.resolved_nesting()
         if config.train.batch_size < self.world:
-            raise ValueError(f"batch_size {config.train.batch_size} is smaller than the {self.world} processes")
+            raise InputError(f"batch_size {config.train.batch_size} is smaller than the {self.world} processes")
 
     def build(self) -> None:
         cfg = self.config
