@@ -97,3 +97,37 @@ def test_bench_errors_are_one_line(tmp_path):
     )
     result = CliRunner().invoke(app, ["bench", "retrieval", "--encoding", "int4"])
     assert result.exit_code == 2 and "int4" in result.output
+
+
+def test_train_overhead_on_a_transformers_vit(tmp_path, monkeypatch):
+    from matryoshka.bench import train_overhead
+
+    monkeypatch.chdir(tmp_path)  # the random ViT is written under runs/
+    out = train_overhead.run(
+        backbone="hf-vit-tiny", image_size=16, channels=3, embed_dim=32, batch_size=4, steps=1, rounds=1
+    )
+    assert out["backbone"].startswith("hf:") and set(out["ratio"]) == {"single full-dim head", "MRL", "MRL-E"}
+    assert (tmp_path / "runs/bench_vit_tiny/16px-3ch/config.json").exists()
+
+
+def test_data_loading_benchmark_small(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "data-loading",
+            "--images",
+            "512",
+            "--workers",
+            "1",
+            "--batch-size",
+            "64",
+            "--rounds",
+            "1",
+            "--folder",
+            str(tmp_path / "png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "PNG folder, 1 workers" in result.output and "goal: folder within 1.2x" in result.output
+    assert len(list((tmp_path / "png").rglob("*.png"))) == 512

@@ -4,6 +4,11 @@ The three models share the backbone (same init) and differ only in the head; ste
 interleaved rounds and the medians compared, so machine noise hits all three alike.
 
     mrl bench train-overhead [--backbone cnn] [--embed-dim 512] [--batch-size 256] [--device auto]
+    mrl bench train-overhead --backbone hf-vit-tiny --image-size 32 --channels 3 --batch-size 64
+
+``--backbone`` takes any backbone spec (a registered name, ``hf:DIR``, ``timm:NAME``, ``module:factory``);
+``hf-vit-tiny`` is a randomly initialised transformers ViT of DeiT-Tiny's shape (192 wide, 12 layers, 3 heads),
+written once to ``runs/bench_vit_tiny`` (nothing is downloaded).
 
 Targets: MRL <= 1.05x and MRL-E <= 1.02x the single-head step.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,9 +46,31 @@ def make_step(model: nn.Module, device: torch.device, batch_size: int, num_class
     return step
 
 
+def tiny_vit_folder(image_size: int, channels: int, folder: Path = Path("runs/bench_vit_tiny")) -> Path:
+    """A random-init transformers ViT of DeiT-Tiny's shape, saved with ``save_pretrained`` (for an ``hf:`` spec)."""
+    from transformers import ViTConfig, ViTModel
+
+    target = folder / f"{image_size}px-{channels}ch"
+    if not (target / "config.json").exists():
+        torch.manual_seed(0)
+        config = ViTConfig(
+            image_size=image_size,
+            patch_size=4 if image_size <= 64 else 16,
+            num_channels=channels,
+            hidden_size=192,
+            num_hidden_layers=12,
+            num_attention_heads=3,
+            intermediate_size=768,
+        )
+        ViTModel(config).save_pretrained(target)
+    return target
+
+
 def run(
     *,
     backbone: str = "cnn",
+    image_size: int = 28,
+    channels: int = 1,
     width: int | None = None,
     embed_dim: int = 512,
     num_classes: int = 10,
@@ -53,7 +81,9 @@ def run(
 ) -> dict[str, Any]:
     """Time ``rounds`` x ``steps`` train steps of each head, print the table; returns ms/step and ratios per head."""
     dev = resolve_device(device)
-    shape = (1, 28, 28)
+    shape = (channels, image_size, image_size)
+    if backbone == "hf-vit-tiny":
+        backbone = f"hf:{tiny_vit_folder(image_size, channels)}"
     d = embed_dim
     heads = {BASELINE: ("ff", [d]), "MRL": ("mrl", nesting_list(d)), "MRL-E": ("mrl_e", nesting_list(d))}
     step_fns = {}

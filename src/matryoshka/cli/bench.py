@@ -17,7 +17,11 @@ app = new_app("Benchmarks: costs and quality measured side by side in one run.")
 @one_line_errors
 def train_overhead(
     ctx: typer.Context,
-    backbone: Annotated[Literal["cnn", "resnet", "mlp"], typer.Option()] = "cnn",
+    backbone: Annotated[
+        str, typer.Option(help="cnn, resnet, mlp, vit, hf-vit-tiny, hf:DIR, timm:NAME or package.module:factory")
+    ] = "cnn",
+    image_size: Annotated[int, typer.Option(help="input images are image_size x image_size")] = 28,
+    channels: Annotated[int, typer.Option(help="input channels")] = 1,
     width: Annotated[int | None, typer.Option()] = None,
     embed_dim: Annotated[int, typer.Option()] = 512,
     num_classes: Annotated[int, typer.Option()] = 10,
@@ -76,6 +80,25 @@ def adaptor(
     """Post-hoc adaptor against PCA, SVD and raw truncation: recall@10 of the full-dim neighbours of held-out rows
     per dim (GloVe 6B 50d by default); writes adaptor_results.json and adaptor_recall.png to --out."""
     from matryoshka.bench import posthoc as bench
+
+    bench.run(**ctx.params)
+
+
+@app.command("data-loading")
+@one_line_errors
+def data_loading(
+    ctx: typer.Context,
+    images: Annotated[int, typer.Option(help="Fashion-MNIST training images written as PNG files")] = 8192,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes decoding the files")] = 2,
+    batch_size: Annotated[int, typer.Option()] = 256,
+    rounds: Annotated[int, typer.Option(help="interleaved epochs per source")] = 3,
+    folder: Annotated[Path, typer.Option(help="where the PNG folder is written (kept)")] = Path(
+        "runs/bench_data/fashion_png"
+    ),
+) -> None:
+    """Training-step time reading a PNG image folder through DataLoader workers vs in-memory tensors
+    (goal: within 1.2x)."""
+    from matryoshka.bench import data_loading as bench
 
     bench.run(**ctx.params)
 
