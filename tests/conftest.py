@@ -1,4 +1,8 @@
 import os
+import tempfile
+
+# Decoded-image caches of the tests go to a throw-away folder, not the user's ~/.cache (set before the import).
+os.environ.setdefault("MATRYOSHKA_CACHE", tempfile.mkdtemp(prefix="matryoshka-test-cache-"))
 
 import pytest
 

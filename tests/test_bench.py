@@ -129,5 +129,5 @@ def test_data_loading_benchmark_small(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "PNG folder, 1 workers" in result.output and "goal: folder within 1.2x" in result.output
+    assert "PNG folder, 1 workers" in result.output and "PNG folder, decoded cache within 1.2x" in result.output
     assert len(list((tmp_path / "png").rglob("*.png"))) == 512

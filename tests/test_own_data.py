@@ -278,3 +278,24 @@ def test_served_embeddings_of_raw_images_equal_the_encoded_ones(tmp_path):
     bad = client.post("/embed", json={"images": ["not base64!"]})
     assert bad.status_code == 422 and "base64" in bad.text
     assert client.post("/embed", json={"texts": ["hello"]}).status_code == 422
+
+
+def test_decoded_cache_is_built_once_and_equals_fresh_decoding(tmp_path):
+    folder = make_image_folder(tmp_path / "pics", per_class=6)
+    section = {"name": "imagefolder", "path": str(folder), "image_size": 12, "cache_dir": str(tmp_path / "cache")}
+    cached = load_data(_config(tmp_path, section).data)
+    fresh = load_data(_config(tmp_path, {**section, "cache": False}).data)
+    assert torch.equal(cached.train.x, fresh.train.x)
+    files = list((tmp_path / "cache").glob("*.npy"))
+    assert len(files) == 1 and not list((tmp_path / "cache").glob(".*"))  # the train split, on first use; no temp
+    rows = torch.arange(len(cached.train)).view(-1, 2)
+    for (a, ya), (b, yb) in zip(cached.train.batches(rows), fresh.train.batches(rows), strict=True):
+        assert torch.equal(a, b) and torch.equal(ya, yb)
+    # A changed file changes the key: the cache is never stale.
+    first, old_key = Path(cached.train.paths[0]), cached.train.cache_key()
+    Image.fromarray(np.zeros((12, 12, 3), dtype=np.uint8)).save(
+        first, format="PNG" if first.suffix == ".png" else "BMP"
+    )
+    again = load_data(_config(tmp_path, section).data)
+    assert again.train.cache_key() != old_key
+    assert not torch.equal(again.train.x[0], cached.train.x[0])

@@ -1,13 +1,16 @@
-"""The common shape of every image data set: in-memory tensors split into train / val / test."""
+"""The common shape of every image data set: train / val / test splits (in-memory tensors or image files)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from matryoshka.errors import InputError, MatryoshkaError
+
+if TYPE_CHECKING:
+    from matryoshka.data.files import ImageFileSplit
 
 
 class DataNotFoundError(MatryoshkaError, FileNotFoundError):
@@ -32,74 +35,6 @@ class Split:
             return self
         idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         return Split(self.x[idx], self.y[idx])
-
-
-class ImageFileSplit:
-    """A split read from image files on demand (through a DataLoader with workers), not held in memory.
-
-    ``x`` decodes the whole split once and caches it: used for validation and evaluation, where sets are smaller.
-    """
-
-    def __init__(self, paths: list[str], y: torch.Tensor, preprocess: Any, workers: int = 0) -> None:
-        self.paths = list(paths)
-        self.y = y
-        self.preprocess = preprocess
-        self.workers = workers
-        self._x: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.preprocess.load_image(self.paths[i]), self.y[i]
-
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """A whole batch of raw uint8 pixels (4x less to pass between processes than floats); normalised later."""
-        from matryoshka.data.images import decode_image
-
-        channels, height, width = self.preprocess.shape
-        pixels = torch.stack([decode_image(self.paths[i], channels, (height, width)) for i in indices])
-        return pixels, self.y[indices]
-
-    def subset(self, n: int | None, seed: int = 0) -> ImageFileSplit:
-        if n is None or n >= len(self):
-            return self
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
-        return ImageFileSplit([self.paths[i] for i in idx.tolist()], self.y[idx], self.preprocess, self.workers)
-
-    def batches(self, rows: torch.Tensor | list[list[int]]) -> Any:
-        """(x, y) batches for the given rows of example indices, decoded in ``workers`` processes."""
-        from torch.utils.data import DataLoader
-
-        rows = rows.tolist() if isinstance(rows, torch.Tensor) else rows
-        loader = DataLoader(
-            self,
-            batch_sampler=rows,
-            num_workers=self.workers,
-            collate_fn=_as_batch,
-            worker_init_fn=_one_thread,
-            prefetch_factor=4 if self.workers else None,
-        )
-        for pixels, y in loader:
-            yield self.preprocess.normalize(pixels), y
-
-    @property
-    def x(self) -> torch.Tensor:
-        if self._x is None:
-            if len(self) == 0:
-                self._x = torch.empty(0, *self.preprocess.shape)
-            else:
-                rows = [list(range(s, min(s + 256, len(self)))) for s in range(0, len(self), 256)]
-                self._x = torch.cat([x for x, _ in self.batches(rows)])
-        return self._x
-
-
-def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    return batch  # __getitems__ already stacked it
-
-
-def _one_thread(_: int) -> None:
-    torch.set_num_threads(1)  # a decoding worker needs no intra-op threads; the training process uses them
 
 
 @dataclass

@@ -12,6 +12,7 @@ and then ``data: {name: my_scans, ...}`` in a YAML config (the module must be im
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -46,6 +47,12 @@ def load_data(cfg: Any) -> ImageData:
     return loader(cfg)
 
 
+def _cache_dir(cfg: Any) -> Path | None:
+    from matryoshka.data.files import DEFAULT_CACHE
+
+    return (Path(cfg.cache_dir) if cfg.cache_dir else DEFAULT_CACHE) if cfg.cache else None
+
+
 def _need_path(cfg: Any) -> str:
     if not cfg.path:
         raise InputError(f"data.name={cfg.name} needs data.path (the folder or file to read)")
@@ -67,7 +74,14 @@ def _imagefolder(cfg: Any) -> ImageData:
     from matryoshka.data.sources import load_image_folder
 
     return load_image_folder(
-        _need_path(cfg), cfg.image_size, cfg.channels, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.workers
+        _need_path(cfg),
+        cfg.image_size,
+        cfg.channels,
+        cfg.val_fraction,
+        cfg.test_fraction,
+        cfg.seed,
+        cfg.workers,
+        _cache_dir(cfg),
     )
 
 
@@ -86,6 +100,7 @@ def _table(cfg: Any) -> ImageData:
         cfg.test_fraction,
         cfg.seed,
         cfg.workers,
+        _cache_dir(cfg),
     )
 
 

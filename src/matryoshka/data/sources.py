@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from matryoshka.data.base import CorruptDataError, DataNotFoundError, ImageData, ImageFileSplit, Split
+from matryoshka.data.base import CorruptDataError, DataNotFoundError, ImageData, Split
+from matryoshka.data.files import ImageFileSplit
 from matryoshka.data.images import IMAGE_EXTENSIONS, Preprocess, channel_stats, decode_image
 
 STATS_SAMPLE = 2000  # training images read to estimate the per-channel mean and std
@@ -102,6 +103,7 @@ def load_image_folder(
     test_fraction: float = 0.1,
     seed: int = 0,
     workers: int = 0,
+    cache_dir: str | Path | None = None,
 ) -> ImageData:
     """Class sub-folders of ``path`` (with ``train/``, ``val/``, ``test/`` when present, else a seeded split)."""
     root = Path(path)
@@ -137,7 +139,7 @@ def load_image_folder(
 
     def split(name: str) -> ImageFileSplit:
         files, labels = parts[name]
-        return ImageFileSplit(files, torch.as_tensor(labels, dtype=torch.int64), preprocess, workers)
+        return ImageFileSplit(files, torch.as_tensor(labels, dtype=torch.int64), preprocess, workers, cache_dir)
 
     return ImageData("imagefolder", split("train"), split("val"), split("test"), names, preprocess)
 
@@ -175,6 +177,7 @@ def load_table(
     test_fraction: float = 0.1,
     seed: int = 0,
     workers: int = 0,
+    cache_dir: str | Path | None = None,
 ) -> ImageData:
     """Rows of a table: features (the named numeric columns, or all but the label) or an image column of paths."""
     file = Path(path)
@@ -193,7 +196,7 @@ def load_table(
 
         def image_split(idx: np.ndarray) -> ImageFileSplit:
             y = torch.as_tensor(labels[idx])
-            return ImageFileSplit([paths[i] for i in idx], y, preprocess, workers)
+            return ImageFileSplit([paths[i] for i in idx], y, preprocess, workers, cache_dir)
 
         splits = [image_split(order[k]) for k in ("train", "val", "test")]
         return ImageData("table", *splits, names, preprocess)

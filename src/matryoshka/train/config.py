@@ -38,6 +38,8 @@ class DataConfig(_Strict):
     image_column: str | None = Field(None, description="table: a column of image paths (relative to the table)")
     augment: bool = Field(False, description="random resized crop + horizontal flip of training images")
     workers: int = Field(0, ge=0, description="DataLoader worker processes decoding own images")
+    cache: bool = Field(True, description="decode own images once into a memory-mapped uint8 file (N*C*H*W bytes)")
+    cache_dir: str | None = Field(None, description="where that file goes (default ~/.cache/matryoshka/decoded)")
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
