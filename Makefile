@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 WORDNET := /usr/share/wordnet/data.noun
 
-.PHONY: install data test test-slow lint demo bench clean
+.PHONY: install data test test-slow lint docs docs-check demo bench clean
 
 install: $(VENV)/.installed
 
@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,qdrant,text,recipes]'
+	$(BIN)/python -m pip install -q -e '.[dev,qdrant,text,recipes,docs]'
 	touch $@
 
 data: $(FASHION_MNIST) $(WORDNET)
@@ -32,7 +32,14 @@ lint: install
 	$(BIN)/ruff check src tests examples
 	$(BIN)/ruff format --check src tests examples
 
-test: install data lint
+# The docs site; strict, so a broken link or API reference fails (make test runs the same check).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
+
+docs-check: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d $$(mktemp -d)
+
+test: install data lint docs-check
 	$(BIN)/pytest -q
 
 test-slow: install data
@@ -46,4 +53,4 @@ bench: install data
 	$(BIN)/mrl bench retrieval
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs site .pytest_cache .ruff_cache

@@ -1,3 +1,5 @@
+"""Neural-network parts: backbones, Matryoshka heads and losses, the classifier that joins them."""
+
 from matryoshka.nn.backbones import MLP, ResNetSmall, SmallCNN, build_backbone, create_backbone, register_backbone
 from matryoshka.nn.heads import FixedFeatureHead, MRLHead
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss

@@ -1,3 +1,5 @@
+"""Training: configs, the one training loop, the image and text trainers, crash-safe checkpoints."""
+
 from matryoshka.train.checkpoint import CheckpointError, load_model
 from matryoshka.train.config import ConfigError, ExperimentConfig, load_config, parse_config
 from matryoshka.train.loop import DistributedSetupError, TrainingDivergedError, TrainingLoop
