@@ -1,4 +1,5 @@
-"""Backbone factories for test_backbones.py, named in configs as ``backbone_helpers:NAME`` (tests/ on the path)."""
+"""Backbone factories and a data source for the tests, named in configs as ``backbone_helpers:NAME`` (tests/ on
+the path)."""
 
 from torch import nn
 
@@ -16,3 +17,14 @@ def flat_linear():
 
 def not_a_module():
     return "not a module"
+
+
+def digits_as_own_source(cfg):
+    """A data source in the user's own module, named in a config as ``backbone_helpers:digits_as_own_source``."""
+    from matryoshka.data import load_dataset
+
+    return load_dataset("digits", seed=cfg.seed)
+
+
+def not_data(cfg):
+    return "not data"

@@ -299,3 +299,13 @@ def test_decoded_cache_is_built_once_and_equals_fresh_decoding(tmp_path):
     again = load_data(_config(tmp_path, section).data)
     assert again.train.cache_key() != old_key
     assert not torch.equal(again.train.x[0], cached.train.x[0])
+
+
+def test_a_data_source_from_the_users_own_module(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    cfg = _config(tmp_path, {"name": "backbone_helpers:digits_as_own_source"})
+    assert load_data(cfg.data).num_classes == 10
+    with pytest.raises(InputError, match="returned str, not an ImageData"):
+        load_data(_config(tmp_path, {"name": "backbone_helpers:not_data"}).data)
+    with pytest.raises(InputError, match="cannot import no_such_module"):
+        load_data(_config(tmp_path, {"name": "no_such_module:load"}).data)

@@ -3,7 +3,7 @@
 from matryoshka.data.base import CorruptDataError, DataNotFoundError, ImageData, Split
 from matryoshka.data.files import ImageFileSplit
 from matryoshka.data.images import Preprocess
-from matryoshka.data.registry import DATASETS, data_sources, load_data, load_dataset, register_data
+from matryoshka.data.registry import DATASETS, data_sources, is_data_source, load_data, load_dataset, register_data
 
 __all__ = [
     "DATASETS",
@@ -14,6 +14,7 @@ __all__ = [
     "Preprocess",
     "Split",
     "data_sources",
+    "is_data_source",
     "load_data",
     "load_dataset",
     "register_data",

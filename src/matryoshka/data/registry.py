@@ -6,11 +6,14 @@
     def load_my_scans(cfg):            # cfg: the ``data:`` section of the config (DataConfig)
         return ImageData(...)          # train / val / test splits, class names, preprocessing
 
-and then ``data: {name: my_scans, ...}`` in a YAML config (the module must be imported first).
+and then ``data: {name: my_scans, ...}`` in a YAML config once the module is imported, or, with no import needed,
+``data: {name: my_package.my_module:load_my_scans}``.
 """
 
 from __future__ import annotations
 
+import importlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +25,7 @@ from matryoshka.data.fashion_mnist import load_fashion_mnist
 from matryoshka.errors import InputError
 
 Loader = Callable[[Any], ImageData]
+_MODULE_LOADER = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 _SOURCES: dict[str, Loader] = {}
 
 
@@ -39,12 +43,36 @@ def data_sources() -> list[str]:
     return sorted(_SOURCES)
 
 
+def is_data_source(name: str) -> bool:
+    """A registered name, or ``package.module:loader`` (a loader function in the user's own importable file)."""
+    return name in _SOURCES or _MODULE_LOADER.fullmatch(name) is not None
+
+
+def find_loader(name: str) -> Loader:
+    """The loader a ``data.name`` names; ``package.module:loader`` is imported (its decorators register too)."""
+    if name in _SOURCES:
+        return _SOURCES[name]
+    if _MODULE_LOADER.fullmatch(name):
+        module_name, attr = name.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise InputError(
+                f"data source {name}: cannot import {module_name} ({e}); is it on the Python path?"
+            ) from None
+        loader = getattr(module, attr, None)
+        if not callable(loader):
+            raise InputError(f"data source {name}: {module_name} has no function {attr}")
+        return loader
+    raise InputError(f"unknown data source {name!r}; registered: {', '.join(data_sources())}, or package.module:loader")
+
+
 def load_data(cfg: Any) -> ImageData:
     """Load the data a ``data:`` config section describes."""
-    loader = _SOURCES.get(cfg.name)
-    if loader is None:
-        raise InputError(f"unknown data source {cfg.name!r}; registered: {', '.join(data_sources())}")
-    return loader(cfg)
+    data = find_loader(cfg.name)(cfg)
+    if not isinstance(data, ImageData):
+        raise InputError(f"data source {cfg.name} returned {type(data).__name__}, not an ImageData")
+    return data
 
 
 def _cache_dir(cfg: Any) -> Path | None:
