@@ -249,3 +249,29 @@ def test_build_takes_the_dim_from_the_vectors():
     assert index.search(x[:2], 1)[1][:, 0].tolist() == [1000, 1001]
     with pytest.raises(IndexInputError, match="2-D"):
         MatryoshkaIndex.build(x[0])
+
+
+def test_bad_ids_zero_vectors_and_plan_rules_are_refused():
+    from matryoshka.index import AdaptivePlan, FunnelPlan, IndexInputError, MatryoshkaIndex
+
+    rng = np.random.default_rng(0)
+    index = MatryoshkaIndex(16, [4])
+    index.add(rng.standard_normal((50, 16)).astype(np.float32))
+    one = rng.standard_normal((1, 16)).astype(np.float32)
+    for bad in ([-1], [2**63], [1.5], [True]):
+        with pytest.raises(IndexInputError, match=r"ids must be integers in \[0, 2\^63 - 1\]"):
+            index.add(one, bad)
+    with pytest.raises(IndexInputError, match="ids must be integers"):
+        index.remove([-1])
+    zero = np.zeros((2, 16), dtype=np.float32)
+    with pytest.raises(IndexInputError, match="row 0 is all zeros"):
+        index.add(zero)
+    with pytest.raises(IndexInputError, match="row 0 is all zeros"):
+        index.search(zero, 5)
+    with pytest.raises(IndexInputError, match="K must be > 0"):
+        index.search(one, 5, AdaptivePlan(4, 0, 16))
+    with pytest.raises(IndexInputError, match="keeps fewer than the k=10"):
+        index.search(one, 10, AdaptivePlan(4, 5, 16))
+    with pytest.raises(IndexInputError, match="keeps fewer than the k=10"):
+        index.search(one, 10, FunnelPlan([(4, 20), (8, 5), (16, 10)]))
+    assert index.ntotal == 50

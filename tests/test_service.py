@@ -162,3 +162,17 @@ def test_real_server_concurrent_clients_and_kill_9(index_dir):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_out_of_range_ids_are_4xx_not_500(client):
+    v = _corpus(1, seed=3).tolist()
+    headers = {"X-API-Key": KEY}
+    for bad in (-1, 2**63, 2**70):
+        res = client.post("/vectors", json={"vectors": v, "ids": [bad]}, headers=headers)
+        assert res.status_code == 422, (bad, res.text)
+        assert client.delete(f"/vectors/{bad}", headers=headers).status_code == 422
+    zero = client.post("/vectors", json={"vectors": [[0.0] * DIM]}, headers=headers)
+    assert zero.status_code == 422 and "all zeros" in zero.text
+    assert client.post("/search", json={"vectors": [[0.0] * DIM]}).status_code == 422
+    bad_plan = client.post("/search", json={"vectors": v, "k": 10, "plan": "adaptive:8:0:32"})
+    assert bad_plan.status_code == 422 and "K must be > 0" in bad_plan.text

@@ -141,7 +141,19 @@ class MatryoshkaIndex:
         x = x.astype(np.float32, copy=False)
         if not np.isfinite(x).all():
             raise IndexInputError(f"{what} contain NaN or infinite values")
+        zero = np.flatnonzero(~x.any(axis=1))
+        if zero.size:
+            raise IndexInputError(f"{what} row {int(zero[0])} is all zeros: it has no direction to compare by cosine")
         return x
+
+    @staticmethod
+    def _check_ids(ids: Iterable[int], what: str = "ids") -> np.ndarray:
+        """Ids as int64, each in [0, 2^63 - 1]: -1 is FAISS's "no result" marker, and larger ones do not fit."""
+        values = list(ids) if not isinstance(ids, np.ndarray) else ids.ravel().tolist()
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 0 <= v < 2**63]
+        if bad:
+            raise IndexInputError(f"{what} must be integers in [0, 2^63 - 1], got {bad[0]!r}")
+        return np.asarray(values, dtype=np.int64)
 
     def add(self, vectors: np.ndarray, ids: Iterable[int] | None = None) -> np.ndarray:
         """Add vectors (n, dim); ids default to consecutive integers after the largest id so far."""
@@ -150,7 +162,7 @@ class MatryoshkaIndex:
             start = int(self._ids.max()) + 1 if self.ntotal else 0
             new_ids = np.arange(start, start + len(x), dtype=np.int64)
         else:
-            new_ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids).astype(np.int64).ravel()
+            new_ids = self._check_ids(ids)
             if new_ids.shape != (len(x),):
                 raise IndexInputError(f"got {new_ids.size} ids for {len(x)} vectors")
             if len(np.unique(new_ids)) != len(new_ids):
@@ -172,7 +184,7 @@ class MatryoshkaIndex:
 
     def remove(self, ids: Iterable[int]) -> int:
         """Remove vectors by id; unknown ids are an error (nothing is removed then)."""
-        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids).astype(np.int64).ravel()
+        ids = self._check_ids(ids)
         mask = np.isin(self._ids, ids)
         missing = np.setdiff1d(ids, self._ids[mask])
         if missing.size:

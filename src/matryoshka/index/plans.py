@@ -30,7 +30,7 @@ class AdaptivePlan:
     rerank_dim: int
 
     def stages(self, dim: int, k: int) -> list[tuple[int, int]]:
-        return [(self.shortlist_dim, max(self.shortlist_k, k)), (self.rerank_dim, k)]
+        return [(self.shortlist_dim, self.shortlist_k), (self.rerank_dim, k)]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class FunnelPlan:
         object.__setattr__(self, "steps", tuple((int(d), int(k)) for d, k in steps))
 
     def stages(self, dim: int, k: int) -> list[tuple[int, int]]:
-        stages = [(d, max(kk, k)) for d, kk in self.steps]
+        stages = list(self.steps)
         last_dim = stages[-1][0]
         return [*stages[:-1], (last_dim, k)]
 
@@ -55,6 +55,8 @@ def validate_stages(stages: list[tuple[int, int]], dim: int, k: int) -> None:
         raise InputError("a plan needs at least one stage")
     prev_dim, prev_k = 0, None
     for d, kk in stages:
+        if kk < 1:
+            raise InputError(f"plan stage {(d, kk)} keeps no candidates: K must be > 0")
         if not 1 <= d <= dim:
             raise InputError(f"plan dim {d} must be in [1, {dim}]")
         if d < prev_dim:

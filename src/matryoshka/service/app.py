@@ -17,6 +17,7 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from matryoshka.index import IndexInputError, MatryoshkaIndex, parse_plan
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# -1 is FAISS's "no result" marker; ids are stored as int64.
+VectorId = Annotated[int, Field(ge=0, le=2**63 - 1, description="an id in [0, 2^63 - 1]")]
 API_KEY_ENV = "MRL_API_KEY"
 
 
@@ -63,7 +66,7 @@ class SearchResponse(BaseModel):
 class AddRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     vectors: list[list[FiniteFloat]] = Field(..., min_length=1)
-    ids: list[int] | None = None
+    ids: list[VectorId] | None = None
 
 
 def create_app(
@@ -194,7 +197,7 @@ def create_app(
         return {"ids": ids.tolist(), "ntotal": index.ntotal}
 
     @app.delete("/vectors/{vector_id}", dependencies=[Depends(require_key)])
-    def delete(vector_id: int) -> dict:
+    def delete(vector_id: Annotated[int, PathParam(ge=0, le=2**63 - 1)]) -> dict:
         with lock:
             try:
                 index.remove([vector_id])
