@@ -63,10 +63,12 @@ def test_funnel_and_single_query_paths_agree():
     batch = index.search(q, 10, plan)[1]
     single = np.concatenate([index.search(q[i], 10, plan)[1] for i in range(6)])
     np.testing.assert_array_equal(batch, single)
-    # A shortlist dim without a FAISS index falls back to exact blocked search: same answer.
+    # A shortlist dim without a FAISS index is refused unless an exact (blocked full-scan) first stage is asked for.
     other = MatryoshkaIndex(64, [16])
     other.add(x)
-    np.testing.assert_array_equal(other.search(q, 10, plan)[1], batch)
+    with pytest.raises(IndexInputError, match="shortlist structures only for"):
+        other.search(q, 10, plan)
+    np.testing.assert_array_equal(other.search(q, 10, plan, exact=True)[1], batch)
 
 
 @pytest.mark.parametrize("encoding,tol", [("float16", 0.9), ("int8", 0.8)])

@@ -1,4 +1,5 @@
-"""`mrl index build | tune | search`: persisted Matryoshka indexes (`mrl search`, hidden, is the same search)."""
+"""`mrl index build | add | delete | compact | info | tune | search`: index folders (`mrl search`, hidden, is the
+same search). Writes go through the folder's write-ahead log, like the service's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,24 @@ import typer
 
 from matryoshka.cli._common import int_list, new_app, one_line_errors
 
-app = new_app("Build, tune and search persisted Matryoshka indexes.")
+app = new_app("Build, update, tune and search Matryoshka index folders.")
+IdsFile = Annotated[
+    Path | None,
+    typer.Option(help=".npy of integer ids, or a text file of one id per line (default: consecutive integers)"),
+]
+
+
+def read_ids(path: Path) -> list:
+    """Ids from a .npy of integers, or a text file with one id per line (integers if every line is one)."""
+    from matryoshka.errors import InputError
+    from matryoshka.io import read_npy
+
+    if path.suffix == ".npy":
+        return read_npy(path, "ids").ravel().tolist()
+    if not path.exists():
+        raise InputError(f"ids file {path} does not exist")
+    lines = path.read_text().splitlines()
+    return [int(x) for x in lines] if all(x.strip().isdigit() for x in lines) else lines
 
 
 @app.command("build")
@@ -18,7 +36,7 @@ app = new_app("Build, tune and search persisted Matryoshka indexes.")
 def build(
     embeddings: Annotated[Path, typer.Option(help=".npy (N, d) full-dim embeddings")],
     out: Annotated[Path, typer.Option(help="index folder (a new version is written atomically)")],
-    ids: Annotated[Path | None, typer.Option(help=".npy (N,) integer ids (default 0..N-1)")] = None,
+    ids: IdsFile = None,
     shortlist_dims: Annotated[str, typer.Option(help="comma-separated prefix sizes with a FAISS index")] = "16",
     encoding: Annotated[str, typer.Option(help="float32, float16 or int8")] = "float32",
 ) -> None:
@@ -28,12 +46,70 @@ def build(
 
     index = MatryoshkaIndex.build(
         read_npy(embeddings, "embeddings"),
-        read_npy(ids, "ids") if ids is not None else None,
+        read_ids(ids) if ids is not None else None,
         shortlist_dims=int_list(shortlist_dims, "--shortlist-dims"),
         encoding=encoding,
     )
     folder = index.save(out)
     typer.echo(f"indexed {index.ntotal} vectors of dim {index.dim} ({index.bytes_per_vector()} bytes each) in {folder}")
+
+
+@app.command("add")
+@one_line_errors
+def add(
+    index: Annotated[Path, typer.Option(help="index folder")],
+    embeddings: Annotated[Path, typer.Option(help=".npy (n, d) embeddings to add")],
+    ids: IdsFile = None,
+) -> None:
+    """Add vectors: appended to the folder's log (O(n) on disk), durable when the command returns."""
+    from matryoshka.index import IndexStore
+    from matryoshka.io import read_npy
+
+    with IndexStore.open(index) as store:
+        added = store.add(read_npy(embeddings, "embeddings"), read_ids(ids) if ids is not None else None)
+        typer.echo(f"added {len(added)} vectors; {store.ntotal} in {index}")
+
+
+@app.command("delete")
+@one_line_errors
+def delete(
+    index: Annotated[Path, typer.Option(help="index folder")],
+    ids: Annotated[list[str], typer.Argument(help="ids to delete (read as integers when the index has integer ids)")],
+) -> None:
+    """Delete vectors by id (all or none)."""
+    from matryoshka.index import IndexStore
+    from matryoshka.index.ids import parse_id
+
+    with IndexStore.open(index) as store:
+        count = store.delete([parse_id(i, store.id_kind) for i in ids])
+        typer.echo(f"deleted {count} vectors; {store.ntotal} in {index}")
+
+
+@app.command("compact")
+@one_line_errors
+def compact(index: Annotated[Path, typer.Option(help="index folder")]) -> None:
+    """Fold the log into a new version of the index (drops deleted rows, indexes the added ones)."""
+    from matryoshka.index import IndexStore
+
+    with IndexStore.open(index, compact_threshold=0) as store:
+        before = store.info()
+        name = store.compact()
+        typer.echo(
+            f"compacted {before['segment_rows']} logged additions and "
+            f"{before['index_deleted'] + before['segment_deleted']} deletions into {index / name}"
+        )
+
+
+@app.command("info")
+@one_line_errors
+def info(index: Annotated[Path, typer.Option(help="index folder")]) -> None:
+    """What the folder holds: size, dims, encoding, structures, the log and the pending writes (JSON)."""
+    import json
+
+    from matryoshka.index import IndexStore
+
+    with IndexStore.open(index, writable=False) as store:
+        typer.echo(json.dumps(store.info(), indent=2))
 
 
 @app.command("tune")
@@ -45,12 +121,13 @@ def tune(
     target_recall: Annotated[float, typer.Option(help="recall@k relative to exact full-dim search")] = 0.99,
 ) -> None:
     """Find the cheapest plan that keeps the target recall@k; prints it in the --plan syntax of `mrl index search`."""
-    from matryoshka.index import MatryoshkaIndex
+    from matryoshka.index import IndexStore
     from matryoshka.index.autotune import autotune
     from matryoshka.index.plans import plan_to_text
     from matryoshka.io import read_npy
 
-    tuned = autotune(MatryoshkaIndex.load(index), read_npy(queries, "queries"), k, target_recall)
+    with IndexStore.open(index, writable=False) as store:
+        tuned = autotune(store, read_npy(queries, "queries"), k, target_recall)
     typer.echo(f"plan: {plan_to_text(tuned.plan)}")
     typer.echo(
         f"recall@{k} vs full-dim exact: {tuned.recall:.4f}; {tuned.latency_ms:.3f} ms/query (batched); "
@@ -67,15 +144,17 @@ def search(
     k: Annotated[int, typer.Option(help="results per query")] = 10,
     out: Annotated[Path | None, typer.Option(help="write ids and scores to this .npz")] = None,
     mmap: Annotated[bool, typer.Option(help="memory-map the stored vectors")] = False,
+    exact: Annotated[bool, typer.Option(help="allow a first stage without a shortlist structure (full scan)")] = False,
 ) -> None:
     """Search an index with a plan; prints the first queries' results, or writes them all with --out."""
-    from matryoshka.index import MatryoshkaIndex, parse_plan
+    from matryoshka.index import IndexStore, parse_plan
     from matryoshka.io import read_npy
 
     parsed = parse_plan(plan)
-    scores, ids = MatryoshkaIndex.load(index, mmap=mmap).search(read_npy(queries, "queries"), k, parsed)
+    with IndexStore.open(index, writable=False, mmap=mmap) as store:
+        scores, ids = store.search(read_npy(queries, "queries"), k, parsed, exact=exact)
     if out is not None:
-        np.savez(out, ids=ids, scores=scores)
+        np.savez(out, ids=ids.astype(str) if ids.dtype == object else ids, scores=scores)
         typer.echo(f"wrote {ids.shape[0]} x {ids.shape[1]} results to {out}")
     for row in range(min(5, len(ids))):
         hits = ", ".join(f"{i} ({s:.3f})" for i, s in zip(ids[row], scores[row], strict=True))

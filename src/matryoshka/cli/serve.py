@@ -19,10 +19,14 @@ def serve(
     model: Annotated[Path | None, typer.Option(help="run folder of a model, to search with raw inputs")] = None,
     host: Annotated[str, typer.Option(help="address to bind; loopback by default")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
+    compact_threshold: Annotated[
+        int | None, typer.Option(help="logged rows + deletions that start a background compaction (0: never)")
+    ] = None,
 ) -> None:
     """Serve an index over HTTP (FastAPI): /search, /vectors (X-API-Key from $MRL_API_KEY), /health, /docs."""
     import uvicorn
 
     from matryoshka.service import create_app
 
-    uvicorn.run(create_app(index, model_path=model), host=host, port=port, log_level="warning")
+    app = create_app(index, model_path=model, compact_threshold=compact_threshold)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,7 +1,9 @@
-"""Persisted retrieval over Matryoshka embeddings: adaptive and funnel search plans."""
+"""Retrieval over Matryoshka embeddings: adaptive and funnel search plans over an in-memory index, and the
+store (write-ahead log, compaction, concurrent searches) that keeps one in a folder."""
 
 from matryoshka.index.index import CorruptIndexError, IndexInputError, MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, parse_plan
+from matryoshka.index.store import IndexStore, StoreBusyError
 
 __all__ = [
     "AdaptivePlan",
@@ -9,6 +11,8 @@ __all__ = [
     "FullPlan",
     "FunnelPlan",
     "IndexInputError",
+    "IndexStore",
     "MatryoshkaIndex",
+    "StoreBusyError",
     "parse_plan",
 ]

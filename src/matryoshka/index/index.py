@@ -1,8 +1,9 @@
-"""A persisted index for Matryoshka embeddings: every vector stored once at full dim, a FAISS index over a
+"""An in-memory index for Matryoshka embeddings: every vector stored once at full dim, a FAISS index over a
 low-dim prefix for the shortlist, and vectorised re-ranking with larger prefixes.
 
 Kusupati et al. 2022, Sec. 4.3 (adaptive retrieval, funnel retrieval). Scores are cosine similarities of
-re-normalised prefixes: <q[:D], x[:D]> / (|q[:D]| |x[:D]|).
+re-normalised prefixes: <q[:D], x[:D]> / (|q[:D]| |x[:D]|). For a folder that takes writes while it serves
+searches (write-ahead log, compaction, concurrent readers), see :class:`matryoshka.index.IndexStore`.
 
 Example::
 
@@ -17,10 +18,7 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,12 +27,11 @@ import numpy as np
 
 from matryoshka.errors import MatryoshkaError
 from matryoshka.index import storage
+from matryoshka.index.ids import check_ids, empty_ids
 from matryoshka.index.plans import FullPlan, Plan, validate_stages
-from matryoshka.io import atomic_write_bytes, atomic_write_json, fsync_dir, sha256_file
 
 EXACT_CHUNK = 1 << 16  # corpus rows per block in exact (non-shortlist) first stages
 RERANK_FLOATS = 1 << 23  # gathered floats per re-ranking block (32 MiB)
-FORMAT_VERSION = 1
 
 
 class IndexInputError(MatryoshkaError, ValueError):
@@ -45,9 +42,22 @@ class CorruptIndexError(MatryoshkaError, RuntimeError):
     """An index folder that is missing files, truncated, or fails its checksums."""
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
+def normalize(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
+
+
+def check_new_ids(ids: Iterable, n: int, kind: str | None) -> np.ndarray:
+    """Ids for ``n`` new vectors in an index of id ``kind``: checked for kind, range and uniqueness."""
+    try:
+        new_ids, _ = check_ids(ids, kind)
+    except ValueError as e:
+        raise IndexInputError(str(e)) from None
+    if new_ids.shape != (n,):
+        raise IndexInputError(f"got {new_ids.size} ids for {n} vectors")
+    if len(set(new_ids.tolist())) != n:
+        raise IndexInputError("ids must be unique")
+    return new_ids
 
 
 class MatryoshkaIndex:
@@ -55,11 +65,14 @@ class MatryoshkaIndex:
 
     Args:
         dim: full embedding size d.
-        shortlist_dims: prefix sizes that get a FAISS flat inner-product index for first-stage search.
+        shortlist_dims: prefix sizes that get a FAISS inner-product index for first-stage search.
         encoding: storage of the full vectors: "float32", "float16" or "int8".
         shortlist: "flat" (exact, default) or "hnsw" (approximate graph search: far faster first stages on
-            large corpora; building it takes minutes per million vectors, and a removal rebuilds it).
+            large corpora; building it takes minutes per million vectors).
         hnsw_m, hnsw_ef_search: HNSW graph degree and search breadth (raised to the stage's K when smaller).
+
+    Ids are integers in [0, 2^63 - 1] or strings (at most 512 bytes), one kind per index. A removal only marks
+    the row deleted (searches skip it); :meth:`compacted` and :meth:`save` drop deleted rows for good.
     """
 
     def __init__(
@@ -86,11 +99,25 @@ class MatryoshkaIndex:
         self.shortlist = shortlist
         self.hnsw_m = hnsw_m
         self.hnsw_ef_search = hnsw_ef_search
+        self.id_kind: str | None = None  # "int" or "str", fixed by the first add
         self._codes = np.zeros((0, dim), dtype=storage.encode(np.zeros((0, dim)), encoding)[0].dtype)
         self._scales: np.ndarray | None = np.zeros(0, np.float32) if encoding == "int8" else None
-        self._ids = np.zeros(0, dtype=np.int64)
+        self._ids = empty_ids(None)
+        self._dead = np.zeros(0, dtype=bool)  # rows removed but not yet compacted away
+        self._dead_bits = np.zeros(0, dtype=np.uint8)  # the same, packed for FAISS's IDSelectorBitmap
+        self._n_dead = 0
         self._shortlist = {d: self._new_shortlist(d) for d in self.shortlist_dims}
-        self._stale = False  # an HNSW shortlist after a removal, rebuilt before the next search
+
+    def options(self) -> dict:
+        """The constructor arguments (everything but the contents)."""
+        return {
+            "dim": self.dim,
+            "shortlist_dims": list(self.shortlist_dims),
+            "encoding": self.encoding,
+            "shortlist": self.shortlist,
+            "hnsw_m": self.hnsw_m,
+            "hnsw_ef_search": self.hnsw_ef_search,
+        }
 
     def _new_shortlist(self, d: int) -> faiss.Index:
         if self.shortlist == "hnsw":
@@ -102,14 +129,13 @@ class MatryoshkaIndex:
     def _fill_shortlist(self) -> None:
         """(Re)build every shortlist index from the stored vectors."""
         self._shortlist = {d: self._new_shortlist(d) for d in self.shortlist_dims}
-        for start in range(0, self.ntotal, EXACT_CHUNK):
-            pos = np.arange(start, min(start + EXACT_CHUNK, self.ntotal))
+        for start in range(0, self.rows, EXACT_CHUNK):
+            pos = np.arange(start, min(start + EXACT_CHUNK, self.rows))
             for d, index in self._shortlist.items():
-                index.add(np.ascontiguousarray(_normalize(self._rows(pos, d))))
-        self._stale = False
+                index.add(np.ascontiguousarray(normalize(self._rows(pos, d))))
 
     @classmethod
-    def build(cls, vectors: np.ndarray, ids: Iterable[int] | None = None, **options) -> MatryoshkaIndex:
+    def build(cls, vectors: np.ndarray, ids: Iterable | None = None, **options) -> MatryoshkaIndex:
         """A new index holding ``vectors`` (N, d), its dim taken from them; ``options`` as for the constructor."""
         if np.ndim(vectors) != 2:
             raise IndexInputError(f"embeddings must be 2-D (N, d), got shape {np.shape(vectors)}")
@@ -119,18 +145,36 @@ class MatryoshkaIndex:
 
     # -- contents -------------------------------------------------------------------------------------------
     @property
-    def ntotal(self) -> int:
+    def rows(self) -> int:
+        """Stored rows, deleted ones included (row numbers are positions in the stored arrays)."""
         return len(self._ids)
 
     @property
+    def ntotal(self) -> int:
+        """Vectors in the index (deleted ones excluded)."""
+        return self.rows - self._n_dead
+
+    @property
+    def n_deleted(self) -> int:
+        return self._n_dead
+
+    @property
     def ids(self) -> np.ndarray:
-        return self._ids.copy()
+        return self._ids[~self._dead] if self._n_dead else self._ids.copy()
+
+    def alive_positions(self) -> np.ndarray:
+        return np.flatnonzero(~self._dead)
+
+    def vectors(self, positions: np.ndarray, d: int | None = None) -> np.ndarray:
+        """Stored (unit, decoded) vectors at row ``positions``, cut to their first ``d`` dims."""
+        return self._rows(np.asarray(positions, dtype=np.int64), d or self.dim)
 
     def bytes_per_vector(self) -> int:
         """Storage of one vector: the full-dim codes plus its shortlist prefixes (float32)."""
         return storage.bytes_per_vector(self.dim, self.encoding) + 4 * sum(self.shortlist_dims) + 8
 
-    def _check_vectors(self, x: np.ndarray, what: str) -> np.ndarray:
+    def check_vectors(self, x: np.ndarray, what: str) -> np.ndarray:
+        """``x`` as float32 (n, dim); refuses wrong shapes, NaN/inf and all-zero rows."""
         x = np.asarray(x)
         if x.ndim == 1:
             x = x[None, :]
@@ -146,62 +190,91 @@ class MatryoshkaIndex:
             raise IndexInputError(f"{what} row {int(zero[0])} is all zeros: it has no direction to compare by cosine")
         return x
 
-    @staticmethod
-    def _check_ids(ids: Iterable[int], what: str = "ids") -> np.ndarray:
-        """Ids as int64, each in [0, 2^63 - 1]: -1 is FAISS's "no result" marker, and larger ones do not fit."""
-        values = list(ids) if not isinstance(ids, np.ndarray) else ids.ravel().tolist()
-        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 0 <= v < 2**63]
-        if bad:
-            raise IndexInputError(f"{what} must be integers in [0, 2^63 - 1], got {bad[0]!r}")
-        return np.asarray(values, dtype=np.int64)
+    def next_ids(self, n: int) -> np.ndarray:
+        """Default integer ids: consecutive after the largest so far."""
+        if self.id_kind == "str":
+            raise IndexInputError("this index has string ids: give the ids of the new vectors")
+        start = int(self._ids.max()) + 1 if self.rows else 0
+        return np.arange(start, start + n, dtype=np.int64)
 
-    def add(self, vectors: np.ndarray, ids: Iterable[int] | None = None) -> np.ndarray:
+    def add(self, vectors: np.ndarray, ids: Iterable | None = None) -> np.ndarray:
         """Add vectors (n, dim); ids default to consecutive integers after the largest id so far."""
-        x = self._check_vectors(vectors, "vectors")
+        x = self.check_vectors(vectors, "vectors")
         if ids is None:
-            start = int(self._ids.max()) + 1 if self.ntotal else 0
-            new_ids = np.arange(start, start + len(x), dtype=np.int64)
+            new_ids, kind = self.next_ids(len(x)), "int"
         else:
-            new_ids = self._check_ids(ids)
-            if new_ids.shape != (len(x),):
-                raise IndexInputError(f"got {new_ids.size} ids for {len(x)} vectors")
-            if len(np.unique(new_ids)) != len(new_ids):
-                raise IndexInputError("ids must be unique")
-            clash = np.intersect1d(new_ids, self._ids)
-            if clash.size:
-                raise IndexInputError(f"ids already in the index: {clash[:10].tolist()}")
-        # Stored as unit vectors: cosine at any prefix is unchanged, and full-dim search is a plain inner product.
-        codes, scales = storage.encode(_normalize(x), self.encoding)
+            new_ids = check_new_ids(ids, len(x), self.id_kind)
+            kind = "str" if new_ids.dtype == object else "int"
+            clash = np.intersect1d(new_ids, self.ids) if kind == "int" else sorted(set(new_ids) & set(self.ids))
+            if len(clash):
+                raise IndexInputError(f"ids already in the index: {list(clash[:10])}")
+        self.append(normalize(x), new_ids, kind)
+        return new_ids
+
+    def append(self, unit: np.ndarray, new_ids: np.ndarray, kind: str) -> None:
+        """Append unit vectors with already checked ids (O(N): the arrays are copied)."""
+        codes, scales = storage.encode(unit, self.encoding)
         self._codes = np.concatenate([self._codes, codes])
         if scales is not None:
             self._scales = np.concatenate([self._scales, scales])
+        if self.id_kind is None:
+            self.id_kind, self._ids = kind, empty_ids(kind)
         self._ids = np.concatenate([self._ids, new_ids])
+        self._dead = np.concatenate([self._dead, np.zeros(len(new_ids), dtype=bool)])
+        self._dead_bits = np.packbits(self._dead, bitorder="little")
         decoded = storage.decode(codes, scales, self.encoding)
-        if not self._stale:
-            for d, index in self._shortlist.items():
-                index.add(np.ascontiguousarray(_normalize(decoded[:, :d])))
-        return new_ids
+        for d, index in self._shortlist.items():
+            index.add(np.ascontiguousarray(normalize(decoded[:, :d])))
 
-    def remove(self, ids: Iterable[int]) -> int:
+    def remove(self, ids: Iterable) -> int:
         """Remove vectors by id; unknown ids are an error (nothing is removed then)."""
-        ids = self._check_ids(ids)
-        mask = np.isin(self._ids, ids)
-        missing = np.setdiff1d(ids, self._ids[mask])
-        if missing.size:
-            raise IndexInputError(f"ids not in the index: {missing[:10].tolist()}")
-        positions = np.flatnonzero(mask)
-        keep = ~mask
-        self._codes = self._codes[keep]
-        if self._scales is not None:
-            self._scales = self._scales[keep]
-        self._ids = self._ids[keep]
-        if self.shortlist == "hnsw":
-            self._stale = True  # HNSW cannot remove: rebuilt lazily before the next search
-        else:
-            selector = faiss.IDSelectorBatch(positions.astype(np.int64))
-            for flat in self._shortlist.values():
-                flat.remove_ids(selector)  # a flat index compacts in order, like the arrays above
+        try:
+            ids, _ = check_ids(ids, self.id_kind)
+        except ValueError as e:
+            raise IndexInputError(str(e)) from None
+        positions = np.flatnonzero(np.isin(self._ids, ids) & ~self._dead)
+        missing = sorted(set(ids.tolist()) - set(self._ids[positions].tolist()))
+        if missing:
+            raise IndexInputError(f"ids not in the index: {missing[:10]}")
+        self.delete_positions(positions)
         return int(positions.size)
+
+    def delete_positions(self, positions: np.ndarray) -> None:
+        """Mark rows deleted: O(len(positions)); searches running at the same time may or may not see it."""
+        positions = np.asarray(positions, dtype=np.int64)
+        self._dead[positions] = True
+        np.bitwise_or.at(self._dead_bits, positions >> 3, (1 << (positions & 7)).astype(np.uint8))
+        self._n_dead = int(self._dead.sum())
+
+    def compacted(
+        self, unit: np.ndarray | None = None, new_ids: np.ndarray | None = None, dead: np.ndarray | None = None
+    ) -> MatryoshkaIndex:
+        """A new index with this one's live rows, then ``unit`` vectors (already unit length) with ``new_ids``.
+
+        ``dead`` replaces the deletion flags (a snapshot taken earlier). Shortlist structures are copied and
+        extended when no row was deleted, rebuilt otherwise.
+        """
+        out = MatryoshkaIndex(**self.options())
+        dead = self._dead if dead is None else dead
+        n_dead = int(dead.sum())
+        alive = ~dead
+        kind = self.id_kind or ("str" if new_ids is not None and new_ids.dtype == object else "int")
+        out.id_kind = kind
+        out._codes = np.ascontiguousarray(self._codes[alive] if n_dead else self._codes)
+        if self._scales is not None:
+            out._scales = self._scales[alive] if n_dead else self._scales.copy()
+        out._ids = self._ids[alive] if n_dead else self._ids.copy()
+        if self.id_kind is None:
+            out._ids = empty_ids(kind)
+        out._dead = np.zeros(out.rows, dtype=bool)
+        out._dead_bits = np.packbits(out._dead, bitorder="little")
+        if n_dead:
+            out._fill_shortlist()
+        else:
+            out._shortlist = {d: faiss.clone_index(index) for d, index in self._shortlist.items()}
+        if unit is not None and len(unit):
+            out.append(unit, new_ids, kind)
+        return out
 
     # -- search ---------------------------------------------------------------------------------------------
     def _rows(self, positions: np.ndarray, d: int) -> np.ndarray:
@@ -210,20 +283,24 @@ class MatryoshkaIndex:
         return storage.decode(codes, scales, self.encoding)
 
     def _exact(self, q: np.ndarray, d: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and positions of the top-k by prefix cosine over the whole corpus, best first."""
-        qn = np.ascontiguousarray(_normalize(q[:, :d]))
-        if d == self.dim and self.encoding == "float32":
+        """Scores and positions of the top-k live rows by prefix cosine over the whole corpus, best first."""
+        qn = np.ascontiguousarray(normalize(q[:, :d]))
+        dead = self._dead if self._n_dead else None
+        if d == self.dim and self.encoding == "float32" and dead is None:
             # Stored vectors are unit length: one exact inner-product search, no copy of the corpus.
             return faiss.knn(qn, np.ascontiguousarray(self._codes), k, metric=faiss.METRIC_INNER_PRODUCT)
         best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
         best_p = np.zeros((len(q), 0), dtype=np.int64)
-        for start in range(0, self.ntotal, EXACT_CHUNK):
-            block = self._rows(np.arange(start, min(start + EXACT_CHUNK, self.ntotal)), d)
-            s, p = faiss.knn(
-                qn, np.ascontiguousarray(_normalize(block)), min(k, len(block)), metric=faiss.METRIC_INNER_PRODUCT
-            )
+        for start in range(0, self.rows, EXACT_CHUNK):
+            pos = np.arange(start, min(start + EXACT_CHUNK, self.rows))
+            if dead is not None:
+                pos = pos[~dead[pos]]
+            if not len(pos):
+                continue
+            block = np.ascontiguousarray(normalize(self._rows(pos, d)))
+            s, p = faiss.knn(qn, block, min(k, len(pos)), metric=faiss.METRIC_INNER_PRODUCT)
             best_s = np.concatenate([best_s, s], axis=1)
-            best_p = np.concatenate([best_p, p + start], axis=1)
+            best_p = np.concatenate([best_p, pos[p]], axis=1)
             if best_s.shape[1] > k:
                 top = np.argpartition(-best_s, k - 1, axis=1)[:, :k]
                 best_s = np.take_along_axis(best_s, top, 1)
@@ -234,37 +311,49 @@ class MatryoshkaIndex:
     def _rerank(self, q: np.ndarray, positions: np.ndarray, d: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Re-score candidate positions (Q, K) with the d-dim prefix; keep the best k, best first."""
         rows = self._rows(positions, d)  # (Q, K, d)
-        qn = _normalize(q[:, :d]).astype(np.float32)
+        qn = normalize(q[:, :d]).astype(np.float32)
         dots = np.einsum("qkd,qd->qk", rows, qn)
         norms = np.sqrt(np.einsum("qkd,qkd->qk", rows, rows))
         scores = dots / np.maximum(norms, 1e-12)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(scores, order, 1), np.take_along_axis(positions, order, 1)
 
-    def search(self, queries: np.ndarray, k: int = 10, plan: Plan | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids), each (Q, min(k, ntotal)), best first, following ``plan`` (default: exact full dim)."""
-        q = self._check_vectors(queries, "queries")
+    def plan_stages(self, plan: Plan | None, k: int, exact: bool = False) -> list[tuple[int, int]]:
+        """The plan's (dim, K) stages, checked, with K cut to the corpus size.
+
+        A first stage below the full dim needs a shortlist structure for its dim; ``exact=True`` allows a
+        blocked exact scan of the whole corpus instead.
+        """
         if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
             raise IndexInputError(f"k must be a positive int, got {k!r}")
-        if self.ntotal == 0:
-            raise IndexInputError("the index is empty")
-        plan = plan or FullPlan()
-        stages = plan.stages(self.dim, k)
+        stages = (plan or FullPlan()).stages(self.dim, k)
         try:
             validate_stages(stages, self.dim, k)
         except ValueError as e:
             raise IndexInputError(str(e)) from None
-        n = self.ntotal
-        k = min(k, n)
-        stages = [(d, min(kk, n)) for d, kk in stages]
+        d0 = stages[0][0]
+        if d0 < self.dim and d0 not in self._shortlist and not exact:
+            raise IndexInputError(
+                f"the plan shortlists with {d0} dims but the index has shortlist structures only for "
+                f"{self.shortlist_dims}: use one of those, or ask for an exact (full-scan) first stage"
+            )
+        n = max(self.ntotal, 1)
+        return [(d, min(kk, n)) for d, kk in stages]
+
+    def search_positions(self, q: np.ndarray, stages: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, row positions) of checked queries through checked stages, best first."""
         d0, k0 = stages[0]
-        if self._stale:
-            self._fill_shortlist()
+        k0 = min(k0, self.ntotal)
         if d0 in self._shortlist:
-            params = None
+            sel = None
+            if self._n_dead:
+                bits = self._dead_bits  # a local reference keeps the bitmap alive during the search
+                sel = faiss.IDSelectorNot(faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)))
             if self.shortlist == "hnsw":
-                params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw_ef_search, k0))
-            shortlist_q = np.ascontiguousarray(_normalize(q[:, :d0]))
+                params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw_ef_search, k0), sel=sel)
+            else:
+                params = faiss.SearchParameters(sel=sel)
+            shortlist_q = np.ascontiguousarray(normalize(q[:, :d0]))
             scores, positions = self._shortlist[d0].search(shortlist_q, k0, params=params)
             if (positions < 0).any():  # HNSW may return fewer than k0 candidates: keep the valid ones
                 positions = np.where(positions < 0, positions.max(axis=1, keepdims=True), positions)
@@ -282,104 +371,40 @@ class MatryoshkaIndex:
                 out_s.append(s_blk)
                 out_p.append(p_blk)
             scores, positions = np.concatenate(out_s), np.concatenate(out_p)
-        return scores[:, :k].astype(np.float32), self._ids[positions[:, :k]]
+        return scores.astype(np.float32, copy=False), positions
+
+    def search(
+        self, queries: np.ndarray, k: int = 10, plan: Plan | None = None, exact: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids), each (Q, min(k, ntotal)), best first, following ``plan`` (default: exact full dim).
+
+        ``exact=True`` lets a plan shortlist with a dim that has no shortlist structure (a full scan).
+        """
+        q = self.check_vectors(queries, "queries")
+        stages = self.plan_stages(plan, k, exact)
+        if self.ntotal == 0:
+            raise IndexInputError("the index is empty")
+        k = min(k, self.ntotal)
+        scores, positions = self.search_positions(q, stages)
+        return scores[:, :k], self._ids[positions[:, :k]]
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a new version of the index under ``path`` and switch ``path/CURRENT`` to it atomically."""
-        root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
-        versions = sorted(p.name for p in root.glob("v-*") if p.is_dir())
-        name = f"v-{int(versions[-1][2:]) + 1:06d}" if versions else "v-000001"
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
-        try:
-            arrays = {"codes": self._codes, "ids": self._ids}
-            if self._scales is not None:
-                arrays["scales"] = self._scales
-            checksums = {}
-            for key, arr in arrays.items():
-                file = tmp / f"{key}.npy"
-                with open(file, "wb") as f:
-                    np.save(f, np.ascontiguousarray(arr))
-                    f.flush()
-                    os.fsync(f.fileno())
-                checksums[key] = sha256_file(file)
-            if self._stale:
-                self._fill_shortlist()
-            for d, index in self._shortlist.items():
-                file = tmp / f"shortlist-{d}.faiss"
-                faiss.write_index(index, str(file))
-                with open(file, "rb") as f:
-                    os.fsync(f.fileno())
-                checksums[f"shortlist-{d}"] = sha256_file(file)
-            meta = {
-                "format": FORMAT_VERSION,
-                "dim": self.dim,
-                "encoding": self.encoding,
-                "shortlist_dims": self.shortlist_dims,
-                "shortlist": self.shortlist,
-                "hnsw_m": self.hnsw_m,
-                "hnsw_ef_search": self.hnsw_ef_search,
-                "ntotal": self.ntotal,
-                "sha256": checksums,
-            }
-            atomic_write_json(tmp / "meta.json", meta)
-            os.replace(tmp, root / name)
-            fsync_dir(root)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        atomic_write_bytes(root / "CURRENT", name.encode())
-        for old in versions:
-            shutil.rmtree(root / old, ignore_errors=True)
-        for leftover in root.glob(".v-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        return root / name
+        """Write a new version of the index under ``path`` and switch ``path/CURRENT`` to it atomically.
+
+        Deleted rows are compacted away first. The folder then holds exactly this index (an earlier
+        version's write-ahead log is dropped with it).
+        """
+        from matryoshka.index import versions
+
+        if self._n_dead:
+            self.__dict__.update(self.compacted().__dict__)
+        return versions.save(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False, verify: bool = True) -> MatryoshkaIndex:
-        """Open the current version; ``mmap`` maps the full-dim codes instead of reading them into memory."""
-        root = Path(path)
-        pointer = root / "CURRENT"
-        if not pointer.exists():
-            raise CorruptIndexError(f"{root} is not an index folder (no CURRENT file)")
-        folder = root / pointer.read_text().strip()
-        try:
-            meta = json.loads((folder / "meta.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CorruptIndexError(f"cannot read {folder / 'meta.json'}: {e}") from e
-        if meta.get("format") != FORMAT_VERSION:
-            raise CorruptIndexError(f"{folder} has index format {meta.get('format')}, expected {FORMAT_VERSION}")
-        arrays = {}
-        for key, digest in meta["sha256"].items():
-            file = folder / (f"{key}.faiss" if key.startswith("shortlist-") else f"{key}.npy")
-            if not file.exists():
-                raise CorruptIndexError(f"{file} is missing")
-            if verify and sha256_file(file) != digest:
-                raise CorruptIndexError(f"{file} does not match its checksum: the index is corrupt")
-            try:
-                if key.startswith("shortlist-"):
-                    arrays[key] = faiss.read_index(str(file))
-                else:
-                    arrays[key] = np.load(file, mmap_mode="r" if (mmap and key == "codes") else None)
-            except (ValueError, OSError, RuntimeError) as e:
-                raise CorruptIndexError(f"{file} is not a readable array (truncated?): {e}") from e
-        index = cls(
-            meta["dim"],
-            meta["shortlist_dims"],
-            meta["encoding"],
-            meta.get("shortlist", "flat"),
-            meta.get("hnsw_m", 32),
-            meta.get("hnsw_ef_search", 128),
-        )
-        codes, ids = arrays["codes"], arrays["ids"]
-        if codes.shape != (meta["ntotal"], meta["dim"]) or ids.shape != (meta["ntotal"],):
-            raise CorruptIndexError(f"{folder} arrays do not match its meta.json ({codes.shape}, {ids.shape})")
-        index._codes, index._ids = codes, ids
-        index._scales = arrays.get("scales")
-        for d in index.shortlist_dims:
-            shortlist = arrays.get(f"shortlist-{d}")
-            if shortlist is None or shortlist.ntotal != index.ntotal or shortlist.d != d:
-                raise CorruptIndexError(f"{folder}: the shortlist index for dim {d} is missing or does not match")
-            index._shortlist[d] = shortlist
-        return index
+        """Open the current version with its logged writes; ``mmap`` maps the full-dim codes."""
+        from matryoshka.index.store import IndexStore
+
+        with IndexStore.open(path, mmap=mmap, verify=verify, writable=False) as store:
+            return store.to_index()

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,7 +34,7 @@ def _models():
     try:
         from qdrant_client import models
     except ImportError as e:  # pragma: no cover - exercised only without the extra
-        raise ImportError("Qdrant export needs qdrant-client: pip install 'matryoshka[qdrant]'") from e
+        raise ImportError("Qdrant export needs qdrant-client: pip install 'matryoshka-mrl[qdrant]'") from e
     return models
 
 
@@ -46,21 +47,30 @@ def export_index(
     for d in dims:
         if not 1 <= d <= index.dim:
             raise ValueError(f"prefix size {d} must be in [1, {index.dim}]")
-    if index.ntotal and int(index.ids.min()) < 0:
-        raise ValueError("Qdrant point ids must be non-negative integers")
     client.create_collection(
         collection,
         vectors_config={vector_name(d): models.VectorParams(size=d, distance=models.Distance.COSINE) for d in dims},
     )
-    ids = index.ids
-    for start in range(0, index.ntotal, batch_size):
-        pos = np.arange(start, min(start + batch_size, index.ntotal))
-        rows = index._rows(pos, index.dim)
+    alive = index.alive_positions()
+    ids = index._ids.tolist()  # Python ints and strings, as JSON takes them
+    for start in range(0, len(alive), batch_size):
+        pos = alive[start : start + batch_size]
+        rows = index.vectors(pos)
         points = [
-            models.PointStruct(id=int(ids[p]), vector={vector_name(d): rows[i, :d].tolist() for d in dims})
-            for i, p in enumerate(pos)
+            models.PointStruct(
+                id=point_id(ids[p]), vector={vector_name(d): rows[i, :d].tolist() for d in dims}, payload={"id": ids[p]}
+            )
+            for i, p in enumerate(pos.tolist())
         ]
         client.upsert(collection, points=points, wait=True)
+
+
+def point_id(id_: int | str) -> int | str:
+    """Qdrant takes unsigned integers or UUIDs as point ids: a string id becomes a UUID derived from it (and the
+    original id travels in the point's payload)."""
+    if isinstance(id_, str):
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, id_))
+    return int(id_)
 
 
 def plan_query(plan: Plan, query: np.ndarray, k: int, dim: int) -> dict:
@@ -83,7 +93,8 @@ def search(
     plan = plan or FullPlan()
     scores, ids = [], []
     for q in queries:
-        res = client.query_points(collection, **plan_query(plan, q, k, queries.shape[1]))
-        ids.append([p.id for p in res.points])
+        res = client.query_points(collection, **plan_query(plan, q, k, queries.shape[1]), with_payload=["id"])
+        ids.append([(p.payload or {}).get("id", p.id) for p in res.points])
         scores.append([p.score for p in res.points])
-    return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+    kind = object if any(isinstance(i, str) for row in ids for i in row) else np.int64
+    return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=kind)

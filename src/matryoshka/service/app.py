@@ -1,17 +1,18 @@
-"""HTTP service over a persisted Matryoshka index (FastAPI).
+"""HTTP service over an index store (FastAPI).
 
 Endpoints: ``POST /search`` (vectors, or raw images / texts / values when a model is loaded), ``POST /embed``,
-``POST /vectors`` and ``DELETE /vectors/{id}`` (need the ``X-API-Key`` header), ``GET /health``, and the OpenAPI
-docs at ``/docs``.
-Every acknowledged write is saved (atomically) before the response, so a crash loses nothing that was
-acknowledged. Run it with ``mrl serve --index DIR``.
+``POST /vectors``, ``DELETE /vectors/{id}`` and ``POST /vectors/delete`` (writes need the ``X-API-Key``
+header), ``GET /health``, and the OpenAPI docs at ``/docs``.
+Every acknowledged write is in the store's write-ahead log (fsynced) before the response, so a crash loses
+nothing that was acknowledged; searches run in parallel with each other and with writes. Ids are integers in
+[0, 2^63 - 1] or strings of at most 512 bytes. Run it with ``mrl serve --index DIR``.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
-import threading
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -22,11 +23,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from matryoshka.index import IndexInputError, MatryoshkaIndex, parse_plan
+from matryoshka.index import IndexInputError, IndexStore, parse_plan
+from matryoshka.index.ids import MAX_ID, MAX_ID_BYTES, parse_id
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-# -1 is FAISS's "no result" marker; ids are stored as int64.
-VectorId = Annotated[int, Field(ge=0, le=2**63 - 1, description="an id in [0, 2^63 - 1]")]
+# -1 is FAISS's "no result" marker; integer ids are stored as int64.
+VectorId = (
+    Annotated[int, Field(ge=0, le=MAX_ID, description="an integer id in [0, 2^63 - 1]")]
+    | Annotated[str, Field(min_length=1, max_length=MAX_ID_BYTES, description="a string id (<= 512 bytes UTF-8)")]
+)
 API_KEY_ENV = "MRL_API_KEY"
 
 
@@ -48,6 +53,7 @@ class SearchRequest(RawInputs):
     vectors: list[list[FiniteFloat]] | None = Field(None, description="query embeddings, each of the index's dim")
     k: int = Field(10, ge=1, description="results per query")
     plan: str = Field("full", description="full | adaptive:DS:K:DR | funnel:D1xK1,D2xK2,...")
+    exact: bool = Field(False, description="allow a first stage at a dim without a shortlist structure (full scan)")
 
 
 class EmbedRequest(RawInputs):
@@ -59,7 +65,7 @@ class EmbedResponse(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    ids: list[list[int]]
+    ids: list[list[int | str]]
     scores: list[list[float]]
 
 
@@ -69,6 +75,11 @@ class AddRequest(BaseModel):
     ids: list[VectorId] | None = None
 
 
+class DeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[VectorId] = Field(..., min_length=1)
+
+
 def create_app(
     index_dir: str | Path,
     api_key: str | None = None,
@@ -76,18 +87,25 @@ def create_app(
     max_queries: int = 1024,
     max_k: int = 1000,
     max_body_bytes: int = 64 << 20,
+    compact_threshold: int | None = None,
 ) -> FastAPI:
-    """Build the app; ``api_key`` defaults to $MRL_API_KEY (no key: writes are refused)."""
-    index_dir = Path(index_dir)
-    index = MatryoshkaIndex.load(index_dir)
+    """Build the app; ``api_key`` defaults to $MRL_API_KEY (no key: writes are refused and the folder is opened
+    read-only, so several such servers may share it). ``compact_threshold`` as for :meth:`IndexStore.open`."""
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-    lock = threading.Lock()  # one writer or reader at a time: FAISS indexes are not safe under mutation
     run = None
     if model_path is not None:
         from matryoshka.runs import TrainedRun
 
         run = TrainedRun.load(model_path)
-    app = FastAPI(title="matryoshka index", description=__doc__)
+    store = IndexStore.open(Path(index_dir), writable=key is not None, compact_threshold=compact_threshold)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        store.close()
+
+    app = FastAPI(title="matryoshka index", description=__doc__, lifespan=lifespan)
+    app.state.store = store
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -119,14 +137,7 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict:
-        return {
-            "status": "ok",
-            "ntotal": index.ntotal,
-            "dim": index.dim,
-            "encoding": index.encoding,
-            "shortlist_dims": index.shortlist_dims,
-            "model": run is not None,
-        }
+        return {"status": "ok", **store.info(), "model": run is not None, "writable": store.writable}
 
     def embed_raw(req: RawInputs, dim: int | None = None) -> np.ndarray:
         """Unit embeddings of a request's raw inputs, with the run's stored preprocessing."""
@@ -173,37 +184,45 @@ def create_app(
             raise HTTPException(422, str(e)) from None
         if req.vectors is None:
             queries = embed_raw(req)
-            if queries.shape[1] < index.dim:
-                raise HTTPException(422, f"the model gives {queries.shape[1]} dims, the index holds {index.dim}")
-            queries = np.ascontiguousarray(queries[:, : index.dim])  # a Matryoshka prefix serves a smaller index
+            if queries.shape[1] < store.dim:
+                raise HTTPException(422, f"the model gives {queries.shape[1]} dims, the index holds {store.dim}")
+            queries = np.ascontiguousarray(queries[:, : store.dim])  # a Matryoshka prefix serves a smaller index
         else:
-            queries = as_matrix(req.vectors, index.dim, "vectors")
+            queries = as_matrix(req.vectors, store.dim, "vectors")
         try:
-            with lock:
-                scores, ids = index.search(queries, req.k, plan)
+            scores, ids = store.search(queries, req.k, plan, exact=req.exact)
         except IndexInputError as e:
             raise HTTPException(422, str(e)) from None
         return SearchResponse(ids=ids.tolist(), scores=scores.tolist())
 
     @app.post("/vectors", dependencies=[Depends(require_key)])
     def add(req: AddRequest) -> dict:
-        x = as_matrix(req.vectors, index.dim, "vectors")
-        with lock:
-            try:
-                ids = index.add(x, req.ids)
-            except IndexInputError as e:
-                raise HTTPException(409 if "already" in str(e) else 422, str(e)) from None
-            index.save(index_dir)  # persisted before the 200
-        return {"ids": ids.tolist(), "ntotal": index.ntotal}
+        x = as_matrix(req.vectors, store.dim, "vectors")
+        try:
+            ids = store.add(x, req.ids)  # in the fsynced log before the 200
+        except IndexInputError as e:
+            raise HTTPException(409 if "already" in str(e) else 422, str(e)) from None
+        return {"ids": ids.tolist(), "ntotal": store.ntotal}
 
-    @app.delete("/vectors/{vector_id}", dependencies=[Depends(require_key)])
-    def delete(vector_id: Annotated[int, PathParam(ge=0, le=2**63 - 1)]) -> dict:
-        with lock:
-            try:
-                index.remove([vector_id])
-            except IndexInputError as e:
-                raise HTTPException(404, str(e)) from None
-            index.save(index_dir)
-        return {"deleted": vector_id, "ntotal": index.ntotal}
+    def delete_ids(ids: list) -> dict:
+        try:
+            count = store.delete(ids)
+        except IndexInputError as e:
+            raise HTTPException(404 if "not in the index" in str(e) else 422, str(e)) from None
+        return {"deleted": count, "ntotal": store.ntotal}
+
+    @app.delete("/vectors/{vector_id:path}", dependencies=[Depends(require_key)])
+    def delete(vector_id: Annotated[str, PathParam(min_length=1, max_length=3 * MAX_ID_BYTES)]) -> dict:
+        """Delete one vector; the path is read as an integer id when the index has integer ids."""
+        try:
+            id_ = parse_id(vector_id, store.id_kind)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        return {**delete_ids([id_]), "deleted": id_}
+
+    @app.post("/vectors/delete", dependencies=[Depends(require_key)])
+    def delete_many(req: DeleteRequest) -> dict:
+        """Delete vectors by id (all or none)."""
+        return delete_ids(req.ids)
 
     return app

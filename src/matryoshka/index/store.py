@@ -1,0 +1,460 @@
+"""An index folder that takes writes while it serves searches: the store behind ``mrl serve`` and ``mrl index``.
+
+* Writes cost O(batch): an add or delete is appended to a write-ahead log and fsynced before it returns, then
+  applied in memory: added vectors go to a small write segment (searched exactly, merged with the main
+  index's results); deletes mark rows (searches skip them).
+* Compaction folds the log into a new version of the main index (``mrl index compact``, or in the background
+  once the segment and deletions pass ``compact_threshold`` rows), while searches and writes go on; it commits
+  by switching ``CURRENT``, so kill -9 at any moment leaves a folder that opens with every acknowledged write.
+* Searches take no lock: each reads one consistent (index, segment) pair; writes are serialised by a lock,
+  and only one process at a time may open a folder for writing (``LOCK``, flock).
+
+Example::
+
+    from matryoshka.index import IndexStore, AdaptivePlan
+
+    with IndexStore.open("my_index") as store:        # a folder made by MatryoshkaIndex.save or IndexStore.create
+        store.add(new_vectors, ids=["doc-17", "doc-18"])
+        store.delete(["doc-3"])
+        scores, ids = store.search(queries, k=10, plan=AdaptivePlan(16, 200, 512))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from matryoshka.errors import MatryoshkaError
+from matryoshka.index import versions, wal
+from matryoshka.index.ids import check_ids
+from matryoshka.index.index import CorruptIndexError, IndexInputError, MatryoshkaIndex, check_new_ids, normalize
+from matryoshka.index.plans import Plan
+
+QUERY_BLOCK_FLOATS = 1 << 22  # queries x segment rows scored at once
+
+
+class StoreBusyError(MatryoshkaError, RuntimeError):
+    """The folder is open for writing by another process."""
+
+
+@contextlib.contextmanager
+def folder_lock(root: Path) -> Iterator[None]:
+    """Hold the folder's writer lock (fails at once if another process holds it)."""
+    handle = open(root / "LOCK", "a+b")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreBusyError(f"{root} is open for writing by another process (mrl serve or mrl index)") from None
+        yield
+    finally:
+        handle.close()
+
+
+class Segment:
+    """Vectors added since the last compaction: unit float32 rows in arrays that grow by doubling.
+
+    A search reads ``n`` and then the arrays, which always hold at least ``n`` rows; appends write the new rows
+    before raising ``n``, so a concurrent search sees a consistent prefix without a lock.
+    """
+
+    def __init__(self, dim: int, kind: str | None, capacity: int = 1024) -> None:
+        self.dim, self.kind = dim, kind
+        self._arrays = (np.zeros((capacity, dim), np.float32), self._ids_array(capacity), np.zeros(capacity, bool))
+        self.n = 0
+        self.n_dead = 0
+
+    def _ids_array(self, size: int) -> np.ndarray:
+        return np.empty(size, dtype=object) if self.kind == "str" else np.zeros(size, dtype=np.int64)
+
+    @property
+    def alive(self) -> int:
+        return self.n - self.n_dead
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(unit vectors, ids, dead flags) of the first ``n`` rows, as views."""
+        n = self.n
+        vectors, ids, dead = self._arrays
+        return vectors[:n], ids[:n], dead[:n]
+
+    def append(self, unit: np.ndarray, ids: np.ndarray, kind: str) -> int:
+        """Append rows; returns the position of the first one."""
+        if self.kind is None:
+            self.kind = kind
+            self._arrays = (self._arrays[0], self._ids_array(len(self._arrays[0])), self._arrays[2])
+        vectors, old_ids, _ = self._arrays
+        start, end = self.n, self.n + len(unit)
+        if end > len(vectors):
+            size = max(end, 2 * len(vectors))
+            grown = (np.zeros((size, self.dim), np.float32), self._ids_array(size), np.zeros(size, bool))
+            for new, old in zip(grown, self._arrays, strict=True):
+                new[:start] = old[:start]
+            self._arrays = vectors, old_ids, _ = grown
+        vectors[start:end] = unit
+        old_ids[start:end] = ids
+        self.n = end
+        return start
+
+    def delete(self, position: int) -> None:
+        self._arrays[2][position] = True
+        self.n_dead += 1
+
+    def search(self, q: np.ndarray, d: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k (scores, ids) by d-dim prefix cosine over the live rows, best first."""
+        vectors, ids, dead = self.rows()
+        prefix = vectors[:, :d]
+        inverse_norms = 1.0 / np.maximum(np.linalg.norm(prefix, axis=1), 1e-12)
+        qn = normalize(q[:, :d])
+        k = min(k, len(ids) - int(dead.sum()))
+        step = max(1, QUERY_BLOCK_FLOATS // max(1, len(ids)))
+        out_s, out_p = [], []
+        for start in range(0, len(q), step):
+            scores = (qn[start : start + step] @ prefix.T) * inverse_norms
+            scores[:, dead] = -np.inf
+            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            top_s = np.take_along_axis(scores, top, 1)
+            order = np.argsort(-top_s, axis=1, kind="stable")
+            out_s.append(np.take_along_axis(top_s, order, 1))
+            out_p.append(np.take_along_axis(top, order, 1))
+        return np.concatenate(out_s).astype(np.float32), ids[np.concatenate(out_p)]
+
+    def tail(self, start: int) -> Segment:
+        """A new segment holding rows from ``start`` on (with their deletions)."""
+        vectors, ids, dead = self.rows()
+        out = Segment(self.dim, self.kind, max(1024, 2 * (len(ids) - start)))
+        if len(ids) > start:
+            out.append(vectors[start:], ids[start:], self.kind)
+            out._arrays[2][: len(ids) - start] = dead[start:]
+            out.n_dead = int(dead[start:].sum())
+        return out
+
+
+class IndexStore:
+    """A folder holding a :class:`MatryoshkaIndex` version, its write-ahead log and a write segment.
+
+    Open with :meth:`open` (or :meth:`create` for a new, empty one); use as a context manager or call
+    :meth:`close`. ``writable=False`` opens a read-only snapshot (no lock: many readers may open it).
+    """
+
+    def __init__(self, root: Path, writable: bool, compact_threshold: int | None) -> None:
+        self.root = root
+        self.writable = writable
+        self._compact_threshold = compact_threshold
+        self._write_lock = threading.RLock()
+        self._compact_lock = threading.Lock()
+        self._compactor: threading.Thread | None = None
+        self._compact_error: BaseException | None = None
+        self._deleted_during: list | None = None  # ids deleted while a compaction runs
+        self._lock_cm: contextlib.AbstractContextManager | None = None
+        self._wal: wal.WriteAheadLog | None = None
+
+    # -- opening --------------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike, dim: int, **options) -> IndexStore:
+        """A new, empty store in ``path`` (which must not hold an index yet); options as for MatryoshkaIndex."""
+        root = Path(path)
+        if (root / "CURRENT").exists():
+            raise IndexInputError(f"{root} already holds an index; open it with IndexStore.open")
+        MatryoshkaIndex(dim, **options).save(root)
+        return cls.open(root)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        writable: bool = True,
+        mmap: bool = False,
+        verify: bool = True,
+        compact_threshold: int | None = None,
+    ) -> IndexStore:
+        """Open an index folder; ``compact_threshold`` (segment rows plus deletions that start a background
+        compaction) defaults to about 16 MiB of segment vectors, at least 1024 rows; 0 turns it off."""
+        root = Path(path)
+        store = cls(root, writable, compact_threshold)
+        if writable:
+            if not (root / "CURRENT").exists():
+                raise CorruptIndexError(f"{root} is not an index folder (no CURRENT file)")
+            store._lock_cm = folder_lock(root)
+            store._lock_cm.__enter__()
+        try:
+            store._load(mmap, verify)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _load(self, mmap: bool, verify: bool) -> None:
+        for attempt in range(3):  # a reader may race a writer's compaction: the version it read is gone
+            name = versions.current_name(self.root)
+            try:
+                base = versions.read_version(self.root, name, mmap, verify)
+                records, offset, size = wal.read_records(versions.wal_path(self.root, name), base.dim)
+                break
+            except (CorruptIndexError, FileNotFoundError):
+                if self.writable or attempt == 2 or versions.current_name(self.root) == name:
+                    raise
+        self.version = name
+        self._state = (base, Segment(base.dim, base.id_kind))
+        self.id_kind = base.id_kind
+        alive = base.alive_positions()
+        self._where: dict = dict(zip(base._ids[alive].tolist(), alive.tolist(), strict=True))
+        self._next_id = int(base._ids.max()) + 1 if base.rows and base.id_kind == "int" else 0
+        for number, record in enumerate(records):
+            try:
+                if record.op == wal.ADD:
+                    self._apply_add(record.vectors, check_ids(record.ids, self.id_kind)[0])
+                else:
+                    self._apply_delete(check_ids(record.ids, self.id_kind)[0])
+            except (KeyError, ValueError) as e:
+                raise CorruptIndexError(f"{self.root}: log record {number} does not apply: {e}") from e
+        if self.writable:
+            # A torn last record is a write that was never acknowledged: cut it off.
+            self._wal = wal.WriteAheadLog(versions.wal_path(self.root, name), offset)
+            versions.remove_others(self.root, name)
+        self.torn_bytes = size - offset
+
+    def close(self) -> None:
+        """Wait for a running compaction, then release the log and the folder lock."""
+        if self._compactor is not None:
+            self._compactor.join()
+        if self._wal is not None:
+            self._wal.close()
+            self._wal = None
+        if self._lock_cm is not None:
+            self._lock_cm.__exit__(None, None, None)
+            self._lock_cm = None
+
+    def __enter__(self) -> IndexStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- contents -------------------------------------------------------------------------------------------
+    @property
+    def index(self) -> MatryoshkaIndex:
+        """The main (compacted) index; writes since the last compaction are in the segment."""
+        return self._state[0]
+
+    @property
+    def dim(self) -> int:
+        return self.index.dim
+
+    @property
+    def shortlist_dims(self) -> list[int]:
+        return self.index.shortlist_dims
+
+    @property
+    def encoding(self) -> str:
+        return self.index.encoding
+
+    @property
+    def ntotal(self) -> int:
+        base, segment = self._state
+        return base.ntotal + segment.alive
+
+    @property
+    def ids(self) -> np.ndarray:
+        base, segment = self._state
+        _, ids, dead = segment.rows()
+        return np.concatenate([base.ids, ids[~dead]])
+
+    def __contains__(self, id_) -> bool:
+        return id_ in self._where
+
+    def info(self) -> dict:
+        base, segment = self._state
+        log = versions.wal_path(self.root, self.version)
+        return {
+            **base.options(),
+            "ntotal": self.ntotal,
+            "id_kind": self.id_kind,
+            "version": self.version,
+            "index_rows": base.rows,
+            "index_deleted": base.n_deleted,
+            "segment_rows": segment.n,
+            "segment_deleted": segment.n_dead,
+            "log_bytes": log.stat().st_size if log.exists() else 0,
+            "compact_threshold": self.compact_threshold,
+            "compacting": self._compactor is not None and self._compactor.is_alive(),
+            "bytes_per_vector": base.bytes_per_vector(),
+        }
+
+    @property
+    def compact_threshold(self) -> int:
+        if self._compact_threshold is not None:
+            return self._compact_threshold
+        return max(1024, (1 << 22) // self.dim)
+
+    def to_index(self) -> MatryoshkaIndex:
+        """Everything in the store as one compacted in-memory :class:`MatryoshkaIndex`."""
+        base, segment = self._state
+        vectors, ids, dead = segment.rows()
+        return base.compacted(vectors[~dead], ids[~dead])
+
+    # -- writes ---------------------------------------------------------------------------------------------
+    def _require_writable(self) -> None:
+        if self._wal is None:
+            raise IndexInputError(f"{self.root} is open read-only (or closed): open it with writable=True to write")
+
+    def add(self, vectors: np.ndarray, ids: Iterable | None = None) -> np.ndarray:
+        """Add vectors (n, dim), durable when this returns; ids default to consecutive integers."""
+        x = self.index.check_vectors(vectors, "vectors")
+        with self._write_lock:
+            self._require_writable()
+            if ids is None:
+                if self.id_kind == "str":
+                    raise IndexInputError("this index has string ids: give the ids of the new vectors")
+                new_ids = np.arange(self._next_id, self._next_id + len(x), dtype=np.int64)
+            else:
+                new_ids = check_new_ids(ids, len(x), self.id_kind)
+                clash = [i for i in new_ids.tolist() if i in self._where]
+                if clash:
+                    raise IndexInputError(f"ids already in the index: {clash[:10]}")
+            unit = normalize(x).astype(np.float32)
+            self._wal.append(wal.encode_record(wal.ADD, new_ids.tolist(), unit))
+            self._apply_add(unit, new_ids)
+        self._maybe_compact()
+        return new_ids
+
+    def delete(self, ids: Iterable) -> int:
+        """Delete vectors by id, durable when this returns; an unknown id is an error (nothing is deleted)."""
+        with self._write_lock:
+            self._require_writable()
+            try:
+                ids, _ = check_ids(ids, self.id_kind)
+            except ValueError as e:
+                raise IndexInputError(str(e)) from None
+            values = ids.tolist()
+            if len(set(values)) != len(values):
+                raise IndexInputError("ids must be unique")
+            missing = [i for i in values if i not in self._where]
+            if missing:
+                raise IndexInputError(f"ids not in the index: {missing[:10]}")
+            self._wal.append(wal.encode_record(wal.DELETE, values))
+            self._apply_delete(ids)
+        self._maybe_compact()
+        return len(values)
+
+    def _apply_add(self, unit: np.ndarray, ids: np.ndarray) -> None:
+        kind = "str" if ids.dtype == object else "int"
+        if self.id_kind is None:
+            self.id_kind = kind
+        segment = self._state[1]
+        start = segment.append(unit, ids, kind)
+        for offset, id_ in enumerate(ids.tolist()):
+            if id_ in self._where:
+                raise KeyError(f"id {id_!r} is already in the index")
+            self._where[id_] = -(start + offset) - 1  # negative: a segment row
+        if kind == "int" and len(ids):
+            self._next_id = max(self._next_id, int(ids.max()) + 1)
+
+    def _apply_delete(self, ids: np.ndarray) -> None:
+        base, segment = self._state
+        for id_ in ids.tolist():
+            position = self._where.pop(id_)  # KeyError when replaying a log that does not fit
+            if position >= 0:
+                base.delete_positions(np.array([position]))
+            else:
+                segment.delete(-position - 1)
+            if self._deleted_during is not None:
+                self._deleted_during.append(id_)
+
+    # -- compaction -----------------------------------------------------------------------------------------
+    def _maybe_compact(self) -> None:
+        if self._compact_error is not None:
+            error, self._compact_error = self._compact_error, None
+            raise MatryoshkaError(f"the background compaction failed: {error}") from error
+        base, segment = self._state
+        threshold = self.compact_threshold
+        if not threshold or segment.n + base.n_deleted < threshold:
+            return
+        if self._compactor is not None and self._compactor.is_alive():
+            return
+        self._compactor = threading.Thread(target=self._compact_in_background, name="mrl-compact", daemon=True)
+        self._compactor.start()
+
+    def _compact_in_background(self) -> None:
+        try:
+            self.compact()
+        except BaseException as e:  # reported by the next write
+            self._compact_error = e
+
+    def compact(self) -> str:
+        """Fold the log and the segment into a new version of the main index; returns the version's name.
+
+        Searches and writes go on meanwhile; the commit (switching ``CURRENT``) holds the write lock only while
+        the log's newest records are carried over.
+        """
+        with self._compact_lock:
+            with self._write_lock:
+                self._require_writable()
+                base, segment = self._state
+                n0, log_offset = segment.n, self._wal.size
+                vectors, ids, dead = (a.copy() for a in segment.rows())
+                base_dead = base._dead.copy()
+                self._deleted_during = []
+            new_base = base.compacted(vectors[~dead], ids[~dead], dead=base_dead)  # the state at the snapshot
+            name = versions.write_version(new_base, self.root)
+            where = dict(zip(new_base._ids.tolist(), range(new_base.rows), strict=True))
+            with self._write_lock:
+                try:
+                    for id_ in self._deleted_during:
+                        position = where.pop(id_, None)
+                        if position is not None:
+                            new_base.delete_positions(np.array([position]))
+                    new_segment = self._state[1].tail(n0)
+                    new_wal = wal.WriteAheadLog(versions.wal_path(self.root, name))
+                    new_wal.copy_from(self._wal.path, log_offset, self._wal.size)
+                    versions.set_current(self.root, name)  # the commit point
+                except BaseException:
+                    self._deleted_during = None
+                    raise
+                old_wal, self._wal = self._wal, new_wal
+                old_wal.close()
+                _, tail_ids, tail_dead = new_segment.rows()
+                for position, id_ in enumerate(tail_ids.tolist()):
+                    if not tail_dead[position]:
+                        where[id_] = -position - 1
+                self._where = where
+                self._state = (new_base, new_segment)
+                self._deleted_during = None
+                self.version = name
+            versions.remove_others(self.root, name)
+            return name
+
+    # -- search ---------------------------------------------------------------------------------------------
+    def search(
+        self, queries: np.ndarray, k: int = 10, plan: Plan | None = None, exact: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids), as :meth:`MatryoshkaIndex.search`, over the main index and the write segment.
+
+        Rows written since the last compaction are scored exactly at the plan's last dim and merged by score.
+        """
+        base, segment = self._state
+        q = base.check_vectors(queries, "queries")
+        stages = base.plan_stages(plan, k, exact)
+        total = base.ntotal + segment.alive
+        if total == 0:
+            raise IndexInputError("the index is empty")
+        k = min(k, total)
+        scores, ids = [], []
+        if base.ntotal:
+            s, p = base.search_positions(q, stages)
+            scores.append(s[:, :k])
+            ids.append(base._ids[p[:, :k]])
+        if segment.alive:
+            s, i = segment.search(q, stages[-1][0], k)
+            scores.append(s)
+            ids.append(i)
+        if len(scores) == 1:
+            return scores[0], ids[0]
+        all_s, all_i = np.concatenate(scores, axis=1), np.concatenate(ids, axis=1)
+        order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(all_s, order, 1), np.take_along_axis(all_i, order, 1)

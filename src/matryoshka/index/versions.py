@@ -1,0 +1,156 @@
+"""Index versions on disk: ``ROOT/v-000007/`` folders of checksummed arrays and FAISS files, ``ROOT/CURRENT``
+naming the live one, and beside each version its write-ahead log ``ROOT/wal-000007.log`` (see ``wal.py``).
+
+A version folder is written under a temporary name, fsynced and renamed; switching ``CURRENT`` (an atomic
+file replace) is the one commit point, so a process killed at any moment leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from matryoshka.index.ids import load_ids, save_ids
+from matryoshka.index.index import CorruptIndexError, MatryoshkaIndex
+from matryoshka.io import DIR_MODE, atomic_write_bytes, atomic_write_json, fsync_dir, fsync_file, sha256_file
+
+FORMAT_VERSION = 2  # 2: string ids (id_kind, id_bytes/id_offsets); 1 (int64 ids.npy only) still reads
+
+
+def current_name(root: Path) -> str:
+    pointer = root / "CURRENT"
+    if not pointer.exists():
+        raise CorruptIndexError(f"{root} is not an index folder (no CURRENT file)")
+    return pointer.read_text().strip()
+
+
+def wal_path(root: Path, name: str) -> Path:
+    """The write-ahead log that belongs to version ``name`` (``v-000007`` -> ``wal-000007.log``)."""
+    return root / f"wal-{name[2:]}.log"
+
+
+def next_name(root: Path) -> str:
+    numbers = [int(p.name[2:]) for p in root.glob("v-*") if p.is_dir() and p.name[2:].isdigit()]
+    return f"v-{max(numbers, default=0) + 1:06d}"
+
+
+def write_version(index: MatryoshkaIndex, root: Path) -> str:
+    """Write ``index`` (no deleted rows) as a new version folder under ``root``; ``CURRENT`` is not touched."""
+    if index.n_deleted:
+        raise ValueError("compact the index before writing it")
+    root.mkdir(parents=True, exist_ok=True)
+    name = next_name(root)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+    os.chmod(tmp, DIR_MODE)
+    try:
+        files = {"codes": tmp / "codes.npy"}
+        np.save(files["codes"], np.ascontiguousarray(index._codes))
+        if index._scales is not None:
+            files["scales"] = tmp / "scales.npy"
+            np.save(files["scales"], np.ascontiguousarray(index._scales))
+        files.update(save_ids(tmp, index._ids, index.id_kind or "int"))
+        for d, shortlist in index._shortlist.items():
+            files[f"shortlist-{d}"] = tmp / f"shortlist-{d}.faiss"
+            faiss.write_index(shortlist, str(files[f"shortlist-{d}"]))
+        for file in files.values():
+            fsync_file(file)
+        meta = {
+            "format": FORMAT_VERSION,
+            **index.options(),
+            "id_kind": index.id_kind or "int",
+            "ntotal": index.ntotal,
+            "sha256": {key: sha256_file(file) for key, file in files.items()},
+        }
+        atomic_write_json(tmp / "meta.json", meta)
+        os.replace(tmp, root / name)
+        fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return name
+
+
+def set_current(root: Path, name: str) -> None:
+    atomic_write_bytes(root / "CURRENT", name.encode())
+
+
+def remove_others(root: Path, keep: str) -> None:
+    """Delete every version folder, log and leftover temporary other than ``keep`` and its log."""
+    for path in root.iterdir():
+        stale_version = path.name.startswith(("v-", ".v-")) and path.name != keep
+        stale_log = path.name.startswith("wal-") and path != wal_path(root, keep)
+        if stale_version and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif stale_log or (stale_version and path.is_file()):
+            path.unlink(missing_ok=True)
+
+
+def save(index: MatryoshkaIndex, path: str | os.PathLike) -> Path:
+    """Write ``index`` as the new current version of ``path`` and drop the older ones."""
+    from matryoshka.index.store import folder_lock
+
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    with folder_lock(root):
+        name = write_version(index, root)
+        set_current(root, name)
+        remove_others(root, name)
+    return root / name
+
+
+def read_version(root: Path, name: str, mmap: bool = False, verify: bool = True) -> MatryoshkaIndex:
+    """Open version ``name``; ``mmap`` maps the full-dim codes instead of reading them into memory."""
+    folder = root / name
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CorruptIndexError(f"cannot read {folder / 'meta.json'}: {e}") from e
+    if meta.get("format") not in (1, FORMAT_VERSION):
+        raise CorruptIndexError(f"{folder} has index format {meta.get('format')}, expected {FORMAT_VERSION}")
+    arrays = {}
+    for key, digest in meta["sha256"].items():
+        file = folder / (f"{key}.faiss" if key.startswith("shortlist-") else f"{key}.npy")
+        if not file.exists():
+            raise CorruptIndexError(f"{file} is missing")
+        if verify and sha256_file(file) != digest:
+            raise CorruptIndexError(f"{file} does not match its checksum: the index is corrupt")
+        try:
+            if key.startswith("shortlist-"):
+                arrays[key] = faiss.read_index(str(file))
+            else:
+                arrays[key] = np.load(file, mmap_mode="r" if (mmap and key == "codes") else None)
+        except (ValueError, OSError, RuntimeError) as e:
+            raise CorruptIndexError(f"{file} is not a readable array (truncated?): {e}") from e
+    index = MatryoshkaIndex(
+        meta["dim"],
+        meta["shortlist_dims"],
+        meta["encoding"],
+        meta.get("shortlist", "flat"),
+        meta.get("hnsw_m", 32),
+        meta.get("hnsw_ef_search", 128),
+    )
+    kind = meta.get("id_kind", "int")
+    codes = arrays["codes"]
+    try:
+        ids = load_ids(arrays, kind)
+    except (KeyError, ValueError, UnicodeDecodeError) as e:
+        raise CorruptIndexError(f"{folder}: cannot read its ids: {e}") from e
+    if codes.shape != (meta["ntotal"], meta["dim"]) or ids.shape != (meta["ntotal"],):
+        raise CorruptIndexError(f"{folder} arrays do not match its meta.json ({codes.shape}, {ids.shape})")
+    index.id_kind = kind if len(ids) else None
+    index._codes, index._ids = codes, ids
+    index._scales = arrays.get("scales")
+    index._dead = np.zeros(len(ids), dtype=bool)
+    index._dead_bits = np.packbits(index._dead, bitorder="little")
+    for d in index.shortlist_dims:
+        shortlist = arrays.get(f"shortlist-{d}")
+        if shortlist is None or shortlist.ntotal != index.ntotal or shortlist.d != d:
+            raise CorruptIndexError(f"{folder}: the shortlist index for dim {d} is missing or does not match")
+        index._shortlist[d] = shortlist
+    return index
