@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -200,3 +202,32 @@ def test_one_line_errors_catches_matryoshka_errors_only():
     assert int_list("8,16", "--dims") == [8, 16]
     with pytest.raises(InputError, match="bad --dims: '8,x'"):
         int_list("8,x", "--dims")
+
+
+def test_index_add_delete_compact_info_with_string_ids(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "names.txt").write_text("\n".join(f"img/{i}.png" for i in range(300)))
+    ix = str(tmp_path / "ix")
+    build = ["index", "build", "--embeddings", str(tmp_path / "x.npy"), "--ids", str(tmp_path / "names.txt")]
+    assert runner.invoke(app, [*build, "--out", ix, "--shortlist-dims", "4"]).exit_code == 0
+    np.save(tmp_path / "new.npy", x[:2] + 5)
+    (tmp_path / "new.txt").write_text("a/b?c=1\nnew-2")
+    add = ["index", "add", "--index", ix, "--embeddings", str(tmp_path / "new.npy"), "--ids", str(tmp_path / "new.txt")]
+    result = runner.invoke(app, add)
+    assert result.exit_code == 0 and "added 2 vectors; 302" in result.output, result.output
+    again = runner.invoke(app, add)
+    assert again.exit_code == 2 and "already in the index" in again.output
+    result = runner.invoke(app, ["index", "delete", "--index", ix, "img/0.png", "new-2"])
+    assert result.exit_code == 0 and "deleted 2 vectors; 300" in result.output
+    assert "not in the index" in runner.invoke(app, ["index", "delete", "--index", ix, "img/0.png"]).output
+    info = json.loads(runner.invoke(app, ["index", "info", "--index", ix]).output)
+    assert (info["ntotal"], info["segment_rows"], info["index_deleted"], info["id_kind"]) == (300, 2, 1, "str")
+    result = runner.invoke(app, ["index", "compact", "--index", ix])
+    assert result.exit_code == 0 and "2 logged additions and 2 deletions" in result.output, result.output
+    info = json.loads(runner.invoke(app, ["index", "info", "--index", ix]).output)
+    assert (info["ntotal"], info["segment_rows"], info["version"]) == (300, 0, "v-000002")
+    np.save(tmp_path / "q.npy", np.stack([x[0] + 5, x[1]]))
+    result = runner.invoke(app, ["index", "search", "--index", ix, "--queries", str(tmp_path / "q.npy"), "--k", "1"])
+    assert "query 0: a/b?c=1 (1.000)" in result.output and "query 1: img/1.png" in result.output

@@ -176,3 +176,31 @@ def test_out_of_range_ids_are_4xx_not_500(client):
     assert client.post("/search", json={"vectors": [[0.0] * DIM]}).status_code == 422
     bad_plan = client.post("/search", json={"vectors": v, "k": 10, "plan": "adaptive:8:0:32"})
     assert bad_plan.status_code == 422 and "K must be > 0" in bad_plan.text
+
+
+def test_string_ids_batch_delete_and_exact_plans(tmp_path):
+    names = [f"docs/{i}.md" for i in range(300)]
+    MatryoshkaIndex.build(_corpus(300), names, shortlist_dims=[8]).save(tmp_path / "ix")
+    client = TestClient(create_app(tmp_path / "ix", api_key=KEY))
+    headers = {"X-API-Key": KEY}
+    v = _corpus(2, seed=7).tolist()
+    res = client.post(
+        "/vectors", json={"vectors": v, "ids": ["https://x.org/a?b=1", "550e8400-e29b-41d4"]}, headers=headers
+    )
+    assert res.status_code == 200 and res.json()["ids"] == ["https://x.org/a?b=1", "550e8400-e29b-41d4"]
+    found = client.post("/search", json={"vectors": v, "k": 1, "plan": "adaptive:8:50:32"}).json()["ids"]
+    assert found == [["https://x.org/a?b=1"], ["550e8400-e29b-41d4"]]
+    assert client.post("/vectors", json={"vectors": v[:1], "ids": [5]}, headers=headers).status_code == 422
+    assert client.post("/vectors", json={"vectors": v[:1], "ids": ["x" * 600]}, headers=headers).status_code == 422
+    assert client.delete("/vectors/docs/3.md", headers=headers).json()["deleted"] == "docs/3.md"
+    batch = client.post("/vectors/delete", json={"ids": ["docs/4.md", "550e8400-e29b-41d4"]}, headers=headers)
+    assert batch.status_code == 200 and batch.json() == {"deleted": 2, "ntotal": 299}
+    missing = client.post("/vectors/delete", json={"ids": ["docs/5.md", "nope"]}, headers=headers)
+    assert missing.status_code == 404 and "nope" in missing.text
+    assert client.get("/health").json()["ntotal"] == 299  # all or none: docs/5.md stays
+    no_structure = client.post("/search", json={"vectors": v, "k": 3, "plan": "adaptive:16:50:32"})
+    assert no_structure.status_code == 422 and "shortlist structures only for [8]" in no_structure.text
+    exact = client.post("/search", json={"vectors": v, "k": 3, "plan": "adaptive:16:50:32", "exact": True})
+    assert exact.status_code == 200
+    health = client.get("/health").json()
+    assert health["segment_rows"] == 2 and health["id_kind"] == "str" and health["writable"]
