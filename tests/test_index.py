@@ -277,3 +277,23 @@ def test_bad_ids_zero_vectors_and_plan_rules_are_refused():
     with pytest.raises(IndexInputError, match="keeps fewer than the k=10"):
         index.search(one, 10, FunnelPlan([(4, 20), (8, 5), (16, 10)]))
     assert index.ntotal == 50
+
+
+@pytest.mark.parametrize("overfetch", [2048, 0])
+def test_deleted_rows_never_come_back_and_searches_match_a_fresh_index(monkeypatch, overfetch):
+    import matryoshka.index.index as index_module
+
+    monkeypatch.setattr(index_module, "MAX_OVERFETCH", overfetch)  # 0: FAISS selector path
+    x = _corpus(3000)
+    q = _corpus(20, seed=11)
+    index = MatryoshkaIndex(64, [8])
+    index.add(x)
+    gone = np.arange(0, 3000, 3)
+    index.remove(gone)
+    fresh = MatryoshkaIndex(64, [8])
+    keep = np.setdiff1d(np.arange(3000), gone)
+    fresh.add(x[keep], ids=keep)
+    for plan in (None, AdaptivePlan(8, 100, 64), FunnelPlan([(8, 200), (32, 50), (64, 10)])):
+        np.testing.assert_array_equal(index.search(q, 10, plan)[1], fresh.search(q, 10, plan)[1])
+    assert index.ntotal == 2000 and not np.isin(index.ids, gone).any()
+    assert index.compacted().rows == 2000

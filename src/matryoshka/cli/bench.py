@@ -1,5 +1,6 @@
-"""`mrl bench train-overhead | retrieval | adaptor | text`: the benchmarks of matryoshka.bench (ratios measured side
-by side in one run). Each command's options are the keyword arguments of its ``run()``, passed through as parsed."""
+"""`mrl bench train-overhead | retrieval | adaptor | text | data-loading | store`: the benchmarks of
+matryoshka.bench (ratios measured side by side in one run). Each command's options are the keyword arguments of
+its ``run()``, passed through as parsed."""
 
 from __future__ import annotations
 
@@ -115,5 +116,32 @@ def text(
     """Matryoshka vs plain fine-tuning of a text encoder (and the base model), scored at every dim on held-out
     WordNet pairs; writes text_results.json and text_per_dim.png to --out."""
     from matryoshka.bench import text as bench
+
+    bench.run(**ctx.params)
+
+
+@app.command("store")
+@one_line_errors
+def store(
+    ctx: typer.Context,
+    sizes: Annotated[str, typer.Option(help="ROWSxDIM,... for the write-latency table")] = "20000x64,200000x64",
+    large: Annotated[bool, typer.Option("--large", help="also 1,000,000 x 512 (about 5 GB on disk, minutes)")] = False,
+    adds: Annotated[int, typer.Option(help="single-vector adds timed per size")] = 200,
+    rewrites: Annotated[int, typer.Option(help="adds with a whole-index save, timed per size")] = 5,
+    rows: Annotated[int, typer.Option(help="index size for the load test")] = 200_000,
+    dim: Annotated[int, typer.Option()] = 64,
+    clients: Annotated[int, typer.Option(help="concurrent clients")] = 50,
+    requests: Annotated[int, typer.Option()] = 2000,
+    write_fraction: Annotated[float, typer.Option(help="share of requests that add or delete")] = 0.1,
+    plan: Annotated[str, typer.Option(help="search plan of the load test")] = "adaptive:16:100:64",
+    shortlist_dim: Annotated[int, typer.Option()] = 16,
+    shortlist: Annotated[Literal["flat", "hnsw"], typer.Option()] = "hnsw",
+    skip_writes: Annotated[bool, typer.Option("--skip-writes")] = False,
+    skip_load: Annotated[bool, typer.Option("--skip-load")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """The index as a store: add latency as the index grows (log vs whole-index save) and mrl serve under
+    concurrent mixed load, checked against the acknowledged history after kill -9."""
+    from matryoshka.bench import store as bench
 
     bench.run(**ctx.params)

@@ -22,11 +22,12 @@ def serve(
     compact_threshold: Annotated[
         int | None, typer.Option(help="logged rows + deletions that start a background compaction (0: never)")
     ] = None,
+    threads: Annotated[int | None, typer.Option(help="requests handled at once (default: CPU cores, >= 2)")] = None,
 ) -> None:
     """Serve an index over HTTP (FastAPI): /search, /vectors (X-API-Key from $MRL_API_KEY), /health, /docs."""
     import uvicorn
 
     from matryoshka.service import create_app
 
-    app = create_app(index, model_path=model, compact_threshold=compact_threshold)
+    app = create_app(index, model_path=model, compact_threshold=compact_threshold, threads=threads)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -32,6 +32,14 @@ from matryoshka.index.plans import FullPlan, Plan, validate_stages
 
 EXACT_CHUNK = 1 << 16  # corpus rows per block in exact (non-shortlist) first stages
 RERANK_FLOATS = 1 << 23  # gathered floats per re-ranking block (32 MiB)
+MAX_OVERFETCH = 2048  # up to this many deleted rows, exact searches ask for k + deleted and drop them after
+
+
+def _drop_dead(scores: np.ndarray, positions: np.ndarray, dead: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the first k live results of each row (over-fetched results, best first)."""
+    live = (positions >= 0) & ~dead[np.maximum(positions, 0)]
+    order = np.argsort(~live, axis=1, kind="stable")[:, :k]  # live ones first, in their order
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(positions, order, 1)
 
 
 class IndexInputError(MatryoshkaError, ValueError):
@@ -286,9 +294,12 @@ class MatryoshkaIndex:
         """Scores and positions of the top-k live rows by prefix cosine over the whole corpus, best first."""
         qn = np.ascontiguousarray(normalize(q[:, :d]))
         dead = self._dead if self._n_dead else None
-        if d == self.dim and self.encoding == "float32" and dead is None:
+        n_dead = self._n_dead
+        if d == self.dim and self.encoding == "float32" and n_dead <= MAX_OVERFETCH:
             # Stored vectors are unit length: one exact inner-product search, no copy of the corpus.
-            return faiss.knn(qn, np.ascontiguousarray(self._codes), k, metric=faiss.METRIC_INNER_PRODUCT)
+            codes = np.ascontiguousarray(self._codes)
+            scores, positions = faiss.knn(qn, codes, min(k + n_dead, self.rows), metric=faiss.METRIC_INNER_PRODUCT)
+            return _drop_dead(scores, positions, self._dead, k) if n_dead else (scores, positions)
         best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
         best_p = np.zeros((len(q), 0), dtype=np.int64)
         for start in range(0, self.rows, EXACT_CHUNK):
@@ -345,16 +356,20 @@ class MatryoshkaIndex:
         d0, k0 = stages[0]
         k0 = min(k0, self.ntotal)
         if d0 in self._shortlist:
-            sel = None
-            if self._n_dead:
+            sel, n_dead, fetch = None, self._n_dead, k0
+            if n_dead and (self.shortlist == "hnsw" or n_dead > MAX_OVERFETCH):
                 bits = self._dead_bits  # a local reference keeps the bitmap alive during the search
                 sel = faiss.IDSelectorNot(faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)))
+            elif n_dead:
+                fetch = min(k0 + n_dead, self.rows)  # a flat scan filtered by a selector is slower than this
             if self.shortlist == "hnsw":
                 params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw_ef_search, k0), sel=sel)
             else:
                 params = faiss.SearchParameters(sel=sel)
             shortlist_q = np.ascontiguousarray(normalize(q[:, :d0]))
-            scores, positions = self._shortlist[d0].search(shortlist_q, k0, params=params)
+            scores, positions = self._shortlist[d0].search(shortlist_q, fetch, params=params)
+            if fetch > k0:
+                scores, positions = _drop_dead(scores, positions, self._dead, k0)
             if (positions < 0).any():  # HNSW may return fewer than k0 candidates: keep the valid ones
                 positions = np.where(positions < 0, positions.max(axis=1, keepdims=True), positions)
         else:

@@ -11,16 +11,19 @@ nothing that was acknowledged; searches run in parallel with each other and with
 from __future__ import annotations
 
 import hmac
+import inspect
+import json
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
+import anyio.to_thread
 import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from matryoshka.index import IndexInputError, IndexStore, parse_plan
@@ -80,6 +83,23 @@ class DeleteRequest(BaseModel):
     ids: list[VectorId] = Field(..., min_length=1)
 
 
+class BodySizeLimit:
+    """Refuse bodies whose Content-Length is over ``max_bytes`` with 413 before reading them (plain ASGI: a
+    ``BaseHTTPMiddleware`` would cost more per request than a search)."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.max_bytes:
+                response = JSONResponse(status_code=413, content={"detail": f"body larger than {self.max_bytes} bytes"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     index_dir: str | Path,
     api_key: str | None = None,
@@ -88,9 +108,13 @@ def create_app(
     max_k: int = 1000,
     max_body_bytes: int = 64 << 20,
     compact_threshold: int | None = None,
+    telemetry: bool = False,
+    threads: int | None = None,
 ) -> FastAPI:
     """Build the app; ``api_key`` defaults to $MRL_API_KEY (no key: writes are refused and the folder is opened
-    read-only, so several such servers may share it). ``compact_threshold`` as for :meth:`IndexStore.open`."""
+    read-only, so several such servers may share it). ``compact_threshold`` as for :meth:`IndexStore.open`;
+    ``threads``: requests handled at once (default: the number of CPU cores, at least 2); ``telemetry``: FastAPI's
+    OpenTelemetry hooks."""
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
     run = None
     if model_path is not None:
@@ -101,10 +125,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Requests run in a few threads: searches overlap where FAISS and numpy release the GIL, and fewer
+        # threads than the default 40 keep the GIL hand-offs, and so the tail latency, down.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads or max(2, os.cpu_count() or 2)
         yield
         store.close()
 
-    app = FastAPI(title="matryoshka index", description=__doc__, lifespan=lifespan)
+    options = {}
+    if "telemetry" in inspect.signature(FastAPI).parameters:
+        # FastAPI's native OpenTelemetry hooks read the environment on every request: off unless asked for.
+        options["telemetry"] = {"tracing": telemetry, "metrics": telemetry}
+    app = FastAPI(title="matryoshka index", description=__doc__, lifespan=lifespan, **options)
     app.state.store = store
 
     @app.exception_handler(RequestValidationError)
@@ -113,12 +144,7 @@ def create_app(
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": errors})
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return JSONResponse(status_code=413, content={"detail": f"body larger than {max_body_bytes} bytes"})
-        return await call_next(request)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
 
     def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
         if key is None:
@@ -173,7 +199,7 @@ def create_app(
         return EmbedResponse(embeddings=embed_raw(req, req.dim).tolist())
 
     @app.post("/search", response_model=SearchResponse)
-    def search(req: SearchRequest) -> SearchResponse:
+    def search(req: SearchRequest) -> Response:
         if len(req.given()) + (req.vectors is not None) != 1:
             raise HTTPException(422, "give exactly one of 'vectors', 'images', 'texts' or 'inputs'")
         if req.k > max_k:
@@ -193,7 +219,9 @@ def create_app(
             scores, ids = store.search(queries, req.k, plan, exact=req.exact)
         except IndexInputError as e:
             raise HTTPException(422, str(e)) from None
-        return SearchResponse(ids=ids.tolist(), scores=scores.tolist())
+        # Written directly: validating the response model again would cost as much as a small search.
+        body = json.dumps({"ids": ids.tolist(), "scores": scores.tolist()}, separators=(",", ":"))
+        return Response(body, media_type="application/json")
 
     @app.post("/vectors", dependencies=[Depends(require_key)])
     def add(req: AddRequest) -> dict:
