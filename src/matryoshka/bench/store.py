@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from matryoshka.errors import MatryoshkaError
 from matryoshka.index import IndexStore, MatryoshkaIndex
 
 ADD_GROWTH_GOAL = 1.5
@@ -107,7 +108,10 @@ def _start_server(folder: Path, port: int) -> subprocess.Popen:
 
 async def _drive(url: str, ops: list[tuple[str, Any]], clients: int, plan: str) -> list[tuple]:
     """Send every op over ``clients`` concurrent keep-alive connections; (kind, payload, status, seconds) each."""
-    import aiohttp
+    try:
+        import aiohttp  # a client that costs the shared cores little per request
+    except ImportError:
+        raise MatryoshkaError("the load test needs aiohttp: pip install 'matryoshka-mrl[bench]'") from None
 
     queue: asyncio.Queue = asyncio.Queue()
     for op in ops:
