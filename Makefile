@@ -51,6 +51,7 @@ demo: install data
 bench: install data
 	$(BIN)/mrl bench train-overhead
 	$(BIN)/mrl bench retrieval
+	$(BIN)/mrl bench store
 
 clean:
 	rm -rf $(VENV) runs site .pytest_cache .ruff_cache

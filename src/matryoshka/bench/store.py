@@ -106,8 +106,9 @@ def _start_server(folder: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("mrl serve did not start in 120 s")
 
 
-async def _drive(url: str, ops: list[tuple[str, Any]], clients: int, plan: str) -> list[tuple]:
-    """Send every op over ``clients`` concurrent keep-alive connections; (kind, payload, status, seconds) each."""
+async def _drive(url: str, ops: list[tuple[str, Any]], clients: int, plan: str, seconds: float = 600) -> list[tuple]:
+    """Send the ops over ``clients`` concurrent keep-alive connections, starting none after ``seconds``;
+    (kind, payload, status, seconds) for each op sent."""
     try:
         import aiohttp  # a client that costs the shared cores little per request
     except ImportError:
@@ -119,8 +120,10 @@ async def _drive(url: str, ops: list[tuple[str, Any]], clients: int, plan: str) 
     results: list[tuple] = []
     headers = {"X-API-Key": API_KEY}
 
+    deadline = time.perf_counter() + seconds
+
     async def client(http: aiohttp.ClientSession) -> None:
-        while not queue.empty():
+        while not queue.empty() and time.perf_counter() < deadline:
             kind, payload = queue.get_nowait()
             t0 = time.perf_counter()
             try:
@@ -145,7 +148,15 @@ async def _drive(url: str, ops: list[tuple[str, Any]], clients: int, plan: str) 
 
 
 def load_test(
-    folder: Path, rows: int, dim: int, clients: int, requests: int, write_fraction: float, plan: str, seed: int
+    folder: Path,
+    rows: int,
+    dim: int,
+    clients: int,
+    requests: int,
+    write_fraction: float,
+    plan: str,
+    seed: int,
+    max_seconds: float = 600,
 ) -> dict[str, Any]:
     """Mixed search/add/delete load on a real server, then a check of the folder against the acknowledged history."""
     rng = np.random.default_rng(seed)
@@ -166,7 +177,7 @@ def load_test(
     proc = _start_server(folder, port)
     try:
         t0 = time.perf_counter()
-        results = asyncio.run(_drive(f"http://127.0.0.1:{port}", ops, clients, plan))
+        results = asyncio.run(_drive(f"http://127.0.0.1:{port}", ops, clients, plan, max_seconds))
         seconds = time.perf_counter() - t0
     finally:
         proc.send_signal(signal.SIGKILL)  # acknowledged writes must survive a kill -9
@@ -262,6 +273,7 @@ def run(
     plan: str = "adaptive:16:100:64",
     shortlist_dim: int = 16,
     shortlist: str = "hnsw",
+    max_seconds: float = 300,
     skip_writes: bool = False,
     skip_load: bool = False,
     seed: int = 0,
@@ -295,6 +307,7 @@ def run(
                 write_fraction=write_fraction,
                 plan=plan,
                 seed=seed,
+                max_seconds=max_seconds,
             )
             ok = res["errors"] == 0 and res["store_matches_history"]
             _goal("0 errors and every acknowledged write kept", ok, f"{res['errors']} errors")

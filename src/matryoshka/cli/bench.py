@@ -136,6 +136,7 @@ def store(
     plan: Annotated[str, typer.Option(help="search plan of the load test")] = "adaptive:16:100:64",
     shortlist_dim: Annotated[int, typer.Option()] = 16,
     shortlist: Annotated[Literal["flat", "hnsw"], typer.Option()] = "hnsw",
+    max_seconds: Annotated[float, typer.Option(help="the load test starts no request after this many seconds")] = 300,
     skip_writes: Annotated[bool, typer.Option("--skip-writes")] = False,
     skip_load: Annotated[bool, typer.Option("--skip-load")] = False,
     seed: Annotated[int, typer.Option()] = 0,
