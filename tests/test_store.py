@@ -234,3 +234,25 @@ def test_kill_9_mid_append_or_mid_compaction_keeps_every_acknowledged_write(tmp_
             assert (i in store) == (i % 7 != 3), i
         assert 100_000 + acked + 2 not in store  # nothing beyond the one write that may have been in flight
         assert (int(store.version[2:]) > 1) == (threshold > 0)  # compactions ran (and one was likely cut short)
+
+
+def test_a_failed_background_compaction_loses_nothing_and_is_reported_once(folder, monkeypatch):
+    from matryoshka.index.store import CompactionError
+
+    real = versions.write_version
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(versions, "write_version", full_disk)
+    with IndexStore.open(folder, compact_threshold=4) as store:
+        store.add(_vectors(4, seed=9), [7000, 7001, 7002, 7003])  # starts a compaction that fails
+        store._compactor.join()
+        with pytest.raises(CompactionError, match="No space left"):
+            store.add(_vectors(1, seed=10), [7004])
+        assert 7004 not in store and 7003 in store
+        monkeypatch.setattr(versions, "write_version", real)
+        store.add(_vectors(1, seed=10), [7004])  # goes through and compacts again
+        store._compactor.join()
+        assert store.version == "v-000002" and store.info()["segment_rows"] == 0
+    assert 7004 in IndexStore.open(folder, writable=False)

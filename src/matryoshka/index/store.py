@@ -43,6 +43,10 @@ class StoreBusyError(MatryoshkaError, RuntimeError):
     """The folder is open for writing by another process."""
 
 
+class CompactionError(MatryoshkaError, RuntimeError):
+    """A background compaction failed (reported by the next write, which is refused)."""
+
+
 @contextlib.contextmanager
 def folder_lock(root: Path) -> Iterator[None]:
     """Hold the folder's writer lock (fails at once if another process holds it)."""
@@ -300,8 +304,13 @@ class IndexStore:
 
     # -- writes ---------------------------------------------------------------------------------------------
     def _require_writable(self) -> None:
+        """Refuse a write on a read-only store, and once after a failed background compaction (so that the failure
+        is seen; the store itself is intact, and the next write goes through and may start a new compaction)."""
         if self._wal is None:
             raise IndexInputError(f"{self.root} is open read-only (or closed): open it with writable=True to write")
+        if self._compact_error is not None:
+            error, self._compact_error = self._compact_error, None
+            raise CompactionError(f"the background compaction failed ({error}); nothing was lost, retry the write")
 
     def add(self, vectors: np.ndarray, ids: Iterable | None = None) -> np.ndarray:
         """Add vectors (n, dim), durable when this returns; ids default to consecutive integers."""
@@ -368,9 +377,6 @@ class IndexStore:
 
     # -- compaction -----------------------------------------------------------------------------------------
     def _maybe_compact(self) -> None:
-        if self._compact_error is not None:
-            error, self._compact_error = self._compact_error, None
-            raise MatryoshkaError(f"the background compaction failed: {error}") from error
         base, segment = self._state
         threshold = self.compact_threshold
         if not threshold or segment.n + base.n_deleted < threshold:

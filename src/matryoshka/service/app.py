@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from matryoshka.index import IndexInputError, IndexStore, parse_plan
 from matryoshka.index.ids import MAX_ID, MAX_ID_BYTES, parse_id
+from matryoshka.index.store import CompactionError
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 # -1 is FAISS's "no result" marker; integer ids are stored as int64.
@@ -246,6 +247,8 @@ def create_app(
             ids = store.add(x, req.ids)  # in the fsynced log before the 200
         except IndexInputError as e:
             raise HTTPException(409 if "already" in str(e) else 422, str(e)) from None
+        except CompactionError as e:
+            raise HTTPException(503, str(e)) from None
         return json_response({"ids": ids.tolist(), "ntotal": store.ntotal})
 
     def delete_ids(ids: list) -> dict:
@@ -253,6 +256,8 @@ def create_app(
             count = store.delete(ids)
         except IndexInputError as e:
             raise HTTPException(404 if "not in the index" in str(e) else 422, str(e)) from None
+        except CompactionError as e:
+            raise HTTPException(503, str(e)) from None
         return {"deleted": count, "ntotal": store.ntotal}
 
     @app.delete("/vectors/{vector_id:path}", dependencies=[Depends(require_key)], response_model=DeleteResponse)
