@@ -36,6 +36,14 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         map_series, dims, labels, "mAP@10 (%)", "Same-class retrieval mAP@10", out / "map10_vs_dims.png"
     )
     cost_png = cost_plot(results, out / "cost_vs_accuracy.png")
+    answer_png = per_dim_plot(
+        {m: results["classification"][m] for m in ("mrl", "ff", "svd", "random") if m in results["classification"]},
+        dims,
+        labels,
+        "top-1 accuracy (%)",
+        "One Matryoshka model vs a model per size and post-hoc projections",
+        out / "answer.png",
+    )
 
     checks = "".join(
         f"<tr><td>{html.escape(c['target'])}</td><td class='{'met' if c['met'] else 'unmet'}'>"
@@ -50,6 +58,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         for metric in ("map@10", "p@10", "r@10")
     )
     sections = [
+        ("The answer", answer_section(results, answer_png)),
         ("Targets", f"<table><tr><th>target</th><th>status</th><th>measured</th></tr>{checks}</table>"),
         (
             "Classification accuracy (%) on the test set",
@@ -86,12 +95,47 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         (
             "Run",
             f"<p>settings: <code>{settings}</code></p><p>machine: <code>{machine}</code></p>"
-            f"<p>timings (s): <code>{html.escape(json.dumps(results.get('timings', {})))}</code></p>",
+            + stage_table(results.get("timings", {})),
         )
     )
     path = out / "report.html"
     write_html(path, render(results, sections))
     return path
+
+
+def answer_section(results: dict[str, Any], figure: Path) -> str:
+    """The report's opening: accuracy against dims for MRL, FF, SVD and random features, then one sentence per
+    target with its measured number."""
+    not_run = results.get("not_run", {}).get("ff", [])
+    sentences = "".join(
+        f"<li>{html.escape(c['target'])}: <span class='{'met' if c['met'] else 'unmet'}'>"
+        f"{'holds' if c['met'] else 'does not hold'}</span> ({html.escape(c['measured'])}).</li>"
+        for c in results.get("targets", [])
+    )
+    note = (
+        f"<p>FF-k models were not trained at {', '.join(map(str, not_run))} dims in this run (quick mode).</p>"
+        if not_run
+        else ""
+    )
+    dims = results["dims"]
+    return (
+        image(figure, "accuracy vs dims")
+        + f"<p>One MRL model serves every size from {dims[0]} to {dims[-1]} dims. Below the number of classes the "
+        "post-hoc projections of a full-dim model (SVD, random features) fall away; a separately trained FF-k model "
+        "keeps up at each size but costs one model per size.</p>" + note + f"<ul>{sentences}</ul>"
+    )
+
+
+def stage_table(timings: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{seconds:.1f}</td></tr>"
+        for name, seconds in timings.get("stages", {}).items()
+    )
+    total = timings.get("total_s")
+    return (
+        f"<table><tr><th>stage</th><th>seconds</th></tr>{rows}"
+        f"<tr><th>total</th><th>{total if total is not None else '-'}</th></tr></table>"
+    )
 
 
 def cascade_section(results: dict[str, Any], out: Path) -> str:

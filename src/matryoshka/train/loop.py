@@ -235,7 +235,7 @@ class TrainingLoop:
                 if self.validation_key in record:
                     values = " ".join(f"{m}:{v:.3f}" for m, v in record[self.validation_key].items())
                     line += f"  {self.validation_key} {values}"
-                progress.console.print(line)
+                progress.console.print(line, soft_wrap=True)  # one line, however wide (log files)
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def _save(self, step: int) -> None:
