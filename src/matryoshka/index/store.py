@@ -116,6 +116,8 @@ class Segment:
         inverse_norms = 1.0 / np.maximum(np.linalg.norm(prefix, axis=1), 1e-12)
         qn = normalize(q[:, :d])
         k = min(k, len(ids) - int(dead.sum()))
+        if k <= 0:  # every row was deleted since the caller looked
+            return np.zeros((len(q), 0), np.float32), np.empty((len(q), 0), dtype=ids.dtype)
         step = max(1, QUERY_BLOCK_FLOATS // max(1, len(ids)))
         out_s, out_p = [], []
         for start in range(0, len(q), step):
@@ -194,15 +196,18 @@ class IndexStore:
         return store
 
     def _load(self, mmap: bool, verify: bool) -> None:
-        for attempt in range(3):  # a reader may race a writer's compaction: the version it read is gone
+        for attempt in range(5):  # a reader may race a writer's compaction: the version it read is gone
             name = versions.current_name(self.root)
             try:
                 base = versions.read_version(self.root, name, mmap, verify)
                 records, offset, size = wal.read_records(versions.wal_path(self.root, name), base.dim)
-                break
             except (CorruptIndexError, FileNotFoundError):
-                if self.writable or attempt == 2 or versions.current_name(self.root) == name:
+                if self.writable or attempt == 4 or versions.current_name(self.root) == name:
                     raise
+                continue
+            # Still current after reading: the log read belongs to it (a compaction moves its tail on).
+            if self.writable or versions.current_name(self.root) == name:
+                break
         self.version = name
         self._state = (base, Segment(base.dim, base.id_kind))
         self.id_kind = base.id_kind
@@ -299,6 +304,8 @@ class IndexStore:
     def to_index(self) -> MatryoshkaIndex:
         """Everything in the store as one compacted in-memory :class:`MatryoshkaIndex`."""
         base, segment = self._state
+        if segment.n == 0 and base.n_deleted == 0:
+            return base  # nothing to fold in: no copy (a memory-mapped index stays mapped)
         vectors, ids, dead = segment.rows()
         return base.compacted(vectors[~dead], ids[~dead])
 
@@ -417,8 +424,12 @@ class IndexStore:
                             new_base.delete_positions(np.array([position]))
                     new_segment = self._state[1].tail(n0)
                     new_wal = wal.WriteAheadLog(versions.wal_path(self.root, name))
-                    new_wal.copy_from(self._wal.path, log_offset, self._wal.size)
-                    versions.set_current(self.root, name)  # the commit point
+                    try:
+                        new_wal.copy_from(self._wal.path, log_offset, self._wal.size)
+                        versions.set_current(self.root, name)  # the commit point
+                    except BaseException:
+                        new_wal.close()
+                        raise
                 except BaseException:
                     self._deleted_during = None
                     raise
