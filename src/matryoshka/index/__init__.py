@@ -1,7 +1,8 @@
 """Retrieval over Matryoshka embeddings: adaptive and funnel search plans over an in-memory index, and the
 store (write-ahead log, compaction, concurrent searches) that keeps one in a folder."""
 
-from matryoshka.index.index import CorruptIndexError, IndexInputError, MatryoshkaIndex
+from matryoshka.index.errors import CorruptIndexError, IndexInputError
+from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, parse_plan
 from matryoshka.index.store import IndexStore, StoreBusyError
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from matryoshka.errors import InputError
+from matryoshka.index.errors import IndexInputError
 
 MAX_ID = 2**63 - 1
 MAX_ID_BYTES = 512
@@ -103,3 +104,16 @@ def parse_id(text: str, kind: str | None) -> int | str:
         if kind == "int":
             raise InputError(f"this index has integer ids; got {text!r}") from None
         return text
+
+
+def check_new_ids(ids: Iterable, n: int, kind: str | None) -> np.ndarray:
+    """Ids for ``n`` new vectors in an index of id ``kind``: checked for kind, range and uniqueness."""
+    try:
+        new_ids, _ = check_ids(ids, kind)
+    except ValueError as e:
+        raise IndexInputError(str(e)) from None
+    if new_ids.shape != (n,):
+        raise IndexInputError(f"got {new_ids.size} ids for {n} vectors")
+    if len(set(new_ids.tolist())) != n:
+        raise IndexInputError("ids must be unique")
+    return new_ids

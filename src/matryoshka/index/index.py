@@ -25,10 +25,11 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from matryoshka.errors import MatryoshkaError
 from matryoshka.index import storage
-from matryoshka.index.ids import check_ids, empty_ids
+from matryoshka.index.errors import IndexInputError
+from matryoshka.index.ids import check_ids, check_new_ids, empty_ids
 from matryoshka.index.plans import FullPlan, Plan, validate_stages
+from matryoshka.index.storage import normalize
 
 EXACT_CHUNK = 1 << 16  # corpus rows per block in exact (non-shortlist) first stages
 RERANK_FLOATS = 1 << 23  # gathered floats per re-ranking block (32 MiB)
@@ -40,32 +41,6 @@ def _drop_dead(scores: np.ndarray, positions: np.ndarray, dead: np.ndarray, k: i
     live = (positions >= 0) & ~dead[np.maximum(positions, 0)]
     order = np.argsort(~live, axis=1, kind="stable")[:, :k]  # live ones first, in their order
     return np.take_along_axis(scores, order, 1), np.take_along_axis(positions, order, 1)
-
-
-class IndexInputError(MatryoshkaError, ValueError):
-    """Bad input to an index operation (wrong dim, NaN, unknown or duplicate ids, ...)."""
-
-
-class CorruptIndexError(MatryoshkaError, RuntimeError):
-    """An index folder that is missing files, truncated, or fails its checksums."""
-
-
-def normalize(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
-
-
-def check_new_ids(ids: Iterable, n: int, kind: str | None) -> np.ndarray:
-    """Ids for ``n`` new vectors in an index of id ``kind``: checked for kind, range and uniqueness."""
-    try:
-        new_ids, _ = check_ids(ids, kind)
-    except ValueError as e:
-        raise IndexInputError(str(e)) from None
-    if new_ids.shape != (n,):
-        raise IndexInputError(f"got {new_ids.size} ids for {n} vectors")
-    if len(set(new_ids.tolist())) != n:
-        raise IndexInputError("ids must be unique")
-    return new_ids
 
 
 class MatryoshkaIndex:

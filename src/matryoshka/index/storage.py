@@ -1,4 +1,5 @@
-"""Full-dim vectors stored once, as float32, float16 or int8 (symmetric scalar quantisation per vector)."""
+"""Full-dim vectors stored once, as float32, float16 or int8 (symmetric scalar quantisation per vector), always
+as unit vectors (:func:`normalize`)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,8 @@ def decode(codes: np.ndarray, scales: np.ndarray | None, encoding: str) -> np.nd
 
 def bytes_per_vector(dim: int, encoding: str) -> int:
     return {"float32": 4 * dim, "float16": 2 * dim, "int8": dim + 4}[encoding]
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)

@@ -16,8 +16,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from matryoshka.index.errors import CorruptIndexError
 from matryoshka.index.ids import load_ids, save_ids
-from matryoshka.index.index import CorruptIndexError, MatryoshkaIndex
+from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.io import DIR_MODE, atomic_write_bytes, atomic_write_json, fsync_dir, fsync_file, sha256_file
 
 FORMAT_VERSION = 2  # 2: string ids (id_kind, id_bytes/id_offsets); 1 (int64 ids.npy only) still reads
