@@ -297,3 +297,17 @@ def test_deleted_rows_never_come_back_and_searches_match_a_fresh_index(monkeypat
         np.testing.assert_array_equal(index.search(q, 10, plan)[1], fresh.search(q, 10, plan)[1])
     assert index.ntotal == 2000 and not np.isin(index.ids, gone).any()
     assert index.compacted().rows == 2000
+
+
+def test_hnsw_with_most_rows_deleted_returns_distinct_live_results():
+    x = _corpus(2000, d=32)
+    index = MatryoshkaIndex(32, [8], shortlist="hnsw")
+    index.add(x)
+    keep = np.arange(0, 2000, 100)  # 20 rows stay
+    index.remove(np.setdiff1d(np.arange(2000), keep))
+    q = _corpus(50, d=32, seed=12)
+    _, ids = index.search(q, 10, AdaptivePlan(8, 15, 32))
+    assert all(len(set(row)) == 10 and set(row) <= set(keep.tolist()) for row in ids.tolist())
+    fresh = MatryoshkaIndex(32, [8])
+    fresh.add(x[keep], ids=keep)
+    np.testing.assert_array_equal(index.search(q, 10, AdaptivePlan(8, 20, 32))[1], fresh.search(q, 10)[1])

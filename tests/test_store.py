@@ -131,20 +131,29 @@ def test_one_writer_many_readers(folder):
     IndexStore.open(folder).close()  # released
 
 
-def test_torn_last_record_is_cut_off(folder):
+def test_torn_last_record_is_cut_off_and_a_damaged_one_is_refused(folder):
     with IndexStore.open(folder) as store:
         store.add(_vectors(3, seed=6), [5000, 5001, 5002])
     log = versions.wal_path(folder, "v-000001")
     whole = log.read_bytes()
     with IndexStore.open(folder) as store:
         store.add(_vectors(1, seed=7), [6000])
-    log.write_bytes(log.read_bytes()[:-10])  # a crash in the middle of the second append
-    with IndexStore.open(folder) as store:
-        assert 5002 in store and 6000 not in store and store.torn_bytes > 0
+        store.add(_vectors(1, seed=8), [6001])
+    two_more = log.read_bytes()
+    log.write_bytes(two_more[:-10])  # a crash in the middle of the last append
+    with pytest.warns(UserWarning, match="torn last log record"), IndexStore.open(folder) as store:
+        assert 6000 in store and 6001 not in store and store.info()["torn_bytes_cut_at_open"] > 0
+    log.write_bytes(whole + b"\x00" * 300)  # zeros a crash left after the last record
+    with pytest.warns(UserWarning), IndexStore.open(folder) as store:
+        assert 5002 in store and 6000 not in store
     assert log.read_bytes() == whole  # cut back to the last whole record
-    log.write_bytes(whole[:20] + b"\x00" * 8 + whole[28:])  # a bad byte inside an acknowledged record
-    with IndexStore.open(folder) as store:
-        assert 5000 not in store  # nothing after a bad record is trusted
+    damaged = bytearray(two_more)
+    damaged[40] ^= 0xFF  # a flipped bit inside the first record, acknowledged records after it
+    log.write_bytes(bytes(damaged))
+    for writable in (True, False):
+        with pytest.raises(CorruptIndexError, match="damaged and .* bytes of log follow it"):
+            IndexStore.open(folder, writable=writable)
+    assert log.read_bytes() == bytes(damaged)  # left as it is
 
 
 def test_a_log_that_does_not_fit_its_version_is_refused(folder):

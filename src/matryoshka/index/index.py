@@ -345,8 +345,9 @@ class MatryoshkaIndex:
             scores, positions = self._shortlist[d0].search(shortlist_q, fetch, params=params)
             if fetch > k0:
                 scores, positions = _drop_dead(scores, positions, self._dead, k0)
-            if (positions < 0).any():  # HNSW may return fewer than k0 candidates: keep the valid ones
-                positions = np.where(positions < 0, positions.max(axis=1, keepdims=True), positions)
+            short = (positions < 0).any(axis=1)
+            if short.any():  # a graph walk (filtered by many deletions) found fewer than K: scan those exactly
+                scores[short], positions[short] = self._exact(q[short], d0, k0)
         else:
             scores, positions = self._exact(q, d0, k0)
         if len(stages) > 1:

@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import os
 import threading
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -100,8 +101,8 @@ class IndexStore:
         verify: bool = True,
         compact_threshold: int | None = None,
     ) -> IndexStore:
-        """Open an index folder; ``compact_threshold`` (segment rows plus deletions that start a background
-        compaction) defaults to about 16 MiB of segment vectors, at least 1024 rows; 0 turns it off."""
+        """Open an index folder; ``compact_threshold``: segment rows plus deletions that start a background
+        compaction (default: see :attr:`compact_threshold`; 0 turns it off)."""
         root = Path(path)
         store = cls(root, writable, compact_threshold)
         if writable:
@@ -122,6 +123,8 @@ class IndexStore:
             try:
                 base = versions.read_version(self.root, name, mmap, verify)
                 records, offset, size = wal.read_records(versions.wal_path(self.root, name), base.dim)
+            except wal.CorruptLogError as e:
+                raise CorruptIndexError(f"{self.root}: {e}; the log is left as it is") from None
             except (CorruptIndexError, FileNotFoundError):
                 if self.writable or attempt == 4 or versions.current_name(self.root) == name:
                     raise
@@ -143,11 +146,12 @@ class IndexStore:
                     self._apply_delete(check_ids(record.ids, self.id_kind)[0])
             except (KeyError, ValueError) as e:
                 raise CorruptIndexError(f"{self.root}: log record {number} does not apply: {e}") from e
+        self.torn_bytes = size - offset
         if self.writable:
-            # A torn last record is a write that was never acknowledged: cut it off.
+            if self.torn_bytes:  # a torn last record is a write that was never acknowledged: cut it off
+                warnings.warn(f"{self.root}: cut {self.torn_bytes} bytes of a torn last log record", stacklevel=3)
             self._wal = wal.WriteAheadLog(versions.wal_path(self.root, name), offset)
             versions.remove_others(self.root, name)
-        self.torn_bytes = size - offset
 
     def close(self) -> None:
         """Wait for a running compaction, then release the log and the folder lock."""
@@ -211,6 +215,7 @@ class IndexStore:
             "segment_rows": segment.n,
             "segment_deleted": segment.n_dead,
             "log_bytes": log.stat().st_size if log.exists() else 0,
+            "torn_bytes_cut_at_open": self.torn_bytes,
             "compact_threshold": self.compact_threshold,
             "compacting": self._compactor is not None and self._compactor.is_alive(),
             "bytes_per_vector": base.bytes_per_vector(),
@@ -218,9 +223,11 @@ class IndexStore:
 
     @property
     def compact_threshold(self) -> int:
+        """Segment rows plus deletions that start a background compaction: by default a tenth of the index, at
+        most 16 MiB of segment vectors, at least 1024 rows."""
         if self._compact_threshold is not None:
             return self._compact_threshold
-        return max(1024, (1 << 22) // self.dim)
+        return max(1024, min((1 << 22) // self.dim, self.index.rows // 10))
 
     def to_index(self) -> MatryoshkaIndex:
         """Everything in the store as one compacted in-memory :class:`MatryoshkaIndex`."""

@@ -13,7 +13,6 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,36 +41,59 @@ def encode_record(op: int, ids: list, vectors: np.ndarray | None = None) -> byte
     return HEADER.pack(MAGIC, op, len(ids), len(payload), zlib.crc32(payload)) + payload
 
 
+class CorruptLogError(ValueError):
+    """A record that fails its checks with more log after it: not a torn append, so not cut off silently."""
+
+
 def read_records(path: Path, dim: int) -> tuple[list[Record], int, int]:
     """All whole records of a log, the byte offset just after the last one, and the file size.
 
-    A bad record followed by nothing but more bad bytes is a torn tail; anything after it is not trusted.
+    Only a torn *last* record (a header or payload cut short, a bad checksum on the final record, or zeros the
+    file system left after the last record) ends the log quietly; a bad record with more log after it raises
+    :class:`CorruptLogError`, so that acknowledged writes behind it are never dropped.
     """
     data = path.read_bytes() if path.exists() else b""
     records, offset = [], 0
-    for record, end in _scan(data, dim):
+    while offset < len(data):
+        record, end = _parse(data, offset, dim)
+        if record is None:
+            if not _torn_tail(data, offset, end):
+                raise CorruptLogError(
+                    f"{path}: the record at byte {offset} is damaged and {len(data) - offset} bytes of log follow it"
+                )
+            break
         records.append(record)
         offset = end
     return records, offset, len(data)
 
 
-def _scan(data: bytes, dim: int) -> Iterator[tuple[Record, int]]:
-    offset = 0
-    while offset + HEADER.size <= len(data):
-        magic, op, n, size, crc = HEADER.unpack_from(data, offset)
-        start, end = offset + HEADER.size, offset + HEADER.size + size
-        if magic != MAGIC or op not in (ADD, DELETE) or end > len(data):
-            return
-        payload = data[start:end]
-        if zlib.crc32(payload) != crc:
-            return
+def _parse(data: bytes, offset: int, dim: int) -> tuple[Record | None, int]:
+    """The record at ``offset`` and where it ends, or (None, its declared end, or -1 if it has no valid header)."""
+    if offset + HEADER.size > len(data):
+        return None, len(data)
+    magic, op, n, size, crc = HEADER.unpack_from(data, offset)
+    if magic != MAGIC or op not in (ADD, DELETE):
+        return None, -1
+    start, end = offset + HEADER.size, offset + HEADER.size + size
+    payload = data[start:end]
+    if end > len(data) or zlib.crc32(payload) != crc:
+        return None, end
+    try:
         (id_size,) = LENGTH.unpack_from(payload, 0)
         ids = json.loads(payload[LENGTH.size : LENGTH.size + id_size])
         vectors = None
         if op == ADD:
             vectors = np.frombuffer(payload, dtype="<f4", offset=LENGTH.size + id_size).reshape(n, dim)
-        yield Record(op, ids, vectors), end
-        offset = end
+    except (struct.error, ValueError) as e:
+        raise CorruptLogError(f"record at byte {offset} has a valid checksum but does not decode: {e}") from e
+    return Record(op, ids, vectors), end
+
+
+def _torn_tail(data: bytes, offset: int, end: int) -> bool:
+    """Whether a bad record at ``offset`` is an append cut short by a crash (nothing whole can follow it)."""
+    if end >= len(data):
+        return True  # the record runs to (or past) the end of the file
+    return not any(data[offset:])  # zeros a crash left after the last record
 
 
 class WriteAheadLog:
