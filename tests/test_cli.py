@@ -231,3 +231,31 @@ def test_index_add_delete_compact_info_with_string_ids(tmp_path):
     np.save(tmp_path / "q.npy", np.stack([x[0] + 5, x[1]]))
     result = runner.invoke(app, ["index", "search", "--index", ix, "--queries", str(tmp_path / "q.npy"), "--k", "1"])
     assert "query 0: a/b?c=1 (1.000)" in result.output and "query 1: img/1.png" in result.output
+
+
+def test_index_build_refuses_to_replace_without_force_and_add_reads_ids_by_the_index_kind(tmp_path):
+    x = np.random.default_rng(2).standard_normal((50, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "names.txt").write_text("\n".join(f"n{i}" for i in range(50)))
+    ix = str(tmp_path / "ix")
+    build = ["index", "build", "--embeddings", str(tmp_path / "x.npy"), "--out", ix, "--shortlist-dims", "4"]
+    assert runner.invoke(app, [*build, "--ids", str(tmp_path / "names.txt"), "--shortlist", "hnsw"]).exit_code == 0
+    again = runner.invoke(app, build)
+    assert again.exit_code == 2 and "already holds an index" in again.output and "--force" in again.output
+    np.save(tmp_path / "one.npy", x[:1] + 1)
+    (tmp_path / "digits.txt").write_text("0042\n")  # digits, but this index has string ids
+    add = [
+        "index",
+        "add",
+        "--index",
+        ix,
+        "--embeddings",
+        str(tmp_path / "one.npy"),
+        "--ids",
+        str(tmp_path / "digits.txt"),
+    ]
+    assert runner.invoke(app, add).exit_code == 0
+    info = json.loads(runner.invoke(app, ["index", "info", "--index", ix]).output)
+    assert info["shortlist"] == "hnsw" and info["ntotal"] == 51
+    assert runner.invoke(app, ["index", "delete", "--index", ix, "0042"]).exit_code == 0
+    assert runner.invoke(app, [*build, "--force"]).exit_code == 0

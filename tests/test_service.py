@@ -204,3 +204,11 @@ def test_string_ids_batch_delete_and_exact_plans(tmp_path):
     assert exact.status_code == 200
     health = client.get("/health").json()
     assert health["segment_rows"] == 2 and health["id_kind"] == "str" and health["writable"]
+
+
+def test_ids_are_strict(client):
+    headers = {"X-API-Key": KEY}
+    v = _corpus(1, seed=21).tolist()
+    for bad in (True, 5.0, "5", None):
+        assert client.post("/vectors", json={"vectors": v, "ids": [bad]}, headers=headers).status_code == 422, bad
+    assert client.post("/vectors", json={"vectors": v, "ids": [5001]}, headers=headers).status_code == 200

@@ -246,7 +246,7 @@ def test_kill_9_mid_append_or_mid_compaction_keeps_every_acknowledged_write(tmp_
 
 
 def test_a_failed_background_compaction_loses_nothing_and_is_reported_once(folder, monkeypatch):
-    from matryoshka.index.store import CompactionError
+    from matryoshka.index import CompactionError
 
     real = versions.write_version
 
@@ -265,3 +265,31 @@ def test_a_failed_background_compaction_loses_nothing_and_is_reported_once(folde
         store._compactor.join()
         assert store.version == "v-000002" and store.info()["segment_rows"] == 0
     assert 7004 in IndexStore.open(folder, writable=False)
+
+
+def test_convenient_and_refused_inputs(folder):
+    with IndexStore.open(folder) as store:
+        assert store.delete(7) == 1 and 7 not in store  # one id, not a list
+        _, by_text = store.search(_vectors(2, seed=13), 5, "adaptive:8:50:32")
+        np.testing.assert_array_equal(by_text, store.search(_vectors(2, seed=13), 5, AdaptivePlan(8, 50, 32))[1])
+        prefix_zero = _vectors(1, seed=14)
+        prefix_zero[:, :8] = 0
+        with pytest.raises(IndexInputError, match="all zeros in its first 8 dims"):
+            store.search(prefix_zero, 5, "adaptive:8:50:32")
+        store.search(prefix_zero, 5)  # the full dim has a direction
+        assert store.compact() == "v-000002"
+        assert store.compact() == "v-000002"  # nothing logged since: no new version
+        with pytest.raises(IndexInputError, match="cannot parse plan"):
+            store.search(_vectors(1), 5, "adaptive:8")
+    with pytest.raises(CorruptIndexError, match="not an index folder"):
+        IndexStore.open(folder.parent / "nothing-here")
+
+
+def test_string_ids_refuse_line_breaks_and_nul(tmp_path):
+    MatryoshkaIndex.build(_vectors(10), [f"d{i}" for i in range(10)], shortlist_dims=[8]).save(tmp_path / "ix")
+    with IndexStore.open(tmp_path / "ix") as store:
+        for bad in ("a\nb", "a\x00b", "a\rb"):
+            with pytest.raises(IndexInputError, match="line breaks or NUL"):
+                store.add(_vectors(1), [bad])
+        with pytest.raises(IndexInputError, match=r"and 2 more"):
+            store.delete([f"x{i}" for i in range(12)])

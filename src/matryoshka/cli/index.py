@@ -18,9 +18,11 @@ IdsFile = Annotated[
 ]
 
 
-def read_ids(path: Path) -> list:
-    """Ids from a .npy of integers, or a text file with one id per line (integers if every line is one)."""
+def read_ids(path: Path, kind: str | None = None) -> list:
+    """Ids from a .npy of integers, or a text file with one id per line, read as the index's id ``kind`` (for a new
+    index: integers if every line is one, else strings)."""
     from matryoshka.errors import InputError
+    from matryoshka.index.ids import parse_id
     from matryoshka.io import read_npy
 
     if path.suffix == ".npy":
@@ -28,7 +30,12 @@ def read_ids(path: Path) -> list:
     if not path.exists():
         raise InputError(f"ids file {path} does not exist")
     lines = path.read_text().splitlines()
-    return [int(x) for x in lines] if all(x.strip().isdigit() for x in lines) else lines
+    blank = next((i for i, line in enumerate(lines, 1) if not line), None)
+    if blank is not None:
+        raise InputError(f"ids file {path}: line {blank} is empty")
+    if kind is None:
+        kind = "int" if all(x.strip().isdigit() for x in lines) else "str"
+    return [parse_id(x, kind) for x in lines]
 
 
 @app.command("build")
@@ -39,16 +46,22 @@ def build(
     ids: IdsFile = None,
     shortlist_dims: Annotated[str, typer.Option(help="comma-separated prefix sizes with a FAISS index")] = "16",
     encoding: Annotated[str, typer.Option(help="float32, float16 or int8")] = "float32",
+    shortlist: Annotated[str, typer.Option(help="flat (exact) or hnsw (graph: far faster on large corpora)")] = "flat",
+    force: Annotated[bool, typer.Option("--force", help="replace an index already in --out")] = False,
 ) -> None:
     """Build an index from embeddings and save it."""
+    from matryoshka.errors import InputError
     from matryoshka.index import MatryoshkaIndex
     from matryoshka.io import read_npy
 
+    if (out / "CURRENT").exists() and not force:
+        raise InputError(f"{out} already holds an index: add to it with mrl index add, or replace it with --force")
     index = MatryoshkaIndex.build(
         read_npy(embeddings, "embeddings"),
         read_ids(ids) if ids is not None else None,
         shortlist_dims=int_list(shortlist_dims, "--shortlist-dims"),
         encoding=encoding,
+        shortlist=shortlist,
     )
     folder = index.save(out)
     typer.echo(f"indexed {index.ntotal} vectors of dim {index.dim} ({index.bytes_per_vector()} bytes each) in {folder}")
@@ -66,7 +79,8 @@ def add(
     from matryoshka.io import read_npy
 
     with IndexStore.open(index) as store:
-        added = store.add(read_npy(embeddings, "embeddings"), read_ids(ids) if ids is not None else None)
+        new_ids = read_ids(ids, store.id_kind) if ids is not None else None
+        added = store.add(read_npy(embeddings, "embeddings"), new_ids)
         typer.echo(f"added {len(added)} vectors; {store.ntotal} in {index}")
 
 

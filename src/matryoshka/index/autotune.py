@@ -98,8 +98,9 @@ def autotune(
         table.append({"plan": plan, "recall": recall_against(ids, truth), "flops": plan_flops(plan, index, k)})
     table.append({"plan": FullPlan(), "recall": 1.0, "flops": plan_flops(FullPlan(), index, k)})
     ok = sorted((c for c in table if c["recall"] >= target_recall), key=lambda c: c["flops"])
+    full = table[-1]  # always timed too: on a small corpus the exhaustive search can be the fastest
     timed = []
-    for cand in ok[:time_top]:
+    for cand in [*ok[:time_top], *([full] if full not in ok[:time_top] else [])]:
         cand["latency_ms"] = _latency_ms(index, queries, k, cand["plan"])
         timed.append(cand)
     best = min(timed, key=lambda c: c["latency_ms"])

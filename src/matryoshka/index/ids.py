@@ -58,6 +58,8 @@ def check_ids(values: Iterable, kind: str | None, what: str = "ids") -> tuple[np
         if _kind_of(v) != "str":
             raise InputError(f"{what} must all be strings or all integers, got {v!r} among strings")
         size = len(str(v).encode())
+        if any(c in str(v) for c in "\n\r\x00"):
+            raise InputError(f"string ids must not contain line breaks or NUL characters, got {str(v)[:40]!r}")
         if not 1 <= size <= MAX_ID_BYTES:
             raise InputError(f"string ids must be 1 to {MAX_ID_BYTES} bytes of UTF-8, got {size}: {str(v)[:40]!r}")
     ids = np.empty(len(values), dtype=object)
@@ -92,6 +94,12 @@ def load_ids(arrays: dict[str, np.ndarray], kind: str) -> np.ndarray:
     ids = np.empty(len(offsets) - 1, dtype=object)
     ids[:] = [blob[a:b].decode() for a, b in itertools.pairwise(offsets)]
     return ids
+
+
+def listed(values: list) -> str:
+    """The first few of ``values`` for an error message, and how many more there are."""
+    more = f" and {len(values) - 10} more" if len(values) > 10 else ""
+    return f"{values[:10]}{more}"
 
 
 def parse_id(text: str, kind: str | None) -> int | str:

@@ -27,20 +27,13 @@ import numpy as np
 
 from matryoshka.index import storage
 from matryoshka.index.errors import IndexInputError
-from matryoshka.index.ids import check_ids, check_new_ids, empty_ids
-from matryoshka.index.plans import FullPlan, Plan, validate_stages
-from matryoshka.index.storage import normalize
+from matryoshka.index.ids import check_ids, check_new_ids, empty_ids, listed
+from matryoshka.index.plans import Plan, checked_stages
+from matryoshka.index.storage import keep_live, normalize
 
 EXACT_CHUNK = 1 << 16  # corpus rows per block in exact (non-shortlist) first stages
 RERANK_FLOATS = 1 << 23  # gathered floats per re-ranking block (32 MiB)
 MAX_OVERFETCH = 2048  # up to this many deleted rows, exact searches ask for k + deleted and drop them after
-
-
-def _drop_dead(scores: np.ndarray, positions: np.ndarray, dead: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the first k live results of each row (over-fetched results, best first)."""
-    live = (positions >= 0) & ~dead[np.maximum(positions, 0)]
-    order = np.argsort(~live, axis=1, kind="stable")[:, :k]  # live ones first, in their order
-    return np.take_along_axis(scores, order, 1), np.take_along_axis(positions, order, 1)
 
 
 class MatryoshkaIndex:
@@ -190,7 +183,7 @@ class MatryoshkaIndex:
             kind = "str" if new_ids.dtype == object else "int"
             clash = np.intersect1d(new_ids, self.ids) if kind == "int" else sorted(set(new_ids) & set(self.ids))
             if len(clash):
-                raise IndexInputError(f"ids already in the index: {list(clash[:10])}")
+                raise IndexInputError(f"ids already in the index: {listed(list(clash))}")
         self.append(normalize(x), new_ids, kind)
         return new_ids
 
@@ -210,7 +203,9 @@ class MatryoshkaIndex:
             index.add(np.ascontiguousarray(normalize(decoded[:, :d])))
 
     def remove(self, ids: Iterable) -> int:
-        """Remove vectors by id; unknown ids are an error (nothing is removed then)."""
+        """Remove vectors by id (one id or several); unknown ids are an error (nothing is removed then)."""
+        if isinstance(ids, str | int | np.integer):
+            ids = [ids]
         try:
             ids, _ = check_ids(ids, self.id_kind)
         except ValueError as e:
@@ -218,7 +213,7 @@ class MatryoshkaIndex:
         positions = np.flatnonzero(np.isin(self._ids, ids) & ~self._dead)
         missing = sorted(set(ids.tolist()) - set(self._ids[positions].tolist()))
         if missing:
-            raise IndexInputError(f"ids not in the index: {missing[:10]}")
+            raise IndexInputError(f"ids not in the index: {listed(missing)}")
         self.delete_positions(positions)
         return int(positions.size)
 
@@ -274,7 +269,7 @@ class MatryoshkaIndex:
             # Stored vectors are unit length: one exact inner-product search, no copy of the corpus.
             codes = np.ascontiguousarray(self._codes)
             scores, positions = faiss.knn(qn, codes, min(k + n_dead, self.rows), metric=faiss.METRIC_INNER_PRODUCT)
-            return _drop_dead(scores, positions, self._dead, k) if n_dead else (scores, positions)
+            return keep_live(scores, positions, self._dead, k) if n_dead else (scores, positions)
         best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
         best_p = np.zeros((len(q), 0), dtype=np.int64)
         for start in range(0, self.rows, EXACT_CHUNK):
@@ -304,27 +299,19 @@ class MatryoshkaIndex:
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(scores, order, 1), np.take_along_axis(positions, order, 1)
 
-    def plan_stages(self, plan: Plan | None, k: int, exact: bool = False) -> list[tuple[int, int]]:
-        """The plan's (dim, K) stages, checked, with K cut to the corpus size.
-
-        A first stage below the full dim needs a shortlist structure for its dim; ``exact=True`` allows a
-        blocked exact scan of the whole corpus instead.
-        """
-        if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
-            raise IndexInputError(f"k must be a positive int, got {k!r}")
-        stages = (plan or FullPlan()).stages(self.dim, k)
+    def plan_stages(self, plan: Plan | str | None, k: int, exact: bool = False) -> list[tuple[int, int]]:
+        """The plan's (dim, K) stages, checked (:func:`~matryoshka.index.plans.checked_stages`), K cut to the
+        corpus size."""
         try:
-            validate_stages(stages, self.dim, k)
+            return checked_stages(plan, k, self.dim, self.shortlist_dims, max(self.ntotal, 1), exact)
         except ValueError as e:
             raise IndexInputError(str(e)) from None
-        d0 = stages[0][0]
-        if d0 < self.dim and d0 not in self._shortlist and not exact:
-            raise IndexInputError(
-                f"the plan shortlists with {d0} dims but the index has shortlist structures only for "
-                f"{self.shortlist_dims}: use one of those, or ask for an exact (full-scan) first stage"
-            )
-        n = max(self.ntotal, 1)
-        return [(d, min(kk, n)) for d, kk in stages]
+
+    def check_prefix(self, q: np.ndarray, d0: int) -> None:
+        """Refuse queries whose first-stage prefix is all zeros (no direction to shortlist by)."""
+        zero = np.flatnonzero(~q[:, :d0].any(axis=1))
+        if zero.size:
+            raise IndexInputError(f"query {int(zero[0])} is all zeros in its first {d0} dims, where the plan starts")
 
     def search_positions(self, q: np.ndarray, stages: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         """(scores, row positions) of checked queries through checked stages, best first."""
@@ -344,7 +331,7 @@ class MatryoshkaIndex:
             shortlist_q = np.ascontiguousarray(normalize(q[:, :d0]))
             scores, positions = self._shortlist[d0].search(shortlist_q, fetch, params=params)
             if fetch > k0:
-                scores, positions = _drop_dead(scores, positions, self._dead, k0)
+                scores, positions = keep_live(scores, positions, self._dead, k0)
             short = (positions < 0).any(axis=1)
             if short.any():  # a graph walk (filtered by many deletions) found fewer than K: scan those exactly
                 scores[short], positions[short] = self._exact(q[short], d0, k0)
@@ -365,7 +352,7 @@ class MatryoshkaIndex:
         return scores.astype(np.float32, copy=False), positions
 
     def search(
-        self, queries: np.ndarray, k: int = 10, plan: Plan | None = None, exact: bool = False
+        self, queries: np.ndarray, k: int = 10, plan: Plan | str | None = None, exact: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids), each (Q, min(k, ntotal)), best first, following ``plan`` (default: exact full dim).
 
@@ -373,6 +360,7 @@ class MatryoshkaIndex:
         """
         q = self.check_vectors(queries, "queries")
         stages = self.plan_stages(plan, k, exact)
+        self.check_prefix(q, stages[0][0])
         if self.ntotal == 0:
             raise IndexInputError("the index is empty")
         k = min(k, self.ntotal)

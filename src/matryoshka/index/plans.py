@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from matryoshka.errors import InputError
 
 
@@ -66,6 +68,29 @@ def validate_stages(stages: list[tuple[int, int]], dim: int, k: int) -> None:
         if kk < k:
             raise InputError(f"stage {(d, kk)} keeps fewer than the k={k} results asked for")
         prev_dim, prev_k = d, kk
+
+
+def checked_stages(
+    plan: Plan | str | None, k: int, dim: int, structures: list[int], n: int, exact: bool = False
+) -> list[tuple[int, int]]:
+    """A plan's (dim, K) stages for ``k`` results over ``n`` vectors, checked, with K cut to ``n``.
+
+    ``plan`` may be a plan, its text (:func:`parse_plan`) or None (full). A first stage below the full dim needs a
+    shortlist structure for its dim (``structures``) unless ``exact`` allows a full scan there.
+    """
+    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
+        raise InputError(f"k must be a positive int, got {k!r}")
+    if isinstance(plan, str):
+        plan = parse_plan(plan)
+    stages = (plan or FullPlan()).stages(dim, k)
+    validate_stages(stages, dim, k)
+    d0 = stages[0][0]
+    if d0 < dim and d0 not in structures and not exact:
+        raise InputError(
+            f"the plan shortlists with {d0} dims but the index has shortlist structures only for {structures}: use "
+            'one of those, or ask for an exact (full-scan) first stage (exact=True, --exact, or "exact": true)'
+        )
+    return [(d, min(kk, n)) for d, kk in stages]
 
 
 def parse_plan(text: str) -> Plan:

@@ -41,3 +41,10 @@ def bytes_per_vector(dim: int, encoding: str) -> int:
 def normalize(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
+
+
+def keep_live(scores: np.ndarray, positions: np.ndarray, dead: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the first k live results of each row (over-fetched results, best first)."""
+    live = (positions >= 0) & ~dead[np.maximum(positions, 0)]
+    order = np.argsort(~live, axis=1, kind="stable")[:, :k]  # live ones first, in their order
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(positions, order, 1)

@@ -22,45 +22,21 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import threading
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from matryoshka.errors import MatryoshkaError
 from matryoshka.index import versions, wal
-from matryoshka.index.errors import CorruptIndexError, IndexInputError
-from matryoshka.index.ids import check_ids, check_new_ids
+from matryoshka.index.errors import CompactionError, CorruptIndexError, IndexInputError
+from matryoshka.index.ids import check_ids, check_new_ids, listed
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import Plan
 from matryoshka.index.segment import Segment
 from matryoshka.index.storage import normalize
-
-
-class StoreBusyError(MatryoshkaError, RuntimeError):
-    """The folder is open for writing by another process."""
-
-
-class CompactionError(MatryoshkaError, RuntimeError):
-    """A background compaction failed (reported by the next write, which is refused)."""
-
-
-@contextlib.contextmanager
-def folder_lock(root: Path) -> Iterator[None]:
-    """Hold the folder's writer lock (fails at once if another process holds it)."""
-    handle = open(root / "LOCK", "a+b")  # noqa: SIM115 - held for the whole block
-    try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreBusyError(f"{root} is open for writing by another process (mrl serve or mrl index)") from None
-        yield
-    finally:
-        handle.close()
 
 
 class IndexStore:
@@ -108,7 +84,7 @@ class IndexStore:
         if writable:
             if not (root / "CURRENT").exists():
                 raise CorruptIndexError(f"{root} is not an index folder (no CURRENT file)")
-            store._lock_cm = folder_lock(root)
+            store._lock_cm = versions.folder_lock(root)
             store._lock_cm.__enter__()
         try:
             store._load(mmap, verify)
@@ -260,7 +236,7 @@ class IndexStore:
                 new_ids = check_new_ids(ids, len(x), self.id_kind)
                 clash = [i for i in new_ids.tolist() if i in self._where]
                 if clash:
-                    raise IndexInputError(f"ids already in the index: {clash[:10]}")
+                    raise IndexInputError(f"ids already in the index: {listed(clash)}")
             unit = normalize(x).astype(np.float32)
             self._wal.append(wal.encode_record(wal.ADD, new_ids.tolist(), unit))
             self._apply_add(unit, new_ids)
@@ -268,7 +244,10 @@ class IndexStore:
         return new_ids
 
     def delete(self, ids: Iterable) -> int:
-        """Delete vectors by id, durable when this returns; an unknown id is an error (nothing is deleted)."""
+        """Delete vectors by id (one id or several), durable when this returns; an unknown id is an error (nothing
+        is deleted then)."""
+        if isinstance(ids, str | int | np.integer):
+            ids = [ids]
         with self._write_lock:
             self._require_writable()
             try:
@@ -280,7 +259,7 @@ class IndexStore:
                 raise IndexInputError("ids must be unique")
             missing = [i for i in values if i not in self._where]
             if missing:
-                raise IndexInputError(f"ids not in the index: {missing[:10]}")
+                raise IndexInputError(f"ids not in the index: {listed(missing)}")
             self._wal.append(wal.encode_record(wal.DELETE, values))
             self._apply_delete(ids)
         self._maybe_compact()
@@ -337,6 +316,8 @@ class IndexStore:
             with self._write_lock:
                 self._require_writable()
                 base, segment = self._state
+                if segment.n == 0 and base.n_deleted == 0:
+                    return self.version  # nothing logged since the last compaction
                 n0, log_offset = segment.n, self._wal.size
                 vectors, ids, dead = (a.copy() for a in segment.rows())
                 base_dead = base._dead.copy()
@@ -376,7 +357,7 @@ class IndexStore:
 
     # -- search ---------------------------------------------------------------------------------------------
     def search(
-        self, queries: np.ndarray, k: int = 10, plan: Plan | None = None, exact: bool = False
+        self, queries: np.ndarray, k: int = 10, plan: Plan | str | None = None, exact: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids), as :meth:`MatryoshkaIndex.search`, over the main index and the write segment.
 
@@ -385,6 +366,7 @@ class IndexStore:
         base, segment = self._state
         q = base.check_vectors(queries, "queries")
         stages = base.plan_stages(plan, k, exact)
+        base.check_prefix(q, stages[0][0])
         total = base.ntotal + segment.alive
         if total == 0:
             raise IndexInputError("the index is empty")

@@ -7,16 +7,19 @@ file replace) is the one commit point, so a process killed at any moment leaves 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from matryoshka.index.errors import CorruptIndexError
+from matryoshka.index.errors import CorruptIndexError, StoreBusyError
 from matryoshka.index.ids import load_ids, save_ids
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.io import DIR_MODE, atomic_write_bytes, atomic_write_json, fsync_dir, fsync_file, sha256_file
@@ -92,10 +95,22 @@ def remove_others(root: Path, keep: str) -> None:
             path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def folder_lock(root: Path) -> Iterator[None]:
+    """Hold the folder's writer lock (fails at once if another process holds it)."""
+    handle = open(root / "LOCK", "a+b")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreBusyError(f"{root} is open for writing by another process (mrl serve or mrl index)") from None
+        yield
+    finally:
+        handle.close()
+
+
 def save(index: MatryoshkaIndex, path: str | os.PathLike) -> Path:
     """Write ``index`` as the new current version of ``path`` and drop the older ones."""
-    from matryoshka.index.store import folder_lock
-
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     with folder_lock(root):

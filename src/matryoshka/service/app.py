@@ -24,17 +24,18 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from matryoshka.index import IndexInputError, IndexStore, parse_plan
+from matryoshka.index.errors import CompactionError
 from matryoshka.index.ids import MAX_ID, MAX_ID_BYTES, parse_id
-from matryoshka.index.store import CompactionError
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 # -1 is FAISS's "no result" marker; integer ids are stored as int64.
+# Strict: true or 5.0 are not ids; the byte limit and the characters are checked by the store.
 VectorId = (
-    Annotated[int, Field(ge=0, le=MAX_ID, description="an integer id in [0, 2^63 - 1]")]
-    | Annotated[str, Field(min_length=1, max_length=MAX_ID_BYTES, description="a string id (<= 512 bytes UTF-8)")]
+    Annotated[StrictInt, Field(ge=0, le=MAX_ID, description="an integer id in [0, 2^63 - 1]")]
+    | Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_BYTES, description="a string id (<= 512 bytes)")]
 )
 API_KEY_ENV = "MRL_API_KEY"
 
