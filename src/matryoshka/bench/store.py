@@ -235,28 +235,50 @@ def _write_part(tmp: Path, sizes: list[tuple[int, int]], adds: int, rewrites: in
     return out
 
 
-def _load_part(tmp: Path, rows: int, dim: int, shortlist_dim: int, shortlist: str, **options) -> dict:
-    folder = tmp / "load"
+def _load_part(tmp: Path, rows: int, dim: int, shortlist_dim: int, shortlist: str, repeats: int, **options) -> dict:
+    """The load test ``repeats`` times, each on a fresh copy of the same index; the medians and every run."""
+    pristine = tmp / "load"
     t0 = time.perf_counter()
-    _build(folder, rows, dim, shortlist_dim, shortlist)
+    _build(pristine, rows, dim, shortlist_dim, shortlist)
     print(
         f"load: {rows}x{dim} index with a {shortlist} shortlist on {shortlist_dim} dims (built in "
-        f"{time.perf_counter() - t0:.0f} s); mrl serve on loopback"
+        f"{time.perf_counter() - t0:.0f} s); mrl serve on loopback, {options['clients']} clients, "
+        f"{options['requests']} requests ({100 * (1 - options['write_fraction']):.0f}% search with {options['plan']}, "
+        f"the rest add/delete), {repeats} runs"
     )
-    res = load_test(folder, rows, dim, **options)
+    runs = []
+    for r in range(repeats):
+        folder = tmp / f"load-{r}"
+        shutil.copytree(pristine, folder)
+        res = load_test(folder, rows, dim, **{**options, "seed": options["seed"] + r})
+        shutil.rmtree(folder, ignore_errors=True)
+        runs.append(res)
+        lat = "; ".join(f"{k} p50 {v['p50_ms']:.1f} / p99 {v['p99_ms']:.1f} ms" for k, v in res["latency"].items())
+        same = "equals" if res["store_matches_history"] else "DOES NOT equal"
+        print(
+            f"  run {r + 1}: {res['requests_per_s']:.0f} requests/s, "
+            f"errors {res['errors']} {res['first_errors'] or ''}; "
+            f"{lat}; after kill -9 the folder {same} the acknowledged history "
+            f"(missing {res['missing_acknowledged']}, unexpected {res['unexpected']})"
+        )
+
+    def median(get) -> float:
+        return float(np.median([get(run) for run in runs]))
+
+    inf = float("inf")
+    summary = {
+        "runs": runs,
+        "errors": sum(run["errors"] for run in runs),
+        "store_matches_history": all(run["store_matches_history"] for run in runs),
+        "requests_per_s": median(lambda run: run["requests_per_s"]),
+        "search_p50_ms": median(lambda run: run["latency"].get("search", {}).get("p50_ms", inf)),
+        "search_p99_ms": median(lambda run: run["latency"].get("search", {}).get("p99_ms", inf)),
+    }
     print(
-        f"  {options['clients']} clients, {res['requests']} requests ({100 * (1 - options['write_fraction']):.0f}% "
-        f"search with {options['plan']}, the rest add/delete): {res['requests_per_s']:.0f} requests/s over "
-        f"{res['seconds']:.1f} s; errors: {res['errors']} {res['first_errors'] or ''}"
+        f"  median of {repeats}: {summary['requests_per_s']:.0f} requests/s, "
+        f"search p50 {summary['search_p50_ms']:.1f} ms, p99 {summary['search_p99_ms']:.1f} ms"
     )
-    for kind, lat in res["latency"].items():
-        print(f"  {kind:<7} n={lat['count']:<5} p50 {lat['p50_ms']:7.1f} ms   p99 {lat['p99_ms']:7.1f} ms")
-    same = "equals" if res["store_matches_history"] else "DOES NOT equal"
-    print(
-        f"  after kill -9 the folder {same} the acknowledged history "
-        f"(missing {res['missing_acknowledged']}, unexpected {res['unexpected']})"
-    )
-    return res
+    return summary
 
 
 def run(
@@ -274,6 +296,7 @@ def run(
     shortlist_dim: int = 16,
     shortlist: str = "hnsw",
     max_seconds: float = 300,
+    repeats: int = 3,
     skip_writes: bool = False,
     skip_load: bool = False,
     seed: int = 0,
@@ -302,6 +325,7 @@ def run(
                 dim,
                 shortlist_dim,
                 shortlist,
+                repeats,
                 clients=clients,
                 requests=requests,
                 write_fraction=write_fraction,
@@ -310,9 +334,8 @@ def run(
                 max_seconds=max_seconds,
             )
             ok = res["errors"] == 0 and res["store_matches_history"]
-            _goal("0 errors and every acknowledged write kept", ok, f"{res['errors']} errors")
-            rps = res["requests_per_s"]
-            _goal(f">= {THROUGHPUT_GOAL:.0f} requests/s", rps >= THROUGHPUT_GOAL, f"{rps:.0f}")
-            p99 = res["latency"].get("search", {}).get("p99_ms", float("inf"))
-            _goal(f"search p99 <= {SEARCH_P99_GOAL_MS:.0f} ms", p99 <= SEARCH_P99_GOAL_MS, f"{p99:.1f} ms")
+            _goal("0 errors and every acknowledged write kept, in every run", ok, f"{res['errors']} errors")
+            rps, p99 = res["requests_per_s"], res["search_p99_ms"]
+            _goal(f">= {THROUGHPUT_GOAL:.0f} requests/s (median)", rps >= THROUGHPUT_GOAL, f"{rps:.0f}")
+            _goal(f"search p99 <= {SEARCH_P99_GOAL_MS:.0f} ms (median)", p99 <= SEARCH_P99_GOAL_MS, f"{p99:.1f} ms")
     return out

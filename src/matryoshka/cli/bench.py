@@ -137,6 +137,7 @@ def store(
     shortlist_dim: Annotated[int, typer.Option()] = 16,
     shortlist: Annotated[Literal["flat", "hnsw"], typer.Option()] = "hnsw",
     max_seconds: Annotated[float, typer.Option(help="the load test starts no request after this many seconds")] = 300,
+    repeats: Annotated[int, typer.Option(help="load-test runs (medians reported)")] = 3,
     skip_writes: Annotated[bool, typer.Option("--skip-writes")] = False,
     skip_load: Annotated[bool, typer.Option("--skip-load")] = False,
     seed: Annotated[int, typer.Option()] = 0,
