@@ -257,5 +257,10 @@ def test_index_build_refuses_to_replace_without_force_and_add_reads_ids_by_the_i
     assert runner.invoke(app, add).exit_code == 0
     info = json.loads(runner.invoke(app, ["index", "info", "--index", ix]).output)
     assert info["shortlist"] == "hnsw" and info["ntotal"] == 51
-    assert runner.invoke(app, ["index", "delete", "--index", ix, "0042"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["index", "delete", "--index", ix, "--ids-file", str(tmp_path / "digits.txt")]).exit_code
+        == 0
+    )
+    nothing = runner.invoke(app, ["index", "delete", "--index", ix])
+    assert nothing.exit_code == 2 and "--ids-file" in nothing.output
     assert runner.invoke(app, [*build, "--force"]).exit_code == 0

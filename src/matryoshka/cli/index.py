@@ -88,14 +88,22 @@ def add(
 @one_line_errors
 def delete(
     index: Annotated[Path, typer.Option(help="index folder")],
-    ids: Annotated[list[str], typer.Argument(help="ids to delete (read as integers when the index has integer ids)")],
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="ids to delete (read as integers when the index has integer ids)")
+    ] = None,
+    ids_file: Annotated[Path | None, typer.Option(help="also the ids in this .npy or text file (one per line)")] = None,
 ) -> None:
     """Delete vectors by id (all or none)."""
+    from matryoshka.errors import InputError
     from matryoshka.index import IndexStore
     from matryoshka.index.ids import parse_id
 
+    if not ids and ids_file is None:
+        raise InputError("give the ids to delete, as arguments or with --ids-file")
     with IndexStore.open(index) as store:
-        count = store.delete([parse_id(i, store.id_kind) for i in ids])
+        doomed = [parse_id(i, store.id_kind) for i in ids or []]
+        doomed += read_ids(ids_file, store.id_kind) if ids_file is not None else []
+        count = store.delete(doomed)
         typer.echo(f"deleted {count} vectors; {store.ntotal} in {index}")
 
 
