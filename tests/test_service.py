@@ -212,3 +212,8 @@ def test_ids_are_strict(client):
     for bad in (True, 5.0, "5", None):
         assert client.post("/vectors", json={"vectors": v, "ids": [bad]}, headers=headers).status_code == 422, bad
     assert client.post("/vectors", json={"vectors": v, "ids": [5001]}, headers=headers).status_code == 200
+    minus_one = client.post("/vectors", json={"vectors": v, "ids": [-1]}, headers=headers)
+    assert minus_one.status_code == 422 and "'no result' marker" in minus_one.text
+    assert "valid string" not in minus_one.text  # one message, not one per type of id
+    long = client.post("/vectors", json={"vectors": v, "ids": ["é" * 300]}, headers=headers)  # 600 bytes
+    assert long.status_code == 422 and "512 bytes" in long.text

@@ -24,19 +24,30 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from matryoshka.index import IndexInputError, IndexStore, parse_plan
 from matryoshka.index.errors import CompactionError
-from matryoshka.index.ids import MAX_ID, MAX_ID_BYTES, parse_id
+from matryoshka.index.ids import MAX_ID, MAX_ID_BYTES, check_ids, parse_id
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-# -1 is FAISS's "no result" marker; integer ids are stored as int64.
-# Strict: true or 5.0 are not ids; the byte limit and the characters are checked by the store.
-VectorId = (
-    Annotated[StrictInt, Field(ge=0, le=MAX_ID, description="an integer id in [0, 2^63 - 1]")]
-    | Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_BYTES, description="a string id (<= 512 bytes)")]
-)
+
+
+def _one_id(value: object) -> int | str:
+    """The id checks of the store, applied to the raw JSON value so that a bad id gets one clear message."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"an id is an integer in [0, 2^63 - 1] or a string, got {value!r}")
+    if isinstance(value, int) and not 0 <= value <= MAX_ID:
+        raise ValueError(f"integer ids must be in [0, 2^63 - 1] (-1 is FAISS's 'no result' marker), got {value}")
+    check_ids([value], None)
+    return value
+
+
+VectorId = Annotated[
+    int | str,
+    BeforeValidator(_one_id),
+    Field(description="an integer in [0, 2^63 - 1] or a string of at most 512 bytes"),
+]
 API_KEY_ENV = "MRL_API_KEY"
 
 
