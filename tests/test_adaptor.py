@@ -117,6 +117,7 @@ def test_mrl_adapt_fit_and_transform_cli(tmp_path):
     rows = [line.split() for line in result.output.splitlines() if line.strip().split(" ")[0].isdigit()]
     assert [int(r[0]) for r in rows] == [2, 4, 8, 16]
     assert all(float(r[4]) > float(r[1]) for r in rows[:2])  # adaptor beats raw truncation at 2 and 4 dims
+    assert "PCA is as good here" in result.output or "the adaptor beats PCA" in result.output
     out = tmp_path / "small.npy"
     transform = ["adapt", "transform", "--adaptor", str(tmp_path / "a.safetensors")]
     result = runner.invoke(app, [*transform, "--embeddings", str(tmp_path / "e.npy"), "--out", str(out), "--dim", "4"])
@@ -141,3 +142,13 @@ def test_mrl_adapt_fit_and_transform_cli(tmp_path):
     assert bad.exit_code == 2 and "not a readable adaptor" in bad.output
     half = runner.invoke(app, [*args, "--queries", str(tmp_path / "e.npy")])
     assert half.exit_code == 2 and "both --queries and --documents" in half.output
+
+
+def test_recommendation_says_when_pca_is_as_good():
+    from matryoshka.posthoc.evaluation import recommendation
+
+    dims = [8, 16, 32]
+    pca = {"PCA": {8: 0.50, 16: 0.70, 32: 1.0}}
+    assert recommendation({**pca, "adaptor": {8: 0.51, 16: 0.70, 32: 1.0}}, dims).startswith("PCA is as good here")
+    better = recommendation({**pca, "adaptor": {8: 0.53, 16: 0.72, 32: 1.0}}, dims)
+    assert better.startswith("the adaptor beats PCA by +3.0 points") and "at 8 dims" in better

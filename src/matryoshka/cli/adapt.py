@@ -32,7 +32,7 @@ def fit(
     """Learn a transform whose prefixes keep the full-dim neighbours; prints recall@10 per dim on held-out rows."""
     from matryoshka.inference import resolve_device
     from matryoshka.io import read_npy
-    from matryoshka.posthoc.evaluation import fit_and_compare, recall_table
+    from matryoshka.posthoc.evaluation import fit_and_compare, recall_table, recommendation
 
     if (queries is None) != (documents is None):
         raise InputError("give both --queries and --documents (row i of each is a matching pair), or neither")
@@ -55,6 +55,7 @@ def fit(
         f"recall@10 of the full-dim neighbours, {comparison.queries} held-out rows against {comparison.corpus:,}:"
     )
     typer.echo("\n".join(recall_table(comparison.recall, comparison.adaptor.nesting_)))
+    typer.echo(recommendation(comparison.recall, comparison.adaptor.nesting_))
     typer.echo(f"adaptor saved to {out}; apply it with `mrl adapt transform --adaptor {out} ...`")
 
 

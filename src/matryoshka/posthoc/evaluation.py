@@ -85,3 +85,19 @@ def recall_table(recall: dict[str, dict[int, float]], dims: Sequence[int]) -> li
     lines = [f"{'dim':>6}" + "".join(f"{name:>16}" for name in recall)]
     lines += [f"{m:>6}" + "".join(f"{r[m]:>16.3f}" for r in recall.values()) for m in dims]
     return lines
+
+
+def recommendation(recall: dict[str, dict[int, float]], dims: Sequence[int], margin: float = 0.02) -> str:
+    """Whether the adaptor earns its place over PCA on these embeddings: it must beat PCA's recall by ``margin``
+    at some prefix below the full dim, else PCA (one rotation, nothing to train) is as good."""
+    small = [m for m in dims if m < max(dims) and m in recall.get("PCA", {}) and m in recall.get("adaptor", {})]
+    if not small:
+        return "no prefix below the full dim to compare the adaptor with PCA"
+    gains = {m: recall["adaptor"][m] - recall["PCA"][m] for m in small}
+    best = max(gains, key=gains.get)
+    if gains[best] >= margin:
+        return f"the adaptor beats PCA by {100 * gains[best]:+.1f} points of recall@10 at {best} dims: use the adaptor"
+    return (
+        f"PCA is as good here: the adaptor gains at most {100 * gains[best]:+.1f} points of recall@10 over it (at "
+        f"{best} dims, less than {100 * margin:.0f}); a PCA rotation of these embeddings is simpler, with no training"
+    )
