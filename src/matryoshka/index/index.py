@@ -219,10 +219,11 @@ class MatryoshkaIndex:
 
     def delete_positions(self, positions: np.ndarray) -> None:
         """Mark rows deleted: O(len(positions)); searches running at the same time may or may not see it."""
-        positions = np.asarray(positions, dtype=np.int64)
+        positions = np.unique(np.asarray(positions, dtype=np.int64))
+        newly = int((~self._dead[positions]).sum())  # counted, not recounted over the whole index
         self._dead[positions] = True
         np.bitwise_or.at(self._dead_bits, positions >> 3, (1 << (positions & 7)).astype(np.uint8))
-        self._n_dead = int(self._dead.sum())
+        self._n_dead += newly
 
     def compacted(
         self, unit: np.ndarray | None = None, new_ids: np.ndarray | None = None, dead: np.ndarray | None = None
