@@ -52,7 +52,9 @@ def check_ids(values: Iterable, kind: str | None, what: str = "ids") -> tuple[np
     if found == "int":
         bad = [v for v in values if _kind_of(v) != "int" or not 0 <= v <= MAX_ID]
         if bad:
-            raise InputError(f"{what} must be integers in [0, 2^63 - 1], got {bad[0]!r}")
+            raise InputError(
+                f"{what} must be integers in [0, 2^63 - 1] (-1 is FAISS's 'no result' marker), got {bad[0]!r}"
+            )
         return np.asarray(values, dtype=np.int64), "int"
     for v in values:
         if _kind_of(v) != "str":
