@@ -1,9 +1,4 @@
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -11,6 +6,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from matryoshka.bench.store import free_port, start_server
 from matryoshka.index import AdaptivePlan, MatryoshkaIndex
 from matryoshka.service import create_app
 
@@ -99,31 +95,12 @@ def test_nan_malformed_and_oversize_bodies(client):
     assert res.status_code == 413
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server(index_dir, port):
-    env = {**os.environ, "MRL_API_KEY": KEY, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "matryoshka.cli", "serve", "--index", str(index_dir), "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode())
-    proc.kill()
-    raise RuntimeError("server did not start in 60 s")
+    return start_server(index_dir, port, api_key=KEY, timeout=60)
 
 
 def test_real_server_concurrent_clients_and_kill_9(index_dir):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _start_server(index_dir, port)
     try:

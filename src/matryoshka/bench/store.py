@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -81,29 +82,30 @@ def write_latency(folder: Path, rows: int, dim: int, adds: int, rewrites: int) -
     return {"store_p50_ms": store_p50, "store_p99_ms": store_p99, "rewrite_p50_ms": rewrite_p50}
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on loopback."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _start_server(folder: Path, port: int) -> subprocess.Popen:
-    import httpx
-
-    env = {**os.environ, "MRL_API_KEY": API_KEY, "OMP_NUM_THREADS": "1"}
+def start_server(folder: Path, port: int, api_key: str = API_KEY, timeout: float = 120) -> subprocess.Popen:
+    """``mrl serve`` on loopback in a subprocess (writes allowed with ``api_key``), returned once /health answers."""
+    env = {**os.environ, "MRL_API_KEY": api_key, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "matryoshka.cli", "serve", "--index", str(folder), "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
+    deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"mrl serve exited: {proc.stderr.read().decode()}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+                if response.status == 200:
+                    return proc
+        except OSError:  # not listening yet
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("mrl serve did not start in 120 s")
+    raise RuntimeError(f"mrl serve did not start in {timeout:.0f} s")
 
 
 async def _drive(url: str, ops: list[tuple[str, Any]], clients: int, plan: str, seconds: float = 600) -> list[tuple]:
@@ -173,8 +175,8 @@ def load_test(
             ops.append(("add", (10**12 + i, queries[i].tolist())))
         else:
             ops.append(("delete", next(doomed)))
-    port = _free_port()
-    proc = _start_server(folder, port)
+    port = free_port()
+    proc = start_server(folder, port)
     try:
         t0 = time.perf_counter()
         results = asyncio.run(_drive(f"http://127.0.0.1:{port}", ops, clients, plan, max_seconds))
