@@ -280,14 +280,17 @@ class IndexStore:
 
     def _apply_delete(self, ids: np.ndarray) -> None:
         base, segment = self._state
+        in_base = []
         for id_ in ids.tolist():
             position = self._where.pop(id_)  # KeyError when replaying a log that does not fit
             if position >= 0:
-                base.delete_positions(np.array([position]))
+                in_base.append(position)
             else:
                 segment.delete(-position - 1)
             if self._deleted_during is not None:
                 self._deleted_during.append(id_)
+        if in_base:
+            base.delete_positions(np.array(in_base))  # one call for the batch
 
     # -- compaction -----------------------------------------------------------------------------------------
     def _maybe_compact(self) -> None:
