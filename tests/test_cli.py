@@ -166,6 +166,26 @@ def test_index_tune(tmp_path):
     parse_plan(plan_line.removeprefix("plan: "))
 
 
+def test_index_build_with_an_autotuned_structure(tmp_path, monkeypatch):
+    import matryoshka.index.autotune as tune_module
+    from matryoshka.index import IndexStore
+
+    monkeypatch.setattr(tune_module, "STRUCTURE_MIN_ROWS", 1000)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", (rng.standard_normal((3000, 256)) * np.linspace(3, 0.1, 256)).astype(np.float32))
+    np.save(tmp_path / "q.npy", (rng.standard_normal((40, 256)) * np.linspace(3, 0.1, 256)).astype(np.float32))
+    build = ["index", "build", "--embeddings", str(tmp_path / "x.npy"), "--out", str(tmp_path / "ix")]
+    result = runner.invoke(app, [*build, "--shortlist", "auto"])
+    assert result.exit_code == 2 and "--tune-queries" in result.output
+    tune = ["--tune-queries", str(tmp_path / "q.npy"), "--target-recall", "0.9"]
+    result = runner.invoke(app, [*build, "--shortlist", "auto", *tune])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("structure: "))
+    kind, dims = line.split(" over ")[0].removeprefix("structure: "), line.split("[")[1].split("]")[0]
+    with IndexStore.open(tmp_path / "ix", writable=False) as store:  # the chosen structure is what was saved
+        assert store.index.shortlist == kind and store.index.shortlist_dims == [int(dims)]
+
+
 @pytest.mark.parametrize(
     "command", [[], ["train"], ["eval"], ["index"], ["index", "build"], ["adapt", "fit"], ["search"]]
 )

@@ -284,9 +284,9 @@ def test_bad_ids_zero_vectors_and_plan_rules_are_refused():
 
 @pytest.mark.parametrize("overfetch", [2048, 0])
 def test_deleted_rows_never_come_back_and_searches_match_a_fresh_index(monkeypatch, overfetch):
-    import matryoshka.index.index as index_module
+    import matryoshka.index.stages as stages_module
 
-    monkeypatch.setattr(index_module, "MAX_OVERFETCH", overfetch)  # 0: FAISS selector path
+    monkeypatch.setattr(stages_module, "MAX_OVERFETCH", overfetch)  # 0: FAISS selector path
     x = _corpus(3000)
     q = _corpus(20, seed=11)
     index = MatryoshkaIndex(64, [8])
@@ -314,3 +314,43 @@ def test_hnsw_with_most_rows_deleted_returns_distinct_live_results():
     fresh = MatryoshkaIndex(32, [8])
     fresh.add(x[keep], ids=keep)
     np.testing.assert_array_equal(index.search(q, 10, AdaptivePlan(8, 20, 32))[1], fresh.search(q, 10)[1])
+
+
+@pytest.mark.parametrize("plan", [AdaptivePlan(8, 100, 64), AdaptivePlan(8, 100, 32), AdaptivePlan(16, 60, 48)])
+def test_compiled_reranking_scores_are_prefix_cosines(plan):
+    # Full dim and prefixes that divide it are scored in FAISS from the stored rows; 48 does not divide 64 and
+    # goes through the numpy gather. Every path must give the cosine of the re-normalised prefixes.
+    x, q = _corpus(2000), _corpus(30, seed=3)
+    index = MatryoshkaIndex(64, [8, 16])
+    index.add(x)
+    scores, ids = index.search(q, 10, plan)
+    d = plan.rerank_dim
+    xn = x[:, :d] / np.linalg.norm(x[:, :d], axis=1, keepdims=True)
+    qn = q[:, :d] / np.linalg.norm(q[:, :d], axis=1, keepdims=True)
+    expected = np.take_along_axis(qn @ xn.T, ids, axis=1)
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-7).all()  # best first
+
+
+def test_autotune_builds_prefix_graphs_and_keeps_the_winner(monkeypatch):
+    import matryoshka.index.autotune as tune_module
+
+    monkeypatch.setattr(tune_module, "STRUCTURE_MIN_ROWS", 1000)
+    x, q = _corpus(4000, d=256), _corpus(60, d=256, seed=5)
+    index = MatryoshkaIndex(256, [16])
+    index.add(x)
+    tuned = tune_module.autotune(index, q, k=10, target_recall=0.9)
+    tried = {(*c["structure"]["shortlist_dims"], c["structure"]["shortlist"]) for c in tuned.candidates}
+    assert {(16, "flat"), (16, "hnsw"), (32, "hnsw"), (64, "hnsw")} <= tried
+    # The index now has the structure of the chosen plan, and the plan reaches the target on it.
+    assert index.shortlist == tuned.structure["shortlist"] and index.shortlist_dims == tuned.structure["shortlist_dims"]
+    truth = index.search(q, 10)[1]
+    ids = index.search(q, 10, tuned.plan)[1]
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=True)]) == pytest.approx(tuned.recall)
+    assert tuned.recall >= 0.9
+    kept = MatryoshkaIndex(256, [16])
+    kept.add(x)
+    tune_module.autotune(kept, q, k=10, target_recall=0.9, structures="keep")
+    assert kept.shortlist == "flat" and kept.shortlist_dims == [16]
+    with pytest.raises(ValueError, match="structures"):
+        tune_module.autotune(kept, q, structures="all")

@@ -1,220 +1,350 @@
-"""Adaptive and funnel retrieval against exact full-dim search, measured side by side.
+"""Adaptive retrieval against the full-dim indexes a user would run instead, measured side by side in one run.
 
-    mrl bench retrieval                               # 1M x 512 synthetic corpus + Fashion-MNIST MRL embeddings
-    mrl bench retrieval --n 200000 --skip-real        # a smaller corpus, synthetic part only
+    mrl bench retrieval                                    # 240k real MRL embeddings (run `mrl demo --quick` first)
+    mrl bench retrieval --size 1000000                     # 1M (17 pixel shifts of the 60k images)
+    mrl bench retrieval --model runs/demo2048/models/mrl   # a 2048-d model (`mrl demo --quick --embed-dim 2048`)
+    mrl bench retrieval --synthetic --size 20000           # no trained model needed
 
-Synthetic corpus (no data set of 1M real MRL embeddings ships offline): clustered vectors whose per-dim scale
-decays as j^-alpha (default 0.75) from the first dims to the last, a coarse-to-fine spectrum like a Matryoshka
-embedding's; 1,000 clusters are the relevance classes and queries are held-out draws. With the defaults a
-16-dim shortlist of 200 keeps about 95% of the exact neighbours, less than on the real Fashion-MNIST MRL
-embeddings (99.5%), so the synthetic corpus is the harder of the two. Baselines are FAISS ``IndexFlatIP`` at
-the full dim (and HNSW with ``--hnsw``). Prints latency at batch 1 (median of single queries) and batched,
-speed-ups, mAP@10 and recall@10 against the exact full-dim neighbours, and memory per vector for each storage encoding.
-
-The real part indexes the MRL embeddings of the Fashion-MNIST train+val images (60k) from a trained run
-(default ``runs/demo/models/mrl``, made by ``mrl demo``) and queries with the 10k test images.
+Competitors over the same vectors: FAISS ``IndexFlatIP`` (exact), ``IndexHNSWFlat`` (M=32, efSearch swept) and
+``IndexIVFFlat`` (4 sqrt(N) lists, nprobe swept), all at the full dim. Ours: ``MatryoshkaIndex(d)``, ``add``, and
+``autotune`` at each target recall (it picks the shortlist structure and the plan on calibration queries); the
+HNSW competitor gets the same treatment: its smallest efSearch that reaches the target on the calibration
+queries. Everything is then measured on other (evaluation) queries, interleaved over ``--rounds`` rounds so
+that the machine's noise falls on all methods alike: recall@10 against exact full-dim search, batch-1 latency
+(median and p99 over every single-query search), batched queries per second, resident bytes per vector, and
+build seconds. Our tuned index is also saved and re-opened with its full-dim vectors memory-mapped (only the
+prefix structures stay in RAM). Writes ``results.json`` and ``retrieval.png`` (recall vs batch-1 latency) to
+``--out``.
 """
 
 from __future__ import annotations
 
-import statistics
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
-import torch
 
-from matryoshka.evaluate.metrics import class_ranking_metrics, recall_against
-from matryoshka.index import AdaptivePlan, FullPlan, FunnelPlan, MatryoshkaIndex
-from matryoshka.index.evaluation import evaluate_plans
-from matryoshka.index.storage import ENCODINGS, Encoding, bytes_per_vector
+from matryoshka.bench.corpora import Corpus, shifted_embeddings, synthetic
+from matryoshka.errors import InputError
+from matryoshka.evaluate.metrics import recall_against
+from matryoshka.index import MatryoshkaIndex
+from matryoshka.index.autotune import SHORTLIST_FACTORS, autotune
+from matryoshka.index.plans import AdaptivePlan, plan_to_text
+from matryoshka.io import atomic_write_json
 
-
-def synthetic(n: int, n_queries: int, d: int, clusters: int, alpha: float = 0.75, noise: float = 1.0, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    spectrum = (np.arange(1, d + 1) ** -alpha).astype(np.float32)  # coarse-to-fine scale per dim
-    centers = rng.standard_normal((clusters, d), dtype=np.float32) * spectrum
-    labels = rng.integers(0, clusters, n + n_queries)
-    x = np.empty((n + n_queries, d), dtype=np.float32)
-    for start in range(0, len(x), 100_000):
-        sl = slice(start, start + 100_000)
-        x[sl] = centers[labels[sl]] + noise * rng.standard_normal((len(labels[sl]), d), dtype=np.float32) * spectrum
-    return x[:n], labels[:n], x[n:], labels[n:]
+K = 10
+EF_SEARCH = (4, 6, 8, 12, 16, 24, 32, 64, 128)
+N_PROBE = (1, 2, 4, 8, 16, 32, 64)
 
 
-def normalized(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+def unit(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+def faiss_bytes(index: faiss.Index) -> int:
+    return int(faiss.serialize_index(index).nbytes)
 
 
-def compare_methods(
-    corpus: tuple[np.ndarray, np.ndarray],
-    queries: tuple[np.ndarray, np.ndarray],
-    single_queries: int = 30,
-    repeats: int = 3,
-    shortlist_dim: int = 16,
-    encoding: Encoding = "float32",
-    hnsw: bool = False,
-) -> list[dict[str, Any]]:
-    """Latency (batched and batch 1), speed-up, mAP@10 and recall@10 against exact search of each method on a
-    labelled (vectors, classes) corpus and queries; prints the table and the memory per vector."""
-    (x, y), (q, qy) = corpus, queries
-    d = x.shape[1]
+def ours_bytes(index: MatryoshkaIndex, mapped: bool = False) -> int:
+    """Bytes held in RAM: full-dim codes (unless memory-mapped), ids, deletion flags, prefix norms, structures."""
+    held = (
+        index._ids.nbytes + index._dead.nbytes + index._dead_bits.nbytes + sum(n.nbytes for n in index._norms.values())
+    )
+    held += sum(faiss_bytes(s) for s in index._shortlist.values())
+    return held + (0 if mapped else index._codes.nbytes)
+
+
+class Method:
+    """One configuration to time: a name, a family (one curve in the plot) and a search function."""
+
+    def __init__(self, name: str, family: str, search, bytes_: int, build_s: float, note: str = "") -> None:
+        self.name, self.family, self.search, self.bytes, self.build_s, self.note = (
+            name,
+            family,
+            search,
+            bytes_,
+            build_s,
+            note,
+        )
+        self.singles: list[float] = []
+        self.batched: list[float] = []
+        self.recall = float("nan")
+
+    def row(self, n: int, queries: int) -> dict[str, Any]:
+        s = np.array(self.singles) * 1000
+        return {
+            "method": self.name,
+            "family": self.family,
+            "recall@10": self.recall,
+            "p50_ms": float(np.median(s)),
+            "p99_ms": float(np.percentile(s, 99)),
+            "qps": queries / float(np.median(self.batched)),
+            "bytes_per_vector": self.bytes / n,
+            "build_s": self.build_s,
+            "note": self.note,
+        }
+
+
+def faiss_search(index: faiss.Index, **params):
+    def search(q: np.ndarray) -> np.ndarray:
+        for key, value in params.items():
+            target = index.hnsw if key == "efSearch" else index
+            setattr(target, key, value)
+        return index.search(unit(q), K)[1]
+
+    return search
+
+
+def competitors(corpus: Corpus, hnsw_m: int) -> tuple[list[Method], dict[str, float]]:
+    x = unit(corpus.vectors)
+    n, d = x.shape
+    methods, builds = [], {}
+    t0 = time.perf_counter()
     flat = faiss.IndexFlatIP(d)
-    flat.add(normalized(x))
-    index = MatryoshkaIndex(d, [shortlist_dim], encoding)
-    t0 = time.perf_counter()
-    index.add(x)
-    print(f"index (flat shortlist) built in {time.perf_counter() - t0:.1f}s")
-    hnsw_index = MatryoshkaIndex(d, [shortlist_dim, 2 * shortlist_dim], encoding, shortlist="hnsw")
-    t0 = time.perf_counter()
-    hnsw_index.add(x)
-    print(
-        f"index (HNSW shortlists at {shortlist_dim} and {2 * shortlist_dim} dims, M=32) built in "
-        f"{time.perf_counter() - t0:.1f}s"
+    flat.add(x)
+    builds["flat"] = time.perf_counter() - t0
+    methods.append(
+        Method("faiss FlatIP (exact)", "faiss FlatIP", faiss_search(flat), faiss_bytes(flat), builds["flat"])
     )
-    qn = np.ascontiguousarray(normalized(q))
-    k = 10
-    _, truth = flat.search(qn, k)
-    ds = shortlist_dim
-    methods = {
-        "faiss IndexFlatIP, full dim": lambda qq: flat.search(np.ascontiguousarray(normalized(qq)), k)[1],
-        "ours, full dim (exact)": lambda qq: index.search(qq, k, FullPlan())[1],
-        f"ours, adaptive D_s={ds} K=200 D_r={d}": lambda qq: index.search(qq, k, AdaptivePlan(ds, 200, d))[1],
-        "ours, funnel": lambda qq: index.search(qq, k, FunnelPlan(funnel_steps(ds, d)))[1],
-        f"ours, HNSW shortlist, adaptive D_s={ds} K=200": lambda qq: hnsw_index.search(qq, k, AdaptivePlan(ds, 200, d))[
-            1
-        ],
-        "ours, HNSW shortlist, funnel": lambda qq: hnsw_index.search(qq, k, FunnelPlan(funnel_steps(ds, d)))[1],
-        f"ours, HNSW shortlist, adaptive D_s={ds} K=1000": lambda qq: hnsw_index.search(
-            qq, k, AdaptivePlan(ds, 1000, d)
-        )[1],
-        f"ours, HNSW shortlist, adaptive D_s={2 * ds} K=1000": lambda qq: hnsw_index.search(
-            qq, k, AdaptivePlan(2 * ds, 1000, d)
-        )[1],
+    print(f"faiss IndexHNSWFlat({d}, M={hnsw_m}): building over {n:,} vectors", flush=True)
+    t0 = time.perf_counter()
+    hnsw = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    hnsw.add(x)
+    builds["hnsw"] = time.perf_counter() - t0
+    size = faiss_bytes(hnsw)
+    for ef in EF_SEARCH:
+        methods.append(
+            Method(f"faiss HNSW efSearch={ef}", "faiss HNSWFlat", faiss_search(hnsw, efSearch=ef), size, builds["hnsw"])
+        )
+    nlist = max(1, int(4 * math.sqrt(n)))
+    t0 = time.perf_counter()
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(x[:: max(1, n // (64 * nlist))])
+    ivf.add(x)
+    builds["ivf"] = time.perf_counter() - t0
+    size = faiss_bytes(ivf)
+    for nprobe in N_PROBE:
+        methods.append(
+            Method(
+                f"faiss IVF{nlist} nprobe={nprobe}",
+                "faiss IVFFlat",
+                faiss_search(ivf, nprobe=nprobe),
+                size,
+                builds["ivf"],
+            )
+        )
+    return methods, builds
+
+
+def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[str, Any]]:
+    """Our index tuned to ``target`` (structure and plan), its K curve, and the same index memory-mapped."""
+    d = corpus.vectors.shape[1]
+    t0 = time.perf_counter()
+    index = MatryoshkaIndex(d)
+    index.add(corpus.vectors)
+    add_s = time.perf_counter() - t0
+    print(f"ours: autotune to recall {target} (structures and plans)", flush=True)
+    t0 = time.perf_counter()
+    tuned = autotune(index, corpus.calibration, K, target, verbose=True)
+    tune_s = time.perf_counter() - t0
+    build_s = add_s + tuned.structure.get("build_s", 0.0)
+    plan = tuned.plan
+    info = {
+        "target": target,
+        "plan": plan_to_text(plan),
+        "structure": tuned.structure,
+        "autotune_s": tune_s,
+        "build_s": build_s,
     }
-    if hnsw:
-        hnsw_flat = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-        t0 = time.perf_counter()
-        hnsw_flat.add(normalized(x))
-        print(f"HNSW (M=32) built in {time.perf_counter() - t0:.1f}s")
-        methods["faiss HNSW (M=32, efSearch=64), full dim"] = lambda qq: hnsw_flat.search(normalized(qq), k)[1]
-    singles = q[:single_queries]
-    rows = []
-    for name, fn in methods.items():
-        batched_s, ids = timed(lambda fn=fn: fn(q), repeats)
-        per_query = [timed(lambda fn=fn, i=i: fn(singles[i : i + 1]), 1)[0] for i in range(len(singles))]
-        m = class_ranking_metrics(ids, y, qy)
-        rows.append(
-            {
-                "method": name,
-                "batched_s": batched_s,
-                "single_s": statistics.median(per_query),
-                "map@10": m["map@10"],
-                "recall_vs_exact": recall_against(ids, truth),
-            }
+    tag = f"ours@{target}"
+    methods = [
+        Method(
+            f"{tag} {plan_to_text(plan)}",
+            "ours (tuned)",
+            lambda q: index.search(q, K, plan)[1],
+            ours_bytes(index),
+            build_s,
         )
-    base_batch, base_single = rows[0]["batched_s"], rows[0]["single_s"]
-    print(
-        f"\nfaiss threads={faiss.omp_get_max_threads()}, torch threads={torch.get_num_threads()}; "
-        f"batched = {len(q)} queries in one call (median of {repeats}); batch 1 = median over "
-        f"{len(singles)} single queries"
-    )
-    print(
-        f"{'method':<48}{'batched s':>10}{'speed-up':>9}{'batch-1 ms':>11}{'speed-up':>9}{'mAP@10':>8}"
-        f"{'R@10 vs exact':>14}"
-    )
-    for r in rows:
-        b, s1 = r["batched_s"], r["single_s"]
-        print(
-            f"{r['method']:<48}{b:>10.3f}{base_batch / b:>8.1f}x{1000 * s1:>11.2f}{base_single / s1:>8.1f}x"
-            f"{100 * r['map@10']:>8.2f}{r['recall_vs_exact']:>14.3f}"
-        )
-    print("\nmemory per vector (full-dim codes + shortlist prefix + id):")
-    for enc in ENCODINGS:
-        print(f"  {enc:<8} {bytes_per_vector(d, enc) + 4 * ds + 8:>6} bytes   (faiss IndexFlatIP full dim: {4 * d})")
-    return rows
-
-
-def funnel_steps(ds: int, d: int) -> list[tuple[int, int]]:
-    dims, k = [ds], [200]
-    while dims[-1] * 2 < d:
-        dims.append(dims[-1] * 2)
-        k.append(max(10, k[-1] // 2))
-    return [*zip(dims, k, strict=True), (d, 10)]
-
-
-def run_real(checkpoint: Path = Path("runs/demo/models/mrl")) -> list[dict[str, Any]]:
-    """Metrics of each plan on the MRL embeddings of a trained run (none when there is no trained model)."""
-    from matryoshka.inference import encode, load_run
-    from matryoshka.train import CheckpointError
-
-    try:
-        model, _, data = load_run(checkpoint, "cpu")
-    except CheckpointError as e:
-        print(f"\nskipping the Fashion-MNIST part: {e} (run `mrl demo` first)")
-        return []
-    db = torch.cat([encode(model, data.train.x), encode(model, data.val.x)]).numpy()
-    db_y = torch.cat([data.train.y, data.val.y]).numpy()
-    q, qy = encode(model, data.test.x).numpy(), data.test.y.numpy()
-    d = db.shape[1]
-    index = MatryoshkaIndex(d, [8, 16])
-    index.add(db)
-    plans = [
-        FullPlan(),
-        AdaptivePlan(8, 200, d),
-        AdaptivePlan(16, 200, d),
-        AdaptivePlan(16, 50, 64),
-        FunnelPlan(funnel_steps(16, d)),
     ]
-    print(
-        f"\nFashion-MNIST MRL embeddings ({checkpoint}): corpus {len(db):,} x {d}, {len(q):,} test queries, "
-        "same-class relevance"
-    )
-    print(f"{'plan':<56}{'mAP@10':>8}{'P@10':>8}{'R@10 vs exact':>14}{'seconds':>9}")
-    rows = evaluate_plans(index, q, qy, db_y, plans)
-    for row in rows:
-        print(
-            f"{row['plan']:<56}{100 * row['map@10']:>8.2f}{100 * row['p@10']:>8.2f}"
-            f"{row['recall_vs_exact']:>14.3f}{row['seconds']:>9.2f}"
+    if isinstance(plan, AdaptivePlan):
+        for factor in SHORTLIST_FACTORS[:9]:
+            curve = AdaptivePlan(plan.shortlist_dim, int(factor * K), plan.rerank_dim)
+            if curve != plan:
+                methods.append(
+                    Method(
+                        f"{tag} curve {plan_to_text(curve)}",
+                        f"ours, {tuned.structure['shortlist']} over {plan.shortlist_dim} dims",
+                        lambda q, c=curve: index.search(q, K, c)[1],
+                        ours_bytes(index),
+                        build_s,
+                    )
+                )
+    folder = out / f"index-{target}"
+    index.save(folder)
+    mapped = MatryoshkaIndex.load(folder, mmap=True)
+    methods.append(
+        Method(
+            f"{tag} memory-mapped {plan_to_text(plan)}",
+            "ours (tuned, mapped)",
+            lambda q: mapped.search(q, K, plan)[1],
+            ours_bytes(mapped, mapped=True),
+            build_s,
+            note=f"+{mapped._codes.nbytes / len(corpus.vectors):.0f} B/vector in a mapped file",
         )
-    return rows
+    )
+    return methods, info
+
+
+def measure(methods: list[Method], corpus: Corpus, single: int, rounds: int) -> None:
+    """Recall on the evaluation queries, then interleaved timing rounds: every method searches the same single
+    queries and one batch per round, so slow spells of a shared machine fall on all of them."""
+    truth = faiss.knn(unit(corpus.queries), unit(corpus.vectors), K, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    for m in methods:
+        m.recall = recall_against(m.search(corpus.queries), truth)
+    order = np.random.default_rng(0).permutation(len(corpus.queries))
+    for r in range(rounds):
+        print(f"timing round {r + 1}/{rounds}", flush=True)
+        for m in methods:
+            count = max(3, single // 20) if "exact" in m.name else single  # an exact scan is slow
+            for i in order[(r * count) % len(order) :][:count]:
+                t0 = time.perf_counter()
+                m.search(corpus.queries[i : i + 1])
+                m.singles.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            m.search(corpus.queries)
+            m.batched.append(time.perf_counter() - t0)
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    families = dict.fromkeys(r["family"] for r in rows if r["family"] != "faiss FlatIP")
+    for family in families:
+        pts = sorted(((r["p50_ms"], r["recall@10"]) for r in rows if r["family"] == family), key=lambda p: p[1])
+        style = "*" if "tuned" in family else "o-"
+        ax.plot(
+            [p[0] for p in pts], [p[1] for p in pts], style, label=family, markersize=10 if "tuned" in family else 4
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency, median (ms)")
+    ax.set_ylabel("recall@10 vs exact full-dim search")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def goals(d: int) -> dict[str, float]:
+    big = d >= 2048
+    return {"speed": 2.0 if big else 1.5, "memory": 1 / 8 if big else 1 / 4, "build": 6.0 if big else 3.0}
 
 
 def run(
     *,
-    n: int = 1_000_000,
-    dim: int = 512,
-    clusters: int = 1000,
-    alpha: float = 0.75,
-    noise: float = 1.0,
+    model: Path = Path("runs/demo/models/mrl"),
+    size: int = 240_000,
     queries: int = 1000,
-    single_queries: int = 30,
-    repeats: int = 3,
-    shortlist_dim: int = 16,
-    encoding: Encoding = "float32",
-    hnsw: bool = False,
-    checkpoint: Path = Path("runs/demo/models/mrl"),
-    skip_real: bool = False,
-    skip_synthetic: bool = False,
-) -> dict[str, list[dict[str, Any]]]:
-    """The synthetic part (:func:`compare_methods` on a :func:`synthetic` corpus) and the real part
-    (:func:`run_real`), each unless skipped."""
-    results = {}
-    if not skip_synthetic:
-        print(f"building synthetic corpus: {n:,} x {dim}, {clusters} clusters, {queries} queries")
-        x, y, q, qy = synthetic(n, queries, dim, clusters, alpha, noise)
-        results["synthetic"] = compare_methods((x, y), (q, qy), single_queries, repeats, shortlist_dim, encoding, hnsw)
-    if not skip_real:
-        results["real"] = run_real(checkpoint)
+    targets: str = "0.95,0.99",
+    single: int = 200,
+    rounds: int = 3,
+    hnsw_m: int = 32,
+    synthetic_dim: int = 0,
+    out: Path = Path("runs/bench/retrieval"),
+) -> dict[str, Any]:
+    """The whole benchmark; ``synthetic_dim > 0`` uses a synthetic corpus of that dim instead of ``model``."""
+    try:
+        wanted = [float(t) for t in targets.split(",")]
+    except ValueError:
+        raise InputError(f"--targets must be comma-separated recalls, got {targets!r}") from None
+    if not wanted or not all(0 < t <= 1 for t in wanted):
+        raise InputError(f"--targets must lie in (0, 1], got {targets!r}")
+    if synthetic_dim:
+        corpus = synthetic(size, queries, synthetic_dim, clusters=max(10, size // 200))
+    else:
+        corpus = shifted_embeddings(model, size, queries)
+    n, d = corpus.vectors.shape
+    out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"corpus: {corpus.name}, {n:,} x {d}; {queries} calibration + {queries} evaluation queries; "
+        f"faiss threads {faiss.omp_get_max_threads()}",
+        flush=True,
+    )
+    methods, builds = competitors(corpus, hnsw_m)
+    tuned = []
+    for target in wanted:
+        mine, info = ours(corpus, target, out)
+        methods += mine
+        tuned.append(info)
+    cal_truth = faiss.knn(unit(corpus.calibration), unit(corpus.vectors), K, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    hnsw_rows = [m for m in methods if m.family == "faiss HNSWFlat"]
+    cal_recall = {m.name: recall_against(m.search(corpus.calibration), cal_truth) for m in hnsw_rows}
+    measure(methods, corpus, single, rounds)
+    rows = [m.row(n, queries) for m in methods]
+    by_name = {r["method"]: r for r in rows}
+    print(f"\n{'method':<52}{'R@10':>7}{'p50 ms':>8}{'p99 ms':>8}{'QPS':>8}{'B/vector':>10}{'build s':>9}")
+    for r in rows:
+        print(
+            f"{r['method'][:51]:<52}{r['recall@10']:>7.4f}{r['p50_ms']:>8.3f}{r['p99_ms']:>8.3f}{r['qps']:>8.0f}"
+            f"{r['bytes_per_vector']:>10.0f}{r['build_s']:>9.1f}  {r['note']}"
+        )
+    goal = goals(d)
+    comparisons = []
+    for info in tuned:
+        target = info["target"]
+        hnsw = next((m for m in hnsw_rows if cal_recall[m.name] >= target), hnsw_rows[-1])
+        theirs = by_name[hnsw.name]
+        for kind in ("ours (tuned)", "ours (tuned, mapped)"):
+            mine = next(r for r in rows if r["family"] == kind and r["method"].startswith(f"ours@{target} "))
+            c = {
+                "target": target,
+                "ours": mine["method"],
+                "hnsw": hnsw.name,
+                "recall": (mine["recall@10"], theirs["recall@10"]),
+                "p50_speedup": theirs["p50_ms"] / mine["p50_ms"],
+                "p99_speedup": theirs["p99_ms"] / mine["p99_ms"],
+                "batched_speedup": mine["qps"] / theirs["qps"],
+                "memory_ratio": mine["bytes_per_vector"] / theirs["bytes_per_vector"],
+                "build_speedup": theirs["build_s"] / mine["build_s"],
+            }
+            comparisons.append(c)
+    print(
+        f"\nat matched recall (both tuned to the target on calibration queries), against faiss HNSWFlat at {d} dims;"
+        f" goals: speed >= {goal['speed']}x, memory <= {goal['memory']:.3f}x, build >= {goal['build']}x"
+    )
+    for c in comparisons:
+        mine, theirs = c["recall"]
+        print(f"  target {c['target']}: {c['ours']}  vs  {c['hnsw']}  (recall {mine:.4f} vs {theirs:.4f})")
+        print(
+            f"    batch-1 p50 {c['p50_speedup']:.2f}x ({verdict(c['p50_speedup'] >= goal['speed'])}), "
+            f"p99 {c['p99_speedup']:.2f}x ({verdict(c['p99_speedup'] >= goal['speed'])}), "
+            f"batched {c['batched_speedup']:.2f}x ({verdict(c['batched_speedup'] >= goal['speed'])}), "
+            f"memory {c['memory_ratio']:.3f}x ({verdict(c['memory_ratio'] <= goal['memory'])}), "
+            f"build {c['build_speedup']:.2f}x faster ({verdict(c['build_speedup'] >= goal['build'])})"
+        )
+    plot(rows, out / "retrieval.png", f"{corpus.name} ({d} dims)")
+    results = {
+        "corpus": corpus.name,
+        "n": n,
+        "dim": d,
+        "builds": builds,
+        "tuned": tuned,
+        "rows": rows,
+        "comparisons": comparisons,
+        "goals": goal,
+    }
+    atomic_write_json(out / "results.json", results)
+    print(f"\nwrote {out / 'results.json'} and {out / 'retrieval.png'}")
     return results

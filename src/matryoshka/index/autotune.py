@@ -1,14 +1,18 @@
-"""Pick the cheapest search plan that keeps a target recall@k relative to exact full-dim search.
+"""Pick the shortlist structure and search plan that answer fastest while keeping a target recall@k relative to
+exact full-dim search.
 
 Recall of every candidate plan is measured on calibration queries against the exact full-dim results; the
-candidates that reach the target are ranked by their cost model (multiply-adds per query), and the few
-cheapest are timed: the fastest measured one wins.
+candidates that reach the target are ranked by their cost model, and the few cheapest are timed one query at a
+time (batch 1, the latency a user waits for): the fastest measured one wins. On a large :class:`MatryoshkaIndex`
+(``structures="auto"``) the search also covers HNSW graphs over short prefixes (d/16, d/8, d/4 dims; AdANNS,
+Rege et al. 2023, builds its structures on low-dim prefixes the same way): each is built, tuned and timed, and
+the index keeps the winning structure.
 
 Example::
 
     from matryoshka.index.autotune import autotune
     best = autotune(index, calibration_queries, k=10, target_recall=0.99)
-    print(best.plan, best.recall, best.latency_ms)
+    print(best.plan, best.recall, best.latency_ms, best.structure)
     scores, ids = index.search(queries, 10, best.plan)
 """
 
@@ -18,20 +22,29 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from rich.console import Console
 
 from matryoshka.errors import InputError
 from matryoshka.evaluate.metrics import recall_against
 from matryoshka.index.index import MatryoshkaIndex
-from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, Plan
+from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, Plan, plan_to_text
+
+STRUCTURE_MIN_ROWS = 20_000  # below this an exact scan of a short prefix is about as fast as any graph
+TIMED_QUERIES = 100  # single queries timed per candidate plan
+SHORTLIST_FACTORS = (1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 40, 80)  # shortlist K as multiples of k
 
 
 @dataclass
 class TunedPlan:
+    """The chosen plan, its recall against exact full-dim search, its cost model, its measured batch-1 latency
+    (median, ms) and the shortlist structure it runs on (``shortlist``, ``shortlist_dims``, ``hnsw_m``)."""
+
     plan: Plan
     recall: float
     flops_per_query: float
     latency_ms: float
     candidates: list[dict] = field(default_factory=list)
+    structure: dict = field(default_factory=dict)
 
     @property
     def flops_saving(self) -> float:
@@ -40,25 +53,37 @@ class TunedPlan:
         return full / self.flops_per_query
 
 
-def plan_flops(plan: Plan, index: MatryoshkaIndex, k: int) -> float:
-    """Multiply-adds per query: the first stage scans the corpus, later stages score their candidates."""
+def structure_of(index) -> dict:
+    return {
+        "shortlist": getattr(index, "shortlist", "flat"),
+        "shortlist_dims": list(index.shortlist_dims),
+        "hnsw_m": getattr(index, "hnsw_m", None),
+    }
+
+
+def plan_flops(plan: Plan, index, k: int) -> float:
+    """Multiply-adds per query. A flat first stage scans the corpus; an HNSW one computes about efSearch x 2M
+    distances (a model, not a count); later stages score their candidates."""
     stages = plan.stages(index.dim, k)
     d0, previous_k = stages[0]
-    flops = index.ntotal * d0
+    if getattr(index, "shortlist", "flat") == "hnsw" and d0 in index.shortlist_dims:
+        flops = max(index.hnsw_ef_search, previous_k) * 2 * index.hnsw_m * d0
+    else:
+        flops = index.ntotal * d0
     for d, kk in stages[1:]:
         flops += previous_k * d
         previous_k = kk
     return float(flops)
 
 
-def candidate_plans(index: MatryoshkaIndex, k: int) -> list[Plan]:
+def candidate_plans(index, k: int) -> list[Plan]:
     dims = [2**i for i in range(3, 16) if 2**i < index.dim] + [index.dim]
     plans: list[Plan] = []
     for ds in index.shortlist_dims:
-        for shortlist_k in (k, 2 * k, 5 * k, 10 * k, 20 * k, 40 * k, 80 * k):
+        for factor in SHORTLIST_FACTORS:
             for dr in dims:
                 if dr > ds:
-                    plans.append(AdaptivePlan(ds, shortlist_k, dr))
+                    plans.append(AdaptivePlan(ds, int(factor * k), dr))
         for start_k in (10 * k, 20 * k, 40 * k):
             steps, kk = [(ds, start_k)], start_k
             for d in dims:
@@ -70,38 +95,102 @@ def candidate_plans(index: MatryoshkaIndex, k: int) -> list[Plan]:
     return plans
 
 
-def _latency_ms(index: MatryoshkaIndex, queries: np.ndarray, k: int, plan: Plan, repeats: int = 3) -> float:
+def candidate_structures(index: MatryoshkaIndex) -> list[dict]:
+    """HNSW graphs (M=16) over one short prefix each: d/16, d/8 and d/4 dims (at least 16, below d)."""
+    dims = dict.fromkeys(d for d in (index.dim // 16, index.dim // 8, index.dim // 4) if 16 <= d < index.dim)
+    return [{"shortlist": "hnsw", "shortlist_dims": [d], "hnsw_m": 16} for d in dims]
+
+
+def batch1_ms(index, queries: np.ndarray, k: int, plan: Plan, n: int = TIMED_QUERIES) -> float:
+    """Median milliseconds of single-query searches over the first ``n`` queries."""
     times = []
-    for _ in range(repeats):
+    for i in range(min(n, len(queries))):
         t0 = time.perf_counter()
-        index.search(queries, k, plan)
+        index.search(queries[i : i + 1], k, plan)
         times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times)) / len(queries)
+    return 1000 * float(np.median(times))
+
+
+def _families(plans: list[Plan]) -> list[list[Plan]]:
+    """Adaptive plans grouped by (D_s, D_r), shortlist K ascending; every other plan alone."""
+    groups: dict[object, list[Plan]] = {}
+    for plan in plans:
+        key = (plan.shortlist_dim, plan.rerank_dim) if isinstance(plan, AdaptivePlan) else id(plan)
+        groups.setdefault(key, []).append(plan)
+    return [sorted(g, key=lambda p: getattr(p, "shortlist_k", 0)) for g in groups.values()]
+
+
+def _tune(index, queries, truth, k, target_recall, plans, time_top, structure) -> list[dict]:
+    """Recall of the candidate plans; within a family of adaptive plans only the largest K and a bisection
+    for the smallest K that reaches the target are searched (recall grows with K). The cheapest few that
+    reach the target are timed."""
+    table = []
+
+    def reaches(plan: Plan) -> bool:
+        _, ids = index.search(queries, k, plan)
+        recall = recall_against(ids, truth)
+        table.append({"plan": plan, "recall": recall, "flops": plan_flops(plan, index, k), "structure": structure})
+        return recall >= target_recall
+
+    for family in _families(plans or candidate_plans(index, k)):
+        if not reaches(family[-1]):
+            continue
+        lo, hi = 0, len(family) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if reaches(family[mid]) else (mid + 1, hi)
+    ok = sorted((c for c in table if c["recall"] >= target_recall), key=lambda c: c["flops"])
+    for cand in ok[:time_top]:
+        cand["latency_ms"] = batch1_ms(index, queries, k, cand["plan"])
+    return table
 
 
 def autotune(
-    index: MatryoshkaIndex,
+    index,
     queries: np.ndarray,
     k: int = 10,
     target_recall: float = 0.99,
     plans: list[Plan] | None = None,
     time_top: int = 3,
+    structures: str = "auto",
+    verbose: bool = False,
 ) -> TunedPlan:
-    """The plan with the lowest measured latency among the cheapest that reach ``target_recall``."""
+    """The fastest measured plan (batch 1) among the cheapest that reach ``target_recall``.
+
+    ``structures="auto"`` (a :class:`MatryoshkaIndex` of at least 20,000 vectors, no ``plans`` given) also
+    builds and tries :func:`candidate_structures`; the index then keeps the structure of the winner.
+    ``structures="keep"`` tunes the plan only. An :class:`~matryoshka.index.IndexStore` keeps its structure.
+    """
     if not 0 < target_recall <= 1:
         raise InputError(f"target_recall must be in (0, 1], got {target_recall}")
+    if structures not in ("auto", "keep"):
+        raise InputError(f"structures must be auto or keep, got {structures!r}")
+    console = Console(stderr=True, quiet=not verbose)
     queries = np.asarray(queries, dtype=np.float32)
     _, truth = index.search(queries, k, FullPlan())
-    table = []
-    for plan in plans or candidate_plans(index, k):
-        _, ids = index.search(queries, k, plan)
-        table.append({"plan": plan, "recall": recall_against(ids, truth), "flops": plan_flops(plan, index, k)})
-    table.append({"plan": FullPlan(), "recall": 1.0, "flops": plan_flops(FullPlan(), index, k)})
-    ok = sorted((c for c in table if c["recall"] >= target_recall), key=lambda c: c["flops"])
-    full = table[-1]  # always timed too: on a small corpus the exhaustive search can be the fastest
-    timed = []
-    for cand in [*ok[:time_top], *([full] if full not in ok[:time_top] else [])]:
-        cand["latency_ms"] = _latency_ms(index, queries, k, cand["plan"])
-        timed.append(cand)
-    best = min(timed, key=lambda c: c["latency_ms"])
-    return TunedPlan(best["plan"], best["recall"], best["flops"], best["latency_ms"], table)
+    current = structure_of(index)
+    table = _tune(index, queries, truth, k, target_recall, plans, time_top, current)
+    full = {"plan": FullPlan(), "recall": 1.0, "flops": plan_flops(FullPlan(), index, k), "structure": current}
+    full["latency_ms"] = batch1_ms(index, queries, k, FullPlan())  # on a small corpus the exact scan can win
+    table.append(full)
+    siblings = {}
+    search_structures = isinstance(index, MatryoshkaIndex) and index.ntotal >= STRUCTURE_MIN_ROWS and not plans
+    for structure in candidate_structures(index) if structures == "auto" and search_structures else []:
+        if structure == current:
+            continue
+        t0 = time.perf_counter()
+        sibling = index.with_shortlists(structure["shortlist_dims"], "hnsw", structure["hnsw_m"])
+        structure = {**structure, "build_s": time.perf_counter() - t0}
+        rows = _tune(sibling, queries, truth, k, target_recall, None, time_top, structure)
+        siblings[id(structure)] = sibling
+        table.extend(rows)
+        best_here = min((c["latency_ms"] for c in rows if "latency_ms" in c), default=float("nan"))
+        console.print(
+            f"HNSW over {structure['shortlist_dims'][0]} dims: built in {structure['build_s']:.1f} s, "
+            f"fastest plan reaching {target_recall} recall: {best_here:.3f} ms"
+        )
+    best = min((c for c in table if "latency_ms" in c), key=lambda c: c["latency_ms"])
+    if id(best["structure"]) in siblings:
+        index.adopt_shortlists(siblings[id(best["structure"])])
+    console.print(f"chosen: {plan_to_text(best['plan'])} on {best['structure']}")
+    return TunedPlan(best["plan"], best["recall"], best["flops"], best["latency_ms"], table, best["structure"])

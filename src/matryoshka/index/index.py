@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,14 +30,11 @@ from matryoshka.index import storage
 from matryoshka.index.errors import IndexInputError
 from matryoshka.index.ids import check_ids, check_new_ids, empty_ids, listed
 from matryoshka.index.plans import Plan, checked_stages
-from matryoshka.index.storage import keep_live, normalize
-
-EXACT_CHUNK = 1 << 16  # corpus rows per block in exact (non-shortlist) first stages
-RERANK_FLOATS = 1 << 23  # gathered floats per re-ranking block (32 MiB)
-MAX_OVERFETCH = 2048  # up to this many deleted rows, exact searches ask for k + deleted and drop them after
+from matryoshka.index.stages import EXACT_CHUNK, StagedSearch
+from matryoshka.index.storage import normalize, row_squares
 
 
-class MatryoshkaIndex:
+class MatryoshkaIndex(StagedSearch):
     """Add, remove and search full-dim vectors with multi-stage (prefix) plans.
 
     Args:
@@ -83,6 +81,8 @@ class MatryoshkaIndex:
         self._dead_bits = np.zeros(0, dtype=np.uint8)  # the same, packed for FAISS's IDSelectorBitmap
         self._n_dead = 0
         self._shortlist = {d: self._new_shortlist(d) for d in self.shortlist_dims}
+        self._params: dict[int, faiss.SearchParameters] = {}
+        self._norms: dict[int, np.ndarray] = {}  # prefix lengths for compiled re-ranking, by prefix size
 
     def options(self) -> dict:
         """The constructor arguments (everything but the contents)."""
@@ -108,7 +108,20 @@ class MatryoshkaIndex:
         for start in range(0, self.rows, EXACT_CHUNK):
             pos = np.arange(start, min(start + EXACT_CHUNK, self.rows))
             for d, index in self._shortlist.items():
-                index.add(np.ascontiguousarray(normalize(self._rows(pos, d))))
+                index.add(normalize(self._rows(pos, d)))
+
+    def with_shortlists(self, dims: Iterable[int], shortlist: str, hnsw_m: int = 16, hnsw_ef_search: int = 16):
+        """This index's rows (shared, not copied) under other shortlist structures, built now."""
+        out = copy.copy(self)
+        out.shortlist_dims, out.shortlist = sorted(set(int(d) for d in dims)), shortlist
+        out.hnsw_m, out.hnsw_ef_search, out._params = hnsw_m, hnsw_ef_search, {}
+        out._fill_shortlist()
+        return out
+
+    def adopt_shortlists(self, other: MatryoshkaIndex) -> None:
+        """Take ``other``'s shortlist structures (made by :meth:`with_shortlists` from this index)."""
+        keys = ("shortlist_dims", "shortlist", "hnsw_m", "hnsw_ef_search", "_shortlist", "_params")
+        self.__dict__.update({key: other.__dict__[key] for key in keys})
 
     @classmethod
     def build(cls, vectors: np.ndarray, ids: Iterable | None = None, **options) -> MatryoshkaIndex:
@@ -146,8 +159,10 @@ class MatryoshkaIndex:
         return self._rows(np.asarray(positions, dtype=np.int64), d or self.dim)
 
     def bytes_per_vector(self) -> int:
-        """Storage of one vector: the full-dim codes plus its shortlist prefixes (float32)."""
-        return storage.bytes_per_vector(self.dim, self.encoding) + 4 * sum(self.shortlist_dims) + 8
+        """Storage of one vector: the full-dim codes, its shortlist prefixes (float32), the bottom layer of each
+        HNSW graph (2M links of 4 bytes) and its id."""
+        links = 8 * self.hnsw_m * len(self.shortlist_dims) if self.shortlist == "hnsw" else 0
+        return storage.bytes_per_vector(self.dim, self.encoding) + 4 * sum(self.shortlist_dims) + links + 8
 
     def check_vectors(self, x: np.ndarray, what: str) -> np.ndarray:
         """``x`` as float32 (n, dim); refuses wrong shapes, NaN/inf and all-zero rows."""
@@ -158,12 +173,17 @@ class MatryoshkaIndex:
             raise IndexInputError(f"{what} must have shape (n, {self.dim}), got {tuple(np.shape(x))}")
         if not np.issubdtype(x.dtype, np.number):
             raise IndexInputError(f"{what} must be numeric, got dtype {x.dtype}")
-        x = x.astype(np.float32, copy=False)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        squares = row_squares(x)  # one compiled pass finds NaN, inf and all-zero rows
+        if len(x) and squares.min() > 0 and squares.max() < np.inf:
+            return x
         if not np.isfinite(x).all():
             raise IndexInputError(f"{what} contain NaN or infinite values")
-        zero = np.flatnonzero(~x.any(axis=1))
+        zero = np.flatnonzero(squares == 0)
         if zero.size:
             raise IndexInputError(f"{what} row {int(zero[0])} is all zeros: it has no direction to compare by cosine")
+        if len(x):
+            raise IndexInputError(f"{what} have values too large to square in float32 (about 1e19 and above)")
         return x
 
     def next_ids(self, n: int) -> np.ndarray:
@@ -200,7 +220,7 @@ class MatryoshkaIndex:
         self._dead_bits = np.packbits(self._dead, bitorder="little")
         decoded = storage.decode(codes, scales, self.encoding)
         for d, index in self._shortlist.items():
-            index.add(np.ascontiguousarray(normalize(decoded[:, :d])))
+            index.add(normalize(decoded[:, :d]))
 
     def remove(self, ids: Iterable) -> int:
         """Remove vectors by id (one id or several); unknown ids are an error (nothing is removed then)."""
@@ -261,45 +281,6 @@ class MatryoshkaIndex:
         scales = self._scales[positions] if self._scales is not None else None
         return storage.decode(codes, scales, self.encoding)
 
-    def _exact(self, q: np.ndarray, d: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and positions of the top-k live rows by prefix cosine over the whole corpus, best first."""
-        qn = np.ascontiguousarray(normalize(q[:, :d]))
-        dead = self._dead if self._n_dead else None
-        n_dead = self._n_dead
-        if d == self.dim and self.encoding == "float32" and n_dead <= MAX_OVERFETCH:
-            # Stored vectors are unit length: one exact inner-product search, no copy of the corpus.
-            codes = np.ascontiguousarray(self._codes)
-            scores, positions = faiss.knn(qn, codes, min(k + n_dead, self.rows), metric=faiss.METRIC_INNER_PRODUCT)
-            return keep_live(scores, positions, self._dead, k) if n_dead else (scores, positions)
-        best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
-        best_p = np.zeros((len(q), 0), dtype=np.int64)
-        for start in range(0, self.rows, EXACT_CHUNK):
-            pos = np.arange(start, min(start + EXACT_CHUNK, self.rows))
-            if dead is not None:
-                pos = pos[~dead[pos]]
-            if not len(pos):
-                continue
-            block = np.ascontiguousarray(normalize(self._rows(pos, d)))
-            s, p = faiss.knn(qn, block, min(k, len(pos)), metric=faiss.METRIC_INNER_PRODUCT)
-            best_s = np.concatenate([best_s, s], axis=1)
-            best_p = np.concatenate([best_p, pos[p]], axis=1)
-            if best_s.shape[1] > k:
-                top = np.argpartition(-best_s, k - 1, axis=1)[:, :k]
-                best_s = np.take_along_axis(best_s, top, 1)
-                best_p = np.take_along_axis(best_p, top, 1)
-        order = np.argsort(-best_s, axis=1, kind="stable")
-        return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_p, order, 1)
-
-    def _rerank(self, q: np.ndarray, positions: np.ndarray, d: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Re-score candidate positions (Q, K) with the d-dim prefix; keep the best k, best first."""
-        rows = self._rows(positions, d)  # (Q, K, d)
-        qn = normalize(q[:, :d]).astype(np.float32)
-        dots = np.einsum("qkd,qd->qk", rows, qn)
-        norms = np.sqrt(np.einsum("qkd,qkd->qk", rows, rows))
-        scores = dots / np.maximum(norms, 1e-12)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(scores, order, 1), np.take_along_axis(positions, order, 1)
-
     def plan_stages(self, plan: Plan | str | None, k: int, exact: bool = False) -> list[tuple[int, int]]:
         """The plan's (dim, K) stages, checked (:func:`~matryoshka.index.plans.checked_stages`), K cut to the
         corpus size."""
@@ -310,47 +291,9 @@ class MatryoshkaIndex:
 
     def check_prefix(self, q: np.ndarray, d0: int) -> None:
         """Refuse queries whose first-stage prefix is all zeros (no direction to shortlist by)."""
-        zero = np.flatnonzero(~q[:, :d0].any(axis=1))
+        zero = np.flatnonzero(row_squares(np.ascontiguousarray(q[:, :d0])) == 0)
         if zero.size:
             raise IndexInputError(f"query {int(zero[0])} is all zeros in its first {d0} dims, where the plan starts")
-
-    def search_positions(self, q: np.ndarray, stages: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, row positions) of checked queries through checked stages, best first."""
-        d0, k0 = stages[0]
-        k0 = min(k0, self.ntotal)
-        if d0 in self._shortlist:
-            sel, n_dead, fetch = None, self._n_dead, k0
-            if n_dead and (self.shortlist == "hnsw" or n_dead > MAX_OVERFETCH):
-                bits = self._dead_bits  # a local reference keeps the bitmap alive during the search
-                sel = faiss.IDSelectorNot(faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)))
-            elif n_dead:
-                fetch = min(k0 + n_dead, self.rows)  # a flat scan filtered by a selector is slower than this
-            if self.shortlist == "hnsw":
-                params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw_ef_search, k0), sel=sel)
-            else:
-                params = faiss.SearchParameters(sel=sel)
-            shortlist_q = np.ascontiguousarray(normalize(q[:, :d0]))
-            scores, positions = self._shortlist[d0].search(shortlist_q, fetch, params=params)
-            if fetch > k0:
-                scores, positions = keep_live(scores, positions, self._dead, k0)
-            short = (positions < 0).any(axis=1)
-            if short.any():  # a graph walk (filtered by many deletions) found fewer than K: scan those exactly
-                scores[short], positions[short] = self._exact(q[short], d0, k0)
-        else:
-            scores, positions = self._exact(q, d0, k0)
-        if len(stages) > 1:
-            # Re-rank in query blocks so that gathered candidates stay around RERANK_FLOATS floats.
-            widest = max(kk * d for d, kk in stages[1:])
-            step = max(1, RERANK_FLOATS // widest)
-            out_s, out_p = [], []
-            for start in range(0, len(q), step):
-                s_blk, p_blk = None, positions[start : start + step]
-                for d, kk in stages[1:]:
-                    s_blk, p_blk = self._rerank(q[start : start + step], p_blk, d, kk)
-                out_s.append(s_blk)
-                out_p.append(p_blk)
-            scores, positions = np.concatenate(out_s), np.concatenate(out_p)
-        return scores.astype(np.float32, copy=False), positions
 
     def search(
         self, queries: np.ndarray, k: int = 10, plan: Plan | str | None = None, exact: bool = False
