@@ -330,6 +330,8 @@ def test_compiled_reranking_scores_are_prefix_cosines(plan):
     expected = np.take_along_axis(qn @ xn.T, ids, axis=1)
     np.testing.assert_allclose(scores, expected, atol=1e-5)
     assert (np.diff(scores, axis=1) <= 1e-7).all()  # best first
+    empty_scores, empty_ids = index.search(np.zeros((0, 64), np.float32), 10, plan)
+    assert empty_scores.shape == empty_ids.shape == (0, 10)
 
 
 def test_autotune_builds_prefix_graphs_and_keeps_the_winner(monkeypatch):
@@ -354,3 +356,9 @@ def test_autotune_builds_prefix_graphs_and_keeps_the_winner(monkeypatch):
     assert kept.shortlist == "flat" and kept.shortlist_dims == [16]
     with pytest.raises(ValueError, match="structures"):
         tune_module.autotune(kept, q, structures="all")
+    with pytest.raises(ValueError, match="Q >= 1"):
+        tune_module.autotune(kept, q[:0])
+    sibling = kept.with_shortlists([32], "hnsw")
+    kept.remove([0])
+    with pytest.raises(ValueError, match="changed"):
+        kept.adopt_shortlists(sibling)

@@ -32,3 +32,12 @@ def test_qdrant_export_rejects_bad_dims(exported):
     index, client, _ = exported
     with pytest.raises(ValueError, match="prefix size"):
         export_index(index, client, "other", dims=[128])
+
+
+def test_an_autotuned_plan_maps_to_prefetch_stages(exported):
+    from matryoshka.index.autotune import autotune
+
+    index, client, queries = exported
+    tuned = autotune(index, queries, k=10, target_recall=0.9, structures="keep")
+    _, ids = search(client, "docs", queries, 10, tuned.plan)
+    np.testing.assert_array_equal(ids, index.search(queries, 10, tuned.plan)[1])

@@ -160,6 +160,7 @@ def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[s
         "build_s": build_s,
     }
     tag = f"ours@{target}"
+    index.search(corpus.calibration[:1], K, plan)  # memory counted with what the plan's searches keep (prefix norms)
     methods = [
         Method(
             f"{tag} {plan_to_text(plan)}",
@@ -185,6 +186,7 @@ def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[s
     folder = out / f"index-{target}"
     index.save(folder)
     mapped = MatryoshkaIndex.load(folder, mmap=True)
+    mapped.search(corpus.calibration[:1], K, plan)
     methods.append(
         Method(
             f"{tag} memory-mapped {plan_to_text(plan)}",

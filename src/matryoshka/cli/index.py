@@ -66,6 +66,8 @@ def build(
         raise InputError(f"{out} already holds an index: add to it with mrl index add, or replace it with --force")
     if (shortlist == "auto") != (tune_queries is not None):
         raise InputError("--shortlist auto and --tune-queries go together: autotune needs calibration queries")
+    if not 0 < target_recall <= 1:
+        raise InputError(f"--target-recall must be in (0, 1], got {target_recall}")
     index = MatryoshkaIndex.build(
         read_npy(embeddings, "embeddings"),
         read_ids(ids) if ids is not None else None,

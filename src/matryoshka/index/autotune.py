@@ -54,11 +54,7 @@ class TunedPlan:
 
 
 def structure_of(index) -> dict:
-    return {
-        "shortlist": getattr(index, "shortlist", "flat"),
-        "shortlist_dims": list(index.shortlist_dims),
-        "hnsw_m": getattr(index, "hnsw_m", None),
-    }
+    return {"shortlist": index.shortlist, "shortlist_dims": list(index.shortlist_dims), "hnsw_m": index.hnsw_m}
 
 
 def plan_flops(plan: Plan, index, k: int) -> float:
@@ -66,7 +62,7 @@ def plan_flops(plan: Plan, index, k: int) -> float:
     distances (a model, not a count); later stages score their candidates."""
     stages = plan.stages(index.dim, k)
     d0, previous_k = stages[0]
-    if getattr(index, "shortlist", "flat") == "hnsw" and d0 in index.shortlist_dims:
+    if index.shortlist == "hnsw" and d0 in index.shortlist_dims:
         flops = max(index.hnsw_ef_search, previous_k) * 2 * index.hnsw_m * d0
     else:
         flops = index.ntotal * d0
@@ -167,6 +163,8 @@ def autotune(
         raise InputError(f"structures must be auto or keep, got {structures!r}")
     console = Console(stderr=True, quiet=not verbose)
     queries = np.asarray(queries, dtype=np.float32)
+    if queries.ndim != 2 or len(queries) == 0:
+        raise InputError(f"autotune needs calibration queries (Q, d) with Q >= 1, got shape {queries.shape}")
     _, truth = index.search(queries, k, FullPlan())
     current = structure_of(index)
     table = _tune(index, queries, truth, k, target_recall, plans, time_top, current)
@@ -192,5 +190,7 @@ def autotune(
     best = min((c for c in table if "latency_ms" in c), key=lambda c: c["latency_ms"])
     if id(best["structure"]) in siblings:
         index.adopt_shortlists(siblings[id(best["structure"])])
+    if isinstance(index, MatryoshkaIndex):
+        index._norms.clear()  # prefix lengths of the plans tried; searches compute the ones they need again
     console.print(f"chosen: {plan_to_text(best['plan'])} on {best['structure']}")
     return TunedPlan(best["plan"], best["recall"], best["flops"], best["latency_ms"], table, best["structure"])

@@ -113,13 +113,17 @@ class MatryoshkaIndex(StagedSearch):
     def with_shortlists(self, dims: Iterable[int], shortlist: str, hnsw_m: int = 16, hnsw_ef_search: int = 16):
         """This index's rows (shared, not copied) under other shortlist structures, built now."""
         out = copy.copy(self)
+        out._dead, out._dead_bits = self._dead.copy(), self._dead_bits.copy()  # a snapshot, like _n_dead
+        out._norms = {}
         out.shortlist_dims, out.shortlist = sorted(set(int(d) for d in dims)), shortlist
         out.hnsw_m, out.hnsw_ef_search, out._params = hnsw_m, hnsw_ef_search, {}
         out._fill_shortlist()
         return out
 
     def adopt_shortlists(self, other: MatryoshkaIndex) -> None:
-        """Take ``other``'s shortlist structures (made by :meth:`with_shortlists` from this index)."""
+        """Take ``other``'s shortlist structures (made by :meth:`with_shortlists` from this index, unchanged since)."""
+        if other.rows != self.rows or other._n_dead != self._n_dead:
+            raise IndexInputError("this index changed after its structures were built: build them again")
         keys = ("shortlist_dims", "shortlist", "hnsw_m", "hnsw_ef_search", "_shortlist", "_params")
         self.__dict__.update({key: other.__dict__[key] for key in keys})
 

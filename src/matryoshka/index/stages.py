@@ -51,24 +51,25 @@ class StagedSearch:
         order = np.argsort(-best_s, axis=1, kind="stable")
         return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_p, order, 1)
 
-    def _table(self, d: int) -> tuple[np.ndarray, int, np.ndarray | None] | None:
-        """Where d-prefixes are stored contiguously enough for FAISS's compiled scoring: (rows, step, norms).
+    def _table(self, d: int) -> tuple[object, np.ndarray, int, np.ndarray | None] | None:
+        """Where d-prefixes are stored contiguously enough for FAISS's compiled scoring: (owner, rows, step, norms).
 
         Row ``i``'s d-prefix is ``rows[i * step]``; ``norms`` holds prefix lengths where the rows are not unit
-        vectors. Unit full-dim float32 vectors, a shortlist structure's own vectors, and (by viewing the
-        float32 matrix as ``dim // d`` rows per vector) any prefix size that divides ``dim``; None elsewhere.
+        vectors; ``owner`` owns the memory of ``rows`` (the caller holds it while FAISS reads them). Found for the
+        unit full-dim float32 vectors, a shortlist structure's own vectors, and (by viewing the float32 matrix as
+        ``dim // d`` rows per vector) any prefix size that divides ``dim``; None elsewhere.
         """
         index = self._shortlist.get(d)
         if index is not None and d < self.dim:
             flat = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
             if flat.ntotal == self.rows:
-                return faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * d).reshape(flat.ntotal, d), 1, None
+                return index, faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * d).reshape(flat.ntotal, d), 1, None
         codes = self._codes
         if self.encoding != "float32" or not codes.flags.c_contiguous or self.dim % d:
             return None
         if d == self.dim:
-            return codes, 1, None
-        return codes.reshape(-1, d), self.dim // d, self._prefix_norms(codes, d)
+            return codes, codes, 1, None
+        return codes, codes.reshape(-1, d), self.dim // d, self._prefix_norms(codes, d)
 
     def _prefix_norms(self, codes: np.ndarray, d: int) -> np.ndarray:
         """Lengths of every row's d-prefix (computed once per prefix size and kept: 4 bytes a row)."""
@@ -88,7 +89,7 @@ class StagedSearch:
         table = self._table(d)
         if table is not None:
             # Scored in FAISS's compiled loop straight from the stored rows: no (Q, K, d) copy is made.
-            rows, step, norms = table
+            _owner, rows, step, norms = table  # _owner keeps the memory behind rows alive during the call
             positions = np.ascontiguousarray(positions, dtype=np.int64)
             at = positions * step if step > 1 else positions
             scores = np.empty(positions.shape, dtype=np.float32)
@@ -130,7 +131,8 @@ class StagedSearch:
         self._shortlist[d0].search_c(len(q), ptr(qn), fetch, ptr(scores), ptr(positions), self._search_params(k0, sel))
         if fetch > k0:
             scores, positions = keep_live(scores, positions, self._dead, k0)
-        if positions.min() < 0:  # a graph walk (filtered by many deletions) found fewer than K: scan those exactly
+        if positions.size and positions.min() < 0:
+            # A graph walk (filtered by many deletions) found fewer than K: scan those queries exactly.
             short = (positions < 0).any(axis=1)
             scores[short], positions[short] = self._exact(q[short], d0, k0)
         return scores, positions

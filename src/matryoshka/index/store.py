@@ -165,6 +165,18 @@ class IndexStore:
         return self.index.encoding
 
     @property
+    def shortlist(self) -> str:
+        return self.index.shortlist
+
+    @property
+    def hnsw_m(self) -> int:
+        return self.index.hnsw_m
+
+    @property
+    def hnsw_ef_search(self) -> int:
+        return self.index.hnsw_ef_search
+
+    @property
     def ntotal(self) -> int:
         base, segment = self._state
         return base.ntotal + segment.alive
