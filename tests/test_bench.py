@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from matryoshka.cli import app
@@ -142,3 +143,27 @@ def test_store_benchmark_small():
     assert result.output.count(kept) == 2
     assert "goal: 0 errors and every acknowledged write kept, in every run -> met" in result.output
     assert "median of 2:" in result.output
+
+
+@pytest.mark.slow
+def test_retrieval_benchmark_on_real_mrl_embeddings(tmp_path):
+    """The full-scale run (240k shifted Fashion-MNIST embeddings; minutes): trains the quick demo model first when
+    runs/demo has none."""
+    from pathlib import Path
+
+    from matryoshka.bench import retrieval
+
+    model = Path("runs/demo/models/mrl")
+    if not (model / "config.json").exists():
+        result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "demo")])
+        assert result.exit_code == 0, result.output
+        model = tmp_path / "demo" / "models" / "mrl"
+    found = retrieval.run(model=model, size=240_000, rounds=1, single=100, out=tmp_path / "bench")
+    assert found["n"] == 240_000 and found["dim"] == 512
+    rows = {row["method"]: row for row in found["rows"]}
+    for comparison in found["comparisons"]:
+        ours = rows[comparison["ours"]]
+        assert ours["recall@10"] >= comparison["target"] - 0.02  # tuned on other queries, so a little slack
+        assert comparison["build_speedup"] > 1  # prefix graphs build faster than the full-dim one
+    mapped = [r for r in found["rows"] if r["family"] == "ours (tuned, mapped)"]
+    assert all(r["bytes_per_vector"] < 1024 for r in mapped)  # the 2 KiB full-dim rows stay on disk
