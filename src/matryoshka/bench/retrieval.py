@@ -200,6 +200,30 @@ def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[s
     return methods, info
 
 
+def prefix_ceiling(corpus: Corpus, dims=(16, 32, 64, 128, 256), shortlists=(20, 50, 100, 200)) -> dict[str, Any]:
+    """How hard the corpus is for prefix shortlists: recall@10 of an exact D-dim shortlist of K re-ranked exactly
+    at the full dim (no index involved), and the median cosine gap between each query's 10th and 11th neighbour."""
+    x, q = unit(corpus.vectors), unit(corpus.queries)
+    full_scores, truth = faiss.knn(q, x, K + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    table: dict[str, dict[str, float]] = {}
+    for d in (d for d in dims if d < x.shape[1]):
+        _, cand = faiss.knn(unit(q[:, :d]), unit(x[:, :d]), max(shortlists), metric=faiss.METRIC_INNER_PRODUCT)
+        table[str(d)] = {}
+        for shortlist in shortlists:
+            c = cand[:, :shortlist]
+            scores = np.concatenate(
+                [np.einsum("qkd,qd->qk", x[c[i : i + 100]], q[i : i + 100]) for i in range(0, len(q), 100)]
+            )
+            top = np.take_along_axis(c, np.argsort(-scores, axis=1)[:, :K], 1)
+            table[str(d)][str(shortlist)] = recall_against(top, truth[:, :K])
+    gap = float(np.median(full_scores[:, K - 1] - full_scores[:, K]))
+    print(f"\nexact D-dim shortlist of K, re-ranked at {x.shape[1]} dims: recall@10 (median gap 10th-11th: {gap:.1e})")
+    print(f"{'D':>6}" + "".join(f"{'K=' + str(k):>9}" for k in shortlists))
+    for d, row in table.items():
+        print(f"{d:>6}" + "".join(f"{v:>9.4f}" for v in row.values()))
+    return {"recall": table, "median_gap_10_11": gap}
+
+
 def measure(methods: list[Method], corpus: Corpus, single: int, rounds: int) -> None:
     """Recall on the evaluation queries, then interleaved timing rounds: every method searches the same single
     queries and one batch per round, so slow spells of a shared machine fall on all of them."""
@@ -279,6 +303,7 @@ def run(
         corpus = shifted_embeddings(model, size, queries)
     n, d = corpus.vectors.shape
     out.mkdir(parents=True, exist_ok=True)
+    ceiling = prefix_ceiling(corpus)
     print(
         f"corpus: {corpus.name}, {n:,} x {d}; {queries} calibration + {queries} evaluation queries; "
         f"faiss threads {faiss.omp_get_max_threads()}",
@@ -338,6 +363,7 @@ def run(
         )
     plot(rows, out / "retrieval.png", f"{corpus.name} ({d} dims)")
     results = {
+        "ceiling": ceiling,
         "corpus": corpus.name,
         "n": n,
         "dim": d,
