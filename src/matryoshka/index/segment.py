@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from matryoshka.index.storage import normalize
+from matryoshka.index.storage import best_first, normalize
 
 QUERY_BLOCK_FLOATS = 1 << 22  # queries x segment rows scored at once
 
@@ -73,10 +73,9 @@ class Segment:
             scores = (qn[start : start + step] @ prefix.T) * inverse_norms
             scores[:, dead] = -np.inf
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            top_s = np.take_along_axis(scores, top, 1)
-            order = np.argsort(-top_s, axis=1, kind="stable")
-            out_s.append(np.take_along_axis(top_s, order, 1))
-            out_p.append(np.take_along_axis(top, order, 1))
+            top_s, top = best_first(np.take_along_axis(scores, top, 1), top, k)
+            out_s.append(top_s)
+            out_p.append(top)
         return np.concatenate(out_s).astype(np.float32), ids[np.concatenate(out_p)]
 
     def tail(self, start: int) -> Segment:

@@ -48,8 +48,7 @@ class StagedSearch:
                 top = np.argpartition(-best_s, k - 1, axis=1)[:, :k]
                 best_s = np.take_along_axis(best_s, top, 1)
                 best_p = np.take_along_axis(best_p, top, 1)
-        order = np.argsort(-best_s, axis=1, kind="stable")
-        return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_p, order, 1)
+        return best_first(best_s, best_p, k)
 
     def _table(self, d: int) -> tuple[object, np.ndarray, int, np.ndarray | None] | None:
         """Where d-prefixes are stored contiguously enough for FAISS's compiled scoring: (owner, rows, step, norms).
