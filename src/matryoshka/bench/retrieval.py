@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +35,12 @@ from matryoshka.evaluate.metrics import recall_against
 from matryoshka.index import MatryoshkaIndex
 from matryoshka.index.autotune import SHORTLIST_FACTORS, autotune
 from matryoshka.index.plans import AdaptivePlan, plan_to_text
+from matryoshka.index.storage import normalize
 from matryoshka.io import atomic_write_json
 
 K = 10
 EF_SEARCH = (4, 6, 8, 12, 16, 24, 32, 64, 128)
 N_PROBE = (1, 2, 4, 8, 16, 32, 64)
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
 
 
 def faiss_bytes(index: faiss.Index) -> int:
@@ -57,21 +56,20 @@ def ours_bytes(index: MatryoshkaIndex, mapped: bool = False) -> int:
     return held + (0 if mapped else index._codes.nbytes)
 
 
+@dataclass
 class Method:
-    """One configuration to time: a name, a family (one curve in the plot) and a search function."""
+    """One configuration to time: a name, a family (one curve in the plot), a search function (queries -> ids),
+    its RAM bytes and build seconds; :func:`measure` fills in the recall and the timings."""
 
-    def __init__(self, name: str, family: str, search, bytes_: int, build_s: float, note: str = "") -> None:
-        self.name, self.family, self.search, self.bytes, self.build_s, self.note = (
-            name,
-            family,
-            search,
-            bytes_,
-            build_s,
-            note,
-        )
-        self.singles: list[float] = []
-        self.batched: list[float] = []
-        self.recall = float("nan")
+    name: str
+    family: str
+    search: Callable[[np.ndarray], np.ndarray]
+    bytes: int
+    build_s: float
+    note: str = ""
+    singles: list[float] = field(default_factory=list)
+    batched: list[float] = field(default_factory=list)
+    recall: float = float("nan")
 
     def row(self, n: int, queries: int) -> dict[str, Any]:
         s = np.array(self.singles) * 1000
@@ -93,13 +91,13 @@ def faiss_search(index: faiss.Index, **params):
         for key, value in params.items():
             target = index.hnsw if key == "efSearch" else index
             setattr(target, key, value)
-        return index.search(unit(q), K)[1]
+        return index.search(normalize(q), K)[1]
 
     return search
 
 
-def competitors(corpus: Corpus, hnsw_m: int) -> tuple[list[Method], dict[str, float]]:
-    x = unit(corpus.vectors)
+def competitors(x: np.ndarray, hnsw_m: int) -> tuple[list[Method], dict[str, float]]:
+    """faiss FlatIP, HNSWFlat and IVFFlat over the unit vectors ``x``, with their settings swept."""
     n, d = x.shape
     methods, builds = [], {}
     t0 = time.perf_counter()
@@ -200,14 +198,22 @@ def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[s
     return methods, info
 
 
-def prefix_ceiling(corpus: Corpus, dims=(16, 32, 64, 128, 256), shortlists=(20, 50, 100, 200)) -> dict[str, Any]:
+def prefix_ceiling(
+    x: np.ndarray,
+    q: np.ndarray,
+    exact: tuple[np.ndarray, np.ndarray],
+    dims=(16, 32, 64, 128, 256),
+    shortlists=(20, 50, 100, 200),
+) -> dict[str, Any]:
     """How hard the corpus is for prefix shortlists: recall@10 of an exact D-dim shortlist of K re-ranked exactly
-    at the full dim (no index involved), and the median cosine gap between each query's 10th and 11th neighbour."""
-    x, q = unit(corpus.vectors), unit(corpus.queries)
-    full_scores, truth = faiss.knn(q, x, K + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    at the full dim (no index involved), and the median cosine gap between each query's 10th and 11th neighbour.
+    ``x`` and ``q`` are unit vectors; ``exact`` is their exact top-11 (scores, positions)."""
+    full_scores, truth = exact
     table: dict[str, dict[str, float]] = {}
     for d in (d for d in dims if d < x.shape[1]):
-        _, cand = faiss.knn(unit(q[:, :d]), unit(x[:, :d]), max(shortlists), metric=faiss.METRIC_INNER_PRODUCT)
+        _, cand = faiss.knn(
+            normalize(q[:, :d]), normalize(x[:, :d]), max(shortlists), metric=faiss.METRIC_INNER_PRODUCT
+        )
         table[str(d)] = {}
         for shortlist in shortlists:
             c = cand[:, :shortlist]
@@ -224,10 +230,10 @@ def prefix_ceiling(corpus: Corpus, dims=(16, 32, 64, 128, 256), shortlists=(20, 
     return {"recall": table, "median_gap_10_11": gap}
 
 
-def measure(methods: list[Method], corpus: Corpus, single: int, rounds: int) -> None:
-    """Recall on the evaluation queries, then interleaved timing rounds: every method searches the same single
-    queries and one batch per round, so slow spells of a shared machine fall on all of them."""
-    truth = faiss.knn(unit(corpus.queries), unit(corpus.vectors), K, metric=faiss.METRIC_INNER_PRODUCT)[1]
+def measure(methods: list[Method], corpus: Corpus, truth: np.ndarray, single: int, rounds: int) -> None:
+    """Recall on the evaluation queries (``truth``: their exact top-k), then interleaved timing rounds: every
+    method searches the same single queries and one batch per round, so slow spells of a shared machine fall on
+    all of them."""
     for m in methods:
         m.recall = recall_against(m.search(corpus.queries), truth)
     order = np.random.default_rng(0).permutation(len(corpus.queries))
@@ -303,22 +309,25 @@ def run(
         corpus = shifted_embeddings(model, size, queries)
     n, d = corpus.vectors.shape
     out.mkdir(parents=True, exist_ok=True)
-    ceiling = prefix_ceiling(corpus)
+    x, q = normalize(corpus.vectors), normalize(corpus.queries)  # once: each is a copy of the corpus
+    exact = faiss.knn(q, x, K + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    ceiling = prefix_ceiling(x, q, exact)
     print(
         f"corpus: {corpus.name}, {n:,} x {d}; {queries} calibration + {queries} evaluation queries; "
         f"faiss threads {faiss.omp_get_max_threads()}",
         flush=True,
     )
-    methods, builds = competitors(corpus, hnsw_m)
+    methods, builds = competitors(x, hnsw_m)
     tuned = []
     for target in wanted:
         mine, info = ours(corpus, target, out)
         methods += mine
         tuned.append(info)
-    cal_truth = faiss.knn(unit(corpus.calibration), unit(corpus.vectors), K, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    cal_truth = faiss.knn(normalize(corpus.calibration), x, K, metric=faiss.METRIC_INNER_PRODUCT)[1]
     hnsw_rows = [m for m in methods if m.family == "faiss HNSWFlat"]
     cal_recall = {m.name: recall_against(m.search(corpus.calibration), cal_truth) for m in hnsw_rows}
-    measure(methods, corpus, single, rounds)
+    del x, q  # the indexes hold their own copies
+    measure(methods, corpus, exact[1][:, :K], single, rounds)
     rows = [m.row(n, queries) for m in methods]
     by_name = {r["method"]: r for r in rows}
     print(f"\n{'method':<52}{'R@10':>7}{'p50 ms':>8}{'p99 ms':>8}{'QPS':>8}{'B/vector':>10}{'build s':>9}")
