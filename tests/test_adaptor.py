@@ -152,3 +152,41 @@ def test_recommendation_says_when_pca_is_as_good():
     assert recommendation({**pca, "adaptor": {8: 0.51, 16: 0.70, 32: 1.0}}, dims).startswith("PCA is as good here")
     better = recommendation({**pca, "adaptor": {8: 0.53, 16: 0.72, 32: 1.0}}, dims)
     assert better.startswith("the adaptor beats PCA by +3.0 points") and "at 8 dims" in better
+
+
+def test_listwise_loss_lists_exact_neighbours_and_starts_at_zero_at_the_full_dim():
+    import torch
+
+    x = torch.as_tensor(_embeddings(600), dtype=torch.float32)
+    adaptor = MatryoshkaAdaptor([16], loss="listwise", neighbours=5, negatives=20, batch_size=128, weights=(1, 1, 0))
+    adaptor.nesting_ = [16]
+    g = torch.Generator().manual_seed(0)
+    anchors, near = adaptor._neighbour_lists(x, g)
+    unit = torch.nn.functional.normalize(x, dim=1)
+    cos = unit[anchors] @ unit.T
+    cos[torch.arange(len(anchors)), anchors] = -2  # not its own neighbour
+    assert torch.equal(near, cos.topk(5, dim=1).indices)
+    # At the start the transform is a rotation (the MLP outputs zero): every full-dim cosine, hence the teacher's
+    # softmax, is kept exactly, so the loss is zero; a map that bends the cosines is not.
+    from matryoshka.posthoc.adaptor import _Transform
+
+    f = _Transform(16, 8)
+    with torch.no_grad():
+        f.rotate.weight.copy_(torch.linalg.qr(torch.randn(16, 16, generator=g))[0])
+    assert adaptor._listwise_loss(f, x, anchors, near, g).item() < 1e-6
+    with torch.no_grad():
+        f.rotate.weight[:8] *= 3
+    assert adaptor._listwise_loss(f, x, anchors, near, g).item() > 1e-3
+    with pytest.raises(ValueError, match="loss must be"):
+        MatryoshkaAdaptor(loss="mse")
+
+
+def test_listwise_adaptor_fits_and_round_trips(tmp_path):
+    x = _embeddings(1200)
+    adaptor = MatryoshkaAdaptor(nesting=[4, 8, 16], loss="listwise", steps=20, eval_every=10, validation=200)
+    adaptor.fit(x)
+    assert [h["step"] for h in adaptor.history_] == [0, 10, 20] and np.isfinite(adaptor.history_[-1]["loss"])
+    adaptor.save(tmp_path / "a.safetensors")
+    np.testing.assert_allclose(
+        MatryoshkaAdaptor.load(tmp_path / "a.safetensors").transform(x, 4), adaptor.transform(x, 4)
+    )

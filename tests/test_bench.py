@@ -73,12 +73,22 @@ def test_adaptor_benchmark_on_npy(tmp_path):
     result = CliRunner().invoke(app, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.output.splitlines() if line.strip().split(" ")[0].isdigit()]
-    assert [int(r[0]) for r in rows] == [4, 8, 16] and all(len(r) == 5 for r in rows)
+    assert [int(r[0]) for r in rows] == [4, 8, 16] and all(len(r) == 6 for r in rows)
     assert float(rows[-1][1]) == 1.0  # at the full dim raw truncation is the identity
     report = json.loads((out / "adaptor_results.json").read_text())
-    assert set(report["recall@10"]) == {"raw", "PCA", "SVD", "adaptor"} and (out / "adaptor_recall.png").exists()
+    recall = report["recall@10"]
+    assert set(recall) == {"raw", "PCA", "SVD", "adaptor-similarity", "adaptor-listwise"}
+    assert (out / "adaptor_recall.png").exists()
     # the learned basis is ordered: its 4-dim prefix keeps far more neighbours than 4 raw coordinates
-    assert report["recall@10"]["adaptor"]["4"] > report["recall@10"]["raw"]["4"]
+    assert recall["adaptor-similarity"]["4"] > recall["raw"]["4"]
+    # goal: the best adaptor vs PCA at the two smallest dims from 8 (8 and 16 here), printed and saved
+    goal = report["goal"]["dims"]
+    assert set(goal) == {"8", "16"}
+    best = max(recall["adaptor-similarity"]["8"], recall["adaptor-listwise"]["8"])
+    assert goal["8"]["margin_over_pca"] == pytest.approx(best - recall["PCA"]["8"])
+    assert sum("goal at" in line for line in result.output.splitlines()) == 2
+    result = CliRunner().invoke(app, [*args, "--loss", "listwise", "--goal-dim", "5", "--out", str(out)])
+    assert result.exit_code == 2 and "goal dims [5]" in result.output
 
 
 def test_bench_functions_return_their_results(tmp_path):
@@ -167,3 +177,23 @@ def test_retrieval_benchmark_on_real_mrl_embeddings(tmp_path):
         assert comparison["build_speedup"] > 1  # prefix graphs build faster than the full-dim one
     mapped = [r for r in found["rows"] if r["family"] == "ours (tuned, mapped)"]
     assert all(r["bytes_per_vector"] < 1024 for r in mapped)  # the 2 KiB full-dim rows stay on disk
+
+
+def test_text_goals_read_the_kept_fractions():
+    from matryoshka.bench.text import text_target
+
+    def scores(values):
+        return {str(m): {"map@10": v} for m, v in zip([24, 48, 96, 192, 384], values, strict=True)}
+
+    results = {
+        "base": scores([0.2, 0.3, 0.4, 0.45, 0.5]),
+        "plain": scores([0.3, 0.4, 0.5, 0.55, 0.6]),
+        "mrl": scores([0.52, 0.58, 0.59, 0.6, 0.6]),
+    }
+    target = text_target(results, [24, 48, 96, 192, 384], "map@10")
+    (d8, d16) = target["dims"]
+    assert (d8["dim"], d16["dim"]) == (48, 24)
+    assert d8["kept_fraction"] == pytest.approx(0.58 / 0.6) and d8["met"]
+    assert d16["kept_fraction"] == pytest.approx(0.52 / 0.6) and d16["met"] and target["met"]
+    results["mrl"]["384"]["map@10"] = 0.49  # below the base model at the full dim: not met, whatever the ratios
+    assert not text_target(results, [24, 48, 96, 192, 384], "map@10")["met"]

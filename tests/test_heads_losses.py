@@ -162,3 +162,21 @@ def test_loss_rejects_wrong_output_count_and_shapes():
         loss(torch.randn(2, 3, 32), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="unsorted"):
         MatryoshkaLoss(nn.CrossEntropyLoss(), [16, 8])
+
+
+def test_prefix_distillation_is_zero_when_every_prefix_ranks_like_the_full_dim():
+    from matryoshka.nn.distillation import PrefixDistillationLoss
+
+    loss = PrefixDistillationLoss([8, 16, 32])
+    g = torch.Generator().manual_seed(0)
+    q, d = torch.randn(12, 32, generator=g), torch.randn(20, 32, generator=g)
+    q[:, 8:], d[:, 8:] = 0, 0  # all the signal in the first 8 dims: each prefix ranks exactly like the full dim
+    assert loss(q, d).item() < 1e-6
+    q, d = torch.randn(12, 32, generator=g, requires_grad=True), torch.randn(20, 32, generator=g)
+    value = loss(q, d)
+    assert value.item() > 0.01
+    value.backward()
+    # the teacher (full dim) takes no gradient: dims 16..31 only enter through it, so their gradient is zero
+    assert q.grad[:, :16].abs().sum() > 0 and q.grad[:, 16:].abs().sum() == 0
+    with pytest.raises(ValueError, match="larger than the embedding size"):
+        PrefixDistillationLoss([8, 64])(q, d)

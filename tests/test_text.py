@@ -105,11 +105,11 @@ def test_text_config_is_chosen_by_data_name():
         parse_config({"data": {"name": "wordnet"}, "model": {"backbone": "cnn"}})
 
 
-def _tiny(tmp_path, name="run", **train):
+def _tiny(tmp_path, name="run", model=None, **train):
     return parse_config(
         {
             "data": {"name": "wordnet", "train_size": 128, "val_size": 40, "test_size": 60},
-            "model": {"nesting": [48, 384], "max_seq_length": 32},
+            "model": {"nesting": [48, 384], "max_seq_length": 32, **(model or {})},
             "train": {
                 "batch_size": 32,
                 "epochs": 2,
@@ -143,6 +143,21 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch)
     b = load_file(str(tmp_path / "crashed/model/model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.test == straight.test and len(resumed.history) == 2
+
+
+def test_prefix_distillation_joins_the_loss_only_when_asked(tmp_path):
+    losses = {}
+    for distill in (0.0, 1.0):
+        trainer = TextTrainer(_tiny(tmp_path, f"d{distill}", {"distill": distill}, epochs=1), progress=False)
+        trainer.build()
+        losses[distill] = trainer.train_step(torch.arange(32)).item()
+    assert (trainer.distillation is not None) and losses[1.0] > losses[0.0]  # same first batch, same weights
+    plain = TextTrainer(_tiny(tmp_path, "p", {"distill": 1.0, "matryoshka": False}), progress=False)
+    plain.build()
+    assert plain.distillation is None  # a full-dim-only model has no prefixes to distil into
+    # ... and Matryoshka-only settings do not make it another run: it resumes whatever they are
+    other = TextTrainer(_tiny(tmp_path, "p", {"loss_weights": [2, 1], "matryoshka": False}), progress=False)
+    assert other.comparable_config() == plain.comparable_config()
 
 
 def test_mrl_train_text_config_saves_a_truncatable_sentence_transformer(tmp_path):

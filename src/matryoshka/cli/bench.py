@@ -74,6 +74,13 @@ def adaptor(
     corpus: Annotated[int | None, typer.Option(help="use the first N non-query rows as the corpus")] = None,
     queries: Annotated[int, typer.Option()] = 2000,
     steps: Annotated[int, typer.Option()] = 2000,
+    losses: Annotated[
+        list[str] | None,
+        typer.Option("--loss", help="adaptor loss to fit, repeatable: similarity, listwise (default: both)"),
+    ] = None,
+    goal_dims: Annotated[
+        list[int] | None, typer.Option("--goal-dim", help="dims where the adaptor must beat PCA by 2 points")
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
     out: Annotated[Path, typer.Option()] = Path("runs/bench_adaptor"),
 ) -> None:

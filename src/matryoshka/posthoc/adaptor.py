@@ -6,6 +6,9 @@ vectors of the (uncentred) embeddings (so training starts from the SVD ordering 
 the original cosine similarities), g is a small MLP whose output starts at zero. Trained without labels so that
 for every prefix size m the cosine similarities of f(e)[:m] match those of the full e: a pairwise loss over a
 batch, a top-k loss over each anchor's nearest neighbours in the batch, and a term keeping ||f(e)|| close to ||e||.
+``loss="listwise"`` distils the full-dim neighbour ranks instead: for each anchor, a softmax over its exact full-dim
+neighbours (found once, over the whole training set) and shared random rows, teacher = full-dim cosines, matched by
+the same softmax at every prefix (KL divergence); it spends the small prefixes on who is near rather than on far pairs.
 When (query, document) embedding pairs are known, ``fit(embeddings, pairs=(q, d))`` adds an in-batch-negatives
 ranking loss at every prefix (the paper's Matryoshka loss around InfoNCE) to pull each query to its document.
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -60,6 +64,9 @@ class MatryoshkaAdaptor:
         hidden: width of the residual MLP.
         steps, batch_size, lr: optimisation (Adam) budget.
         topk: neighbours per anchor in the top-k loss; weights: (pairwise, top-k, reconstruction).
+        loss: "similarity" (pairwise + top-k + reconstruction) or "listwise" (distilled neighbour ranks).
+        neighbours, negatives, temperature: listwise candidates per anchor (exact full-dim neighbours, random rows
+            shared by the batch) and softmax temperature.
         ranking_weight: weight of the supervised ranking loss (only when ``fit`` gets pairs).
         validation: held-out rows (and pairs) scored by recall@10 every ``eval_every`` steps; the best state is kept.
         progress: show a progress bar while fitting.
@@ -77,6 +84,10 @@ class MatryoshkaAdaptor:
         validation: int = 2000,
         eval_every: int = 200,
         ranking_weight: float = 1.0,
+        loss: Literal["similarity", "listwise"] = "similarity",
+        neighbours: int = 50,
+        negatives: int = 200,
+        temperature: float = 0.05,
         seed: int = 0,
         device: str = "cpu",
         progress: bool = False,
@@ -85,6 +96,9 @@ class MatryoshkaAdaptor:
         self.hidden, self.steps, self.batch_size, self.lr = hidden, steps, batch_size, lr
         self.topk, self.weights, self.validation, self.eval_every = topk, weights, validation, eval_every
         self.ranking_weight, self.seed, self.device, self.progress = ranking_weight, seed, device, progress
+        if loss not in ("similarity", "listwise"):
+            raise InputError(f"loss must be 'similarity' or 'listwise', got {loss!r}")
+        self.loss, self.neighbours, self.negatives, self.temperature = loss, neighbours, negatives, temperature
         self.transform_: _Transform | None = None
 
     def _check(self, embeddings: np.ndarray | torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -109,6 +123,40 @@ class MatryoshkaAdaptor:
             loss = loss + w_pair * (sim - target).abs().mean()
             loss = loss + w_top * (sim.gather(1, top) - target.gather(1, top)).abs().mean()
         return loss
+
+    def _listwise_loss(
+        self, f: _Transform, train: torch.Tensor, anchors: torch.Tensor, near: torch.Tensor, g: torch.Generator
+    ) -> torch.Tensor:
+        """KL(full-dim softmax || prefix softmax) over each anchor's exact neighbours and shared random rows."""
+        b = min(self.batch_size // 4, len(anchors))
+        pick = torch.randint(0, len(anchors), (b,), generator=g)
+        shared = torch.randint(0, len(train), (min(self.negatives, len(train)),), generator=g)
+        a, cand_near, cand_random = (
+            t.to(self.device) for t in (train[anchors[pick]], train[near[pick]], train[shared])
+        )
+        unit = nn.functional.normalize
+        candidates = torch.cat([cand_near, cand_random.expand(b, -1, -1)], dim=1)  # (b, n + r, d)
+        teacher = torch.einsum("bd,bcd->bc", unit(a, dim=1), unit(candidates, dim=2)) / self.temperature
+        target = teacher.log_softmax(1)
+        fa, fn, fr = f(a), f(cand_near), f(cand_random)
+        loss = self.weights[2] * (fa.norm(dim=1) - a.norm(dim=1)).pow(2).mean()
+        for m in self.nesting_:
+            qa, qn, qr = unit(fa[:, :m], dim=1), unit(fn[:, :, :m], dim=2), unit(fr[:, :m], dim=1)
+            student = torch.cat([torch.einsum("bd,bcd->bc", qa, qn), qa @ qr.T], dim=1) / self.temperature
+            loss = loss + nn.functional.kl_div(student.log_softmax(1), target, log_target=True, reduction="batchmean")
+        return loss
+
+    def _neighbour_lists(self, train: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(anchor rows, their exact full-dim cosine neighbours among all training rows, nearest first)."""
+        import faiss
+
+        from matryoshka.index.storage import normalize
+
+        anchors = torch.randperm(len(train), generator=g)[: min(len(train), 50_000)]
+        unit = normalize(train.numpy())
+        k = min(self.neighbours + 1, len(train))
+        _, near = faiss.knn(unit[anchors.numpy()], unit, k, metric=faiss.METRIC_INNER_PRODUCT)
+        return anchors, torch.from_numpy(near[:, 1:]).long()  # the anchor itself comes first
 
     def fit(
         self,
@@ -151,11 +199,15 @@ class MatryoshkaAdaptor:
         best = (self._score(f, val, val_pairs), {k: v.clone() for k, v in f.state_dict().items()})
         self.history_ = [{"step": 0, "val_recall": best[0]}]
         ranking = MatryoshkaLoss(InfoNCELoss(symmetric=True), self.nesting_) if pairs is not None else None
+        lists = self._neighbour_lists(train, g) if self.loss == "listwise" else None
         with Progress(disable=not self.progress) as bar:
             task = bar.add_task("fitting adaptor", total=self.steps)
             for step in range(1, self.steps + 1):
-                idx = torch.randint(0, len(train), (min(self.batch_size, len(train)),), generator=g)
-                loss = self._loss(f, train[idx].to(self.device))
+                if lists is not None:
+                    loss = self._listwise_loss(f, train, *lists, g)
+                else:
+                    idx = torch.randint(0, len(train), (min(self.batch_size, len(train)),), generator=g)
+                    loss = self._loss(f, train[idx].to(self.device))
                 if ranking is not None:
                     pick = torch.randint(0, len(queries), (min(self.batch_size, len(queries)),), generator=g)
                     q, doc = f(queries[pick].to(self.device)), f(documents[pick].to(self.device))

@@ -55,12 +55,13 @@ def fit_and_score(
     device: str = "cpu",
     progress: bool = False,
     k: int = 10,
+    loss: str = "similarity",
 ) -> AdaptorComparison:
-    """Fit a :class:`MatryoshkaAdaptor` on ``corpus`` (plus optional (query, document) ``pairs``), then score raw
-    truncation, PCA, SVD and the adaptor on ``queries`` at each of the adaptor's nesting dims."""
+    """Fit a :class:`MatryoshkaAdaptor` (its ``loss``) on ``corpus`` (plus optional (query, document) ``pairs``), then
+    score raw truncation, PCA, SVD and the adaptor on ``queries`` at each of the adaptor's nesting dims."""
     t0 = time.perf_counter()
     adaptor = MatryoshkaAdaptor(
-        nesting, steps=steps, batch_size=batch_size, seed=seed, device=device, progress=progress
+        nesting, steps=steps, batch_size=batch_size, loss=loss, seed=seed, device=device, progress=progress
     ).fit(corpus, pairs)
     fit_seconds = time.perf_counter() - t0
     methods = adaptor_comparison_methods(corpus, adaptor)

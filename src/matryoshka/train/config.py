@@ -162,6 +162,9 @@ class TextModelConfig(_Strict):
     nesting: list[int] | None = Field(None, description="default: d, d/2, d/4, ... down to min_dim")
     min_dim: int = Field(12, ge=1)
     loss_weights: list[float] | None = None
+    distill: float = Field(
+        0.0, ge=0, description="weight of the full-dim -> prefix ranking distillation (PrefixDistillationLoss); 0: off"
+    )
     scale: float = Field(20.0, gt=0, description="inverse temperature of the in-batch-negatives loss")
     symmetric: bool = Field(True, description="also rank queries for each document")
     max_seq_length: int = Field(64, ge=8)

@@ -3,7 +3,8 @@
 The encoder runs once per batch on each tower; :class:`~matryoshka.MatryoshkaLoss` slices both embeddings at every
 nesting dim, re-normalises them and sums an InfoNCE (multiple-negatives ranking) loss per dim. With
 ``model.matryoshka: false`` the same loop trains at the full dim only: the baseline a Matryoshka model must beat at
-small dims. Like the image :class:`~matryoshka.train.Trainer` it is seeded, checkpoints every
+small dims. ``model.distill`` adds :class:`~matryoshka.nn.distillation.PrefixDistillationLoss` (each prefix learns
+the full dim's in-batch ranking). Like the image :class:`~matryoshka.train.Trainer` it is seeded, checkpoints every
 ``train.checkpoint_every`` steps (atomically, with checksums) and resumes where it stopped.
 
 Output (``train.out_dir``)::
@@ -37,6 +38,7 @@ from matryoshka.errors import InputError
 from matryoshka.evaluate.text import evaluate_text_retrieval
 from matryoshka.io import atomic_replace_dir, atomic_write_json
 from matryoshka.nesting import halving_nesting, validate_nesting
+from matryoshka.nn.distillation import PrefixDistillationLoss
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
 from matryoshka.nn.text_encoder import load_sentence_transformer
 from matryoshka.train.config import TextExperimentConfig
@@ -89,6 +91,7 @@ class TextTrainer(TrainingLoop):
         trained = self.nesting if m.matryoshka else [d]
         weights = m.loss_weights if m.matryoshka else None
         self.criterion = MatryoshkaLoss(InfoNCELoss(m.scale, m.symmetric), trained, weights)
+        self.distillation = PrefixDistillationLoss(trained, m.scale) if m.matryoshka and m.distill > 0 else None
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(decay_groups(self.model, o.weight_decay), lr=o.lr)
         self.steps_per_epoch = len(self.pairs) // cfg.train.batch_size
@@ -106,6 +109,9 @@ class TextTrainer(TrainingLoop):
         cfg = self.config.model_dump()
         for key in ("device", "out_dir", "checkpoint_every", "keep_checkpoints", "evaluate_base"):
             cfg["train"].pop(key)
+        if not cfg["model"]["matryoshka"]:  # settings a full-dim-only run ignores do not make it another run
+            for key in ("loss_weights", "distill"):
+                cfg["model"].pop(key)
         return cfg
 
     def batches(self, epoch: int, start: int) -> torch.Tensor:
@@ -129,6 +135,8 @@ class TextTrainer(TrainingLoop):
             queries = self._embed([p.query for p in pairs])
             documents = self._embed([p.document for p in pairs] + negatives)
         loss = self.criterion(queries.float(), documents.float())
+        if self.distillation is not None:
+            loss = loss + self.config.model.distill * self.distillation(queries.float(), documents.float())
         self.optimizer_step(loss, self.config.optim.grad_clip)
         return loss.detach()
 
