@@ -112,7 +112,8 @@ def test_mrl_adapt_fit_and_transform_cli(tmp_path):
     np.save(tmp_path / "e.npy", _embeddings(1200).astype(np.float32))
     runner = CliRunner()
     args = ["adapt", "fit", "--embeddings", str(tmp_path / "e.npy"), "--out", str(tmp_path / "a.safetensors")]
-    result = runner.invoke(app, [*args, "--nesting", "2,4,8,16", "--steps", "40", "--holdout", "200", "--no-progress"])
+    options = ["--nesting", "2,4,8,16", "--steps", "40", "--holdout", "200", "--loss", "listwise", "--no-progress"]
+    result = runner.invoke(app, [*args, *options])
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.output.splitlines() if line.strip().split(" ")[0].isdigit()]
     assert [int(r[0]) for r in rows] == [2, 4, 8, 16]

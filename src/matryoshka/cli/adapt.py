@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import typer
@@ -22,6 +22,10 @@ def fit(
     nesting: Annotated[str | None, typer.Option(help="comma-separated prefix sizes (default 8, 16, ..., d)")] = None,
     steps: Annotated[int, typer.Option(help="optimisation steps")] = 2000,
     batch_size: Annotated[int, typer.Option(help="rows per step")] = 1024,
+    loss: Annotated[
+        Literal["similarity", "listwise"],
+        typer.Option(help="similarity: pairwise + top-k cosines; listwise: distil the full-dim neighbour ranks"),
+    ] = "similarity",
     queries: Annotated[Path | None, typer.Option(help=".npy query embeddings of known pairs (optional)")] = None,
     documents: Annotated[Path | None, typer.Option(help=".npy document embeddings, row i matching query i")] = None,
     holdout: Annotated[int, typer.Option(help="rows held out to score recall@10 per dim after fitting")] = 2000,
@@ -45,6 +49,7 @@ def fit(
         nesting=int_list(nesting, "--nesting") if nesting else None,
         steps=steps,
         batch_size=batch_size,
+        loss=loss,
         seed=seed,
         device=str(resolve_device(device)),
         progress=progress,
