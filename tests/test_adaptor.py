@@ -112,8 +112,19 @@ def test_mrl_adapt_fit_and_transform_cli(tmp_path):
     np.save(tmp_path / "e.npy", _embeddings(1200).astype(np.float32))
     runner = CliRunner()
     args = ["adapt", "fit", "--embeddings", str(tmp_path / "e.npy"), "--out", str(tmp_path / "a.safetensors")]
-    options = ["--nesting", "2,4,8,16", "--steps", "40", "--holdout", "200", "--loss", "listwise", "--no-progress"]
-    result = runner.invoke(app, [*args, *options])
+    options = [
+        "--nesting",
+        "2,4,8,16",
+        "--steps",
+        "40",
+        "--holdout",
+        "200",
+        "--loss",
+        "listwise",
+        "--target-dims",
+        "2,4",
+    ]
+    result = runner.invoke(app, [*args, *options, "--no-progress"])
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.output.splitlines() if line.strip().split(" ")[0].isdigit()]
     assert [int(r[0]) for r in rows] == [2, 4, 8, 16]
@@ -191,3 +202,17 @@ def test_listwise_adaptor_fits_and_round_trips(tmp_path):
     np.testing.assert_allclose(
         MatryoshkaAdaptor.load(tmp_path / "a.safetensors").transform(x, 4), adaptor.transform(x, 4)
     )
+
+
+def test_target_dims_choose_the_kept_state_and_are_checked():
+    x = _embeddings(800)
+    every = MatryoshkaAdaptor([4, 8, 16], steps=20, eval_every=10, validation=200, loss="listwise").fit(x)
+    small = MatryoshkaAdaptor([4, 8, 16], steps=20, eval_every=10, validation=200, loss="listwise", target_dims=[4])
+    small.fit(x)
+    # same seed, same training: only the score that picks the kept state differs (recall at 4 dims vs the mean)
+    assert [h["loss"] for h in every.history_[1:]] == [h["loss"] for h in small.history_[1:]]
+    assert [h["val_recall"] for h in every.history_] != [h["val_recall"] for h in small.history_]
+    with pytest.raises(ValueError, match="target dim 32 is larger"):
+        MatryoshkaAdaptor([4, 8], steps=1, target_dims=[32]).fit(x)
+    with pytest.raises(ValueError, match="nesting dim 32 is larger"):
+        MatryoshkaAdaptor([4, 32], steps=1).fit(x)

@@ -26,6 +26,9 @@ def fit(
         Literal["similarity", "listwise"],
         typer.Option(help="similarity: pairwise + top-k cosines; listwise: distil the full-dim neighbour ranks"),
     ] = "similarity",
+    target_dims: Annotated[
+        str | None, typer.Option(help="comma-separated dims you will use: the kept state is the best there")
+    ] = None,
     queries: Annotated[Path | None, typer.Option(help=".npy query embeddings of known pairs (optional)")] = None,
     documents: Annotated[Path | None, typer.Option(help=".npy document embeddings, row i matching query i")] = None,
     holdout: Annotated[int, typer.Option(help="rows held out to score recall@10 per dim after fitting")] = 2000,
@@ -50,6 +53,7 @@ def fit(
         steps=steps,
         batch_size=batch_size,
         loss=loss,
+        target_dims=int_list(target_dims, "--target-dims") if target_dims else None,
         seed=seed,
         device=str(resolve_device(device)),
         progress=progress,

@@ -60,7 +60,11 @@ class MatryoshkaAdaptor:
     """``fit(embeddings)`` then ``transform(embeddings, dim)``; scikit-learn style.
 
     Args:
-        nesting: prefix sizes trained (default: powers of two up to d, and d).
+        nesting: prefix sizes trained and validated on (default: powers of two up to d, and d). A list that stops
+            below d spends the whole transform on those prefixes; the dims above its largest then keep no promise
+            (with d in the list, the full dim stays close to the original similarities).
+        target_dims: the prefix sizes you will use: the kept state is the one with the best held-out recall@10
+            averaged over these (default: every nesting dim, which favours the exact start at the large dims).
         hidden: width of the residual MLP.
         steps, batch_size, lr: optimisation (Adam) budget.
         topk: neighbours per anchor in the top-k loss; weights: (pairwise, top-k, reconstruction).
@@ -88,6 +92,7 @@ class MatryoshkaAdaptor:
         neighbours: int = 50,
         negatives: int = 200,
         temperature: float = 0.05,
+        target_dims: Sequence[int] | None = None,
         seed: int = 0,
         device: str = "cpu",
         progress: bool = False,
@@ -99,6 +104,7 @@ class MatryoshkaAdaptor:
         if loss not in ("similarity", "listwise"):
             raise InputError(f"loss must be 'similarity' or 'listwise', got {loss!r}")
         self.loss, self.neighbours, self.negatives, self.temperature = loss, neighbours, negatives, temperature
+        self.target_dims = None if target_dims is None else list(target_dims)
         self.transform_: _Transform | None = None
 
     def _check(self, embeddings: np.ndarray | torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -175,7 +181,12 @@ class MatryoshkaAdaptor:
                     f"pairs need as many queries as documents (>= 2), got {len(queries)}, {len(documents)}"
                 )
         self.dim_ = d
-        self.nesting_ = validate_nesting(self.nesting, d) if self.nesting else nesting_list(d, min(8, d))
+        self.nesting_ = validate_nesting(self.nesting) if self.nesting else nesting_list(d, min(8, d))
+        if self.nesting_[-1] > d:
+            raise InputError(f"nesting dim {self.nesting_[-1]} is larger than the embeddings' {d} dims")
+        self.target_dims_ = validate_nesting(self.target_dims) if self.target_dims else self.nesting_
+        if self.target_dims_[-1] > d:
+            raise InputError(f"target dim {self.target_dims_[-1]} is larger than the embeddings' {d} dims")
         g = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
         perm = torch.randperm(n, generator=g)
@@ -229,12 +240,12 @@ class MatryoshkaAdaptor:
     def _score(
         self, f: _Transform, val: torch.Tensor, val_pairs: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> float:
-        """Mean over nesting dims of recall@10 of full-dim neighbours within the validation rows; with held-out
-        pairs, mean over nesting dims of each query's hit rate for its document in the top 10 instead."""
+        """Mean over the target dims of recall@10 of full-dim neighbours within the validation rows; with held-out
+        pairs, mean over the target dims of each query's hit rate for its document in the top 10 instead."""
         if val_pairs is not None:
             q, d = (f(t.to(self.device)) for t in val_pairs)
             hits = []
-            for m in self.nesting_:
+            for m in self.target_dims_:
                 scores = _cos_between(q[:, :m], d[:, :m])
                 top = scores.topk(min(10, len(d)), dim=1).indices
                 hits.append((top == torch.arange(len(q), device=top.device)[:, None]).any(1).float().mean().item())
@@ -244,7 +255,7 @@ class MatryoshkaAdaptor:
         val = val.to(self.device)
         out = f(val)
         truth = _knn(val, 10)
-        return float(np.mean([_recall(_knn(out[:, :m], 10), truth) for m in self.nesting_]))
+        return float(np.mean([_recall(_knn(out[:, :m], 10), truth) for m in self.target_dims_]))
 
     @torch.no_grad()
     def transform(self, embeddings: np.ndarray | torch.Tensor, dim: int | None = None, normalize: bool = True):

@@ -56,16 +56,26 @@ def fit_and_score(
     progress: bool = False,
     k: int = 10,
     loss: str = "similarity",
+    target_dims: Sequence[int] | None = None,
+    dims: Sequence[int] | None = None,
 ) -> AdaptorComparison:
     """Fit a :class:`MatryoshkaAdaptor` (its ``loss``) on ``corpus`` (plus optional (query, document) ``pairs``), then
-    score raw truncation, PCA, SVD and the adaptor on ``queries`` at each of the adaptor's nesting dims."""
+    score raw truncation, PCA, SVD and the adaptor on ``queries`` at ``dims`` (default: the adaptor's nesting dims).
+    ``target_dims``: the dims the adaptor's kept state is chosen on (see :class:`MatryoshkaAdaptor`)."""
     t0 = time.perf_counter()
     adaptor = MatryoshkaAdaptor(
-        nesting, steps=steps, batch_size=batch_size, loss=loss, seed=seed, device=device, progress=progress
+        nesting,
+        steps=steps,
+        batch_size=batch_size,
+        loss=loss,
+        target_dims=target_dims,
+        seed=seed,
+        device=device,
+        progress=progress,
     ).fit(corpus, pairs)
     fit_seconds = time.perf_counter() - t0
     methods = adaptor_comparison_methods(corpus, adaptor)
-    recall = prefix_neighbour_recall(corpus, queries, methods, adaptor.nesting_, k)
+    recall = prefix_neighbour_recall(corpus, queries, methods, dims or adaptor.nesting_, k)
     return AdaptorComparison(adaptor, recall, len(corpus), len(queries), fit_seconds)
 
 
@@ -83,8 +93,11 @@ def fit_and_compare(
 
 def recall_table(recall: dict[str, dict[int, float]], dims: Sequence[int]) -> list[str]:
     """A header and one line per dim: the recall of each method, in columns."""
-    lines = [f"{'dim':>6}" + "".join(f"{name:>16}" for name in recall)]
-    lines += [f"{m:>6}" + "".join(f"{r[m]:>16.3f}" for r in recall.values()) for m in dims]
+    widths = [max(16, len(name) + 2) for name in recall]
+    lines = [f"{'dim':>6}" + "".join(f"{name:>{w}}" for name, w in zip(recall, widths, strict=True))]
+    lines += [
+        f"{m:>6}" + "".join(f"{r[m]:>{w}.3f}" for r, w in zip(recall.values(), widths, strict=True)) for m in dims
+    ]
     return lines
 
 
