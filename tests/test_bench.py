@@ -104,6 +104,11 @@ def test_bench_errors_are_one_line(tmp_path):
         result.exit_code == 2
         and result.output.strip() == f"error: embeddings file {tmp_path / 'missing.npy'} does not exist"
     )
+    import numpy as np
+
+    np.save(tmp_path / "flat.npy", np.zeros(10, dtype=np.float32))  # not (N, d): a one-line error, not a crash
+    result = CliRunner().invoke(app, ["bench", "adaptor", "--embeddings", str(tmp_path / "flat.npy")])
+    assert result.exit_code == 2 and "error: embeddings must be a 2-D (N, d) array" in result.output
     result = CliRunner().invoke(app, ["bench", "retrieval", "--rounds", "many"])
     assert result.exit_code == 2 and "--rounds" in result.output
 

@@ -99,6 +99,7 @@ def run(
         x, name = load_glove(), "GloVe 6B 50d"
     nesting = bench_nesting(x.shape[1]) if x.ndim == 2 else None  # fit_and_compare reports a malformed x
     losses = list(losses or ("similarity", "listwise"))
+    target_dims: list[int] | None = None
     if nesting is not None:  # check the goal dims before minutes of fitting
         default = DEFAULT_GOAL_DIMS.get("" if embeddings else data) or [m for m in nesting if m >= 8][:2]
         goal_dims = list(goal_dims or default)
@@ -118,6 +119,7 @@ def run(
             steps=steps,
             loss=loss,
             target_dims=target_dims,
+            baselines=not recall,  # raw, PCA and SVD do not depend on the loss: scored with the first adaptor
             seed=seed,
             progress=True,
         )
@@ -139,8 +141,7 @@ def run(
         )
     as_json = {key: {str(m): v for m, v in r.items()} for key, r in recall.items()}
     report = {"data": name, "corpus": comparison.corpus, "queries": comparison.queries, "dims": dims}
-    report["target_dims"] = target_dims
-    report |= {"recall@10": as_json, "goal": goal, "adaptor_fits": fits}
+    report |= {"target_dims": target_dims, "recall@10": as_json, "goal": goal, "adaptor_fits": fits}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "adaptor_results.json", report)

@@ -43,9 +43,11 @@ def svd_basis(corpus: np.ndarray, sample: int = 100_000) -> dict[str, Transform]
     return {"PCA": lambda x: (x - mean) @ pca.T, "SVD": lambda x: x @ svd.T}
 
 
-def adaptor_comparison_methods(corpus: np.ndarray, adaptor: Any) -> dict[str, Transform]:
-    """The usual line-up for a fitted ``MatryoshkaAdaptor``: raw truncation, PCA and SVD of ``corpus``, the adaptor."""
-    return {"raw": lambda e: e, **svd_basis(corpus), "adaptor": lambda e: adaptor.transform(e, normalize=False)}
+def adaptor_comparison_methods(corpus: np.ndarray, adaptor: Any, baselines: bool = True) -> dict[str, Transform]:
+    """The usual line-up for a fitted ``MatryoshkaAdaptor``: raw truncation, PCA and SVD of ``corpus`` (unless
+    ``baselines=False``), the adaptor."""
+    adapted: dict[str, Transform] = {"adaptor": lambda e: adaptor.transform(e, normalize=False)}
+    return {"raw": lambda e: e, **svd_basis(corpus), **adapted} if baselines else adapted
 
 
 def prefix_neighbour_recall(

@@ -57,11 +57,11 @@ def fit_and_score(
     k: int = 10,
     loss: str = "similarity",
     target_dims: Sequence[int] | None = None,
-    dims: Sequence[int] | None = None,
+    baselines: bool = True,
 ) -> AdaptorComparison:
     """Fit a :class:`MatryoshkaAdaptor` (its ``loss``) on ``corpus`` (plus optional (query, document) ``pairs``), then
-    score raw truncation, PCA, SVD and the adaptor on ``queries`` at ``dims`` (default: the adaptor's nesting dims).
-    ``target_dims``: the dims the adaptor's kept state is chosen on (see :class:`MatryoshkaAdaptor`)."""
+    score raw truncation, PCA and SVD (unless ``baselines=False``) and the adaptor on ``queries`` at each of the
+    adaptor's nesting dims. ``target_dims``: the dims its kept state is chosen on (see :class:`MatryoshkaAdaptor`)."""
     t0 = time.perf_counter()
     adaptor = MatryoshkaAdaptor(
         nesting,
@@ -74,8 +74,8 @@ def fit_and_score(
         progress=progress,
     ).fit(corpus, pairs)
     fit_seconds = time.perf_counter() - t0
-    methods = adaptor_comparison_methods(corpus, adaptor)
-    recall = prefix_neighbour_recall(corpus, queries, methods, dims or adaptor.nesting_, k)
+    methods = adaptor_comparison_methods(corpus, adaptor, baselines)
+    recall = prefix_neighbour_recall(corpus, queries, methods, adaptor.nesting_, k)
     return AdaptorComparison(adaptor, recall, len(corpus), len(queries), fit_seconds)
 
 
