@@ -216,9 +216,9 @@ while True:
 """
 
 
-@pytest.mark.parametrize("threshold", [0, 200])
-def test_kill_9_mid_append_or_mid_compaction_keeps_every_acknowledged_write(tmp_path, threshold):
-    MatryoshkaIndex.build(_vectors(50_000), shortlist_dims=[8]).save(tmp_path / "ix")
+@pytest.mark.parametrize("threshold,tier", [(0, "ram"), (200, "ram"), (200, "disk")])
+def test_kill_9_mid_append_or_mid_compaction_keeps_every_acknowledged_write(tmp_path, threshold, tier):
+    MatryoshkaIndex.build(_vectors(50_000), shortlist_dims=[8], full_vectors=tier).save(tmp_path / "ix")
     proc = subprocess.Popen(
         [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "ix"), str(threshold)],
         stdout=subprocess.PIPE,
@@ -243,6 +243,7 @@ def test_kill_9_mid_append_or_mid_compaction_keeps_every_acknowledged_write(tmp_
             assert (i in store) == (i % 7 != 3), i
         assert 100_000 + acked + 2 not in store  # nothing beyond the one write that may have been in flight
         assert (int(store.version[2:]) > 1) == (threshold > 0)  # compactions ran (and one was likely cut short)
+        assert (type(store.index._codes).__name__ == "DiskRows") == (tier == "disk")
 
 
 def test_a_failed_background_compaction_loses_nothing_and_is_reported_once(folder, monkeypatch):

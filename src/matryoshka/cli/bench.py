@@ -1,4 +1,4 @@
-"""`mrl bench train-overhead | retrieval | adaptor | text | data-loading | store`: the benchmarks of
+"""`mrl bench train-overhead | retrieval | threads | adaptor | text | data-loading | store`: the benchmarks of
 matryoshka.bench (ratios measured side by side in one run). Each command's options are the keyword arguments of
 its ``run()``, passed through as parsed."""
 
@@ -49,7 +49,12 @@ def retrieval(
     targets: Annotated[str, typer.Option(help="comma-separated recall@10 targets")] = "0.95,0.99",
     single: Annotated[int, typer.Option(help="single-query searches timed per method and round")] = 200,
     rounds: Annotated[int, typer.Option(help="interleaved timing rounds")] = 3,
-    hnsw_m: Annotated[int, typer.Option(help="M of the full-dim HNSW competitor")] = 32,
+    peers: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated peers: faiss-hnsw, faiss-ivf, hnswlib, usearch-f32, usearch-f16, usearch-i8, scann"
+        ),
+    ] = "faiss-hnsw,faiss-ivf,hnswlib,usearch-f32,usearch-f16,usearch-i8,scann",
     synthetic_dim: Annotated[
         int, typer.Option("--synthetic", help="use a synthetic corpus of this dim instead of --model")
     ] = 0,
@@ -57,9 +62,27 @@ def retrieval(
         "runs/bench/retrieval"
     ),
 ) -> None:
-    """Our tuned adaptive retrieval against faiss HNSW, IVF and exact search at the full dim: recall@10, batch-1
-    p50/p99, batched QPS, memory and build time at matched recall, side by side in one run."""
+    """Our tuned adaptive retrieval against faiss HNSW and IVF, hnswlib, usearch and ScaNN at the full dim:
+    recall@10, batch-1 p50/p99 (idle and beside a busy process), batched QPS, RAM and build time at matched recall,
+    side by side in one run."""
     from matryoshka.bench import retrieval as bench
+
+    bench.run(**ctx.params)
+
+
+@app.command("threads")
+@one_line_errors
+def threads(
+    ctx: typer.Context,
+    embeddings: Annotated[Path | None, typer.Option(help=".npy (N, d) embeddings (default: synthetic 512-d)")] = None,
+    size: Annotated[int, typer.Option(help="rows indexed")] = 100_000,
+    plan: Annotated[str, typer.Option(help="search plan (default adaptive:d/16:100:d)")] = "",
+    work: Annotated[float, typer.Option(help="seconds of searching timed per cell")] = 0.5,
+    out: Annotated[Path, typer.Option()] = Path("runs/bench/threads"),
+) -> None:
+    """One thread against all per batch size, idle and beside a busy process: where searches should stop running
+    single-threaded."""
+    from matryoshka.bench import threads as bench
 
     bench.run(**ctx.params)
 

@@ -53,12 +53,16 @@ def build(
         Path | None, typer.Option(help="with --shortlist auto: .npy calibration queries; autotune picks the structure")
     ] = None,
     target_recall: Annotated[float, typer.Option(help="with --shortlist auto: recall@10 vs exact to keep")] = 0.99,
+    full_vectors: Annotated[
+        str, typer.Option(help="where the full-dim vectors live when opened: ram, mmap, or disk (direct I/O per query)")
+    ] = "ram",
     force: Annotated[bool, typer.Option("--force", help="replace an index already in --out")] = False,
 ) -> None:
     """Build an index from embeddings and save it."""
     from matryoshka.errors import InputError
     from matryoshka.index import MatryoshkaIndex
     from matryoshka.index.autotune import autotune
+    from matryoshka.index.disk import check_tier
     from matryoshka.index.plans import plan_to_text
     from matryoshka.io import read_npy
 
@@ -68,12 +72,14 @@ def build(
         raise InputError("--shortlist auto and --tune-queries go together: autotune needs calibration queries")
     if not 0 < target_recall <= 1:
         raise InputError(f"--target-recall must be in (0, 1], got {target_recall}")
+    check_tier(full_vectors)
     index = MatryoshkaIndex.build(
         read_npy(embeddings, "embeddings"),
         read_ids(ids) if ids is not None else None,
         shortlist_dims=int_list(shortlist_dims, "--shortlist-dims"),
         encoding=encoding,
         shortlist="flat" if shortlist == "auto" else shortlist,
+        full_vectors=full_vectors,
     )
     if tune_queries is not None:
         tuned = autotune(index, read_npy(tune_queries, "queries"), 10, target_recall, verbose=True)
@@ -182,6 +188,9 @@ def search(
     k: Annotated[int, typer.Option(help="results per query")] = 10,
     out: Annotated[Path | None, typer.Option(help="write ids and scores to this .npz")] = None,
     mmap: Annotated[bool, typer.Option(help="memory-map the stored vectors")] = False,
+    full_vectors: Annotated[
+        str | None, typer.Option(help="ram, mmap or disk (default: the tier the index was built for)")
+    ] = None,
     exact: Annotated[bool, typer.Option(help="allow a first stage without a shortlist structure (full scan)")] = False,
 ) -> None:
     """Search an index with a plan; prints the first queries' results, or writes them all with --out."""
@@ -189,7 +198,7 @@ def search(
     from matryoshka.io import read_npy
 
     parsed = parse_plan(plan)
-    with IndexStore.open(index, writable=False, mmap=mmap) as store:
+    with IndexStore.open(index, writable=False, mmap=mmap, full_vectors=full_vectors) as store:
         scores, ids = store.search(read_npy(queries, "queries"), k, parsed, exact=exact)
     if out is not None:
         np.savez(out, ids=ids.astype(str) if ids.dtype == object else ids, scores=scores)

@@ -23,11 +23,16 @@ def serve(
         int | None, typer.Option(help="logged rows + deletions that start a background compaction (0: never)")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="requests handled at once (default: CPU cores, >= 2)")] = None,
+    full_vectors: Annotated[
+        str | None, typer.Option(help="ram, mmap or disk (default: the tier the index was built for)")
+    ] = None,
 ) -> None:
     """Serve an index over HTTP (FastAPI): /search, /vectors (X-API-Key from $MRL_API_KEY), /health, /docs."""
     import uvicorn
 
     from matryoshka.service import create_app
 
-    app = create_app(index, model_path=model, compact_threshold=compact_threshold, threads=threads)
+    app = create_app(
+        index, model_path=model, compact_threshold=compact_threshold, threads=threads, full_vectors=full_vectors
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")

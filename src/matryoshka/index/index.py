@@ -27,11 +27,13 @@ import faiss
 import numpy as np
 
 from matryoshka.index import storage
+from matryoshka.index.disk import DiskRows, check_tier
 from matryoshka.index.errors import IndexInputError
 from matryoshka.index.ids import check_ids, check_new_ids, empty_ids, listed
 from matryoshka.index.plans import Plan, checked_stages
 from matryoshka.index.stages import EXACT_CHUNK, StagedSearch
 from matryoshka.index.storage import normalize, row_squares
+from matryoshka.index.threads import search_threads
 
 
 class MatryoshkaIndex(StagedSearch):
@@ -44,6 +46,9 @@ class MatryoshkaIndex(StagedSearch):
         shortlist: "flat" (exact, default) or "hnsw" (approximate graph search: far faster first stages on
             large corpora; building it takes minutes per million vectors).
         hnsw_m, hnsw_ef_search: HNSW graph degree and search breadth (raised to the stage's K when smaller).
+        full_vectors: where the full-dim vectors live once the index is saved and opened again: "ram", "mmap"
+            (memory-mapped) or "disk" (read per query with direct I/O; only the prefix structures stay in RAM,
+            see :mod:`matryoshka.index.disk`). :meth:`load` can choose another.
 
     Ids are integers in [0, 2^63 - 1] or strings (at most 512 bytes), one kind per index. A removal only marks
     the row deleted (searches skip it); :meth:`compacted` and :meth:`save` drop deleted rows for good.
@@ -57,6 +62,7 @@ class MatryoshkaIndex(StagedSearch):
         shortlist: str = "flat",
         hnsw_m: int = 32,
         hnsw_ef_search: int = 128,
+        full_vectors: str = "ram",
     ) -> None:
         if dim < 1:
             raise IndexInputError(f"dim must be positive, got {dim}")
@@ -73,6 +79,7 @@ class MatryoshkaIndex(StagedSearch):
         self.shortlist = shortlist
         self.hnsw_m = hnsw_m
         self.hnsw_ef_search = hnsw_ef_search
+        self.full_vectors = check_tier(full_vectors)
         self.id_kind: str | None = None  # "int" or "str", fixed by the first add
         self._codes = np.zeros((0, dim), dtype=storage.encode(np.zeros((0, dim)), encoding)[0].dtype)
         self._scales: np.ndarray | None = np.zeros(0, np.float32) if encoding == "int8" else None
@@ -93,6 +100,7 @@ class MatryoshkaIndex(StagedSearch):
             "shortlist": self.shortlist,
             "hnsw_m": self.hnsw_m,
             "hnsw_ef_search": self.hnsw_ef_search,
+            "full_vectors": self.full_vectors,
         }
 
     def _new_shortlist(self, d: int) -> faiss.Index:
@@ -263,7 +271,10 @@ class MatryoshkaIndex(StagedSearch):
         alive = ~dead
         kind = self.id_kind or ("str" if new_ids is not None and new_ids.dtype == object else "int")
         out.id_kind = kind
-        out._codes = np.ascontiguousarray(self._codes[alive] if n_dead else self._codes)
+        if isinstance(self._codes, DiskRows) and not n_dead and (unit is None or not len(unit)):
+            out._codes = self._codes  # nothing changes: the rows stay on the disk
+        else:
+            out._codes = np.ascontiguousarray(self._codes[alive] if n_dead else self._codes)
         if self._scales is not None:
             out._scales = self._scales[alive] if n_dead else self._scales.copy()
         out._ids = self._ids[alive] if n_dead else self._ids.copy()
@@ -281,7 +292,8 @@ class MatryoshkaIndex(StagedSearch):
 
     # -- search ---------------------------------------------------------------------------------------------
     def _rows(self, positions: np.ndarray, d: int) -> np.ndarray:
-        codes = self._codes[:, :d][positions]
+        stored = self._codes
+        codes = stored.take(positions, d) if isinstance(stored, DiskRows) else stored[:, :d][positions]
         scales = self._scales[positions] if self._scales is not None else None
         return storage.decode(codes, scales, self.encoding)
 
@@ -312,7 +324,8 @@ class MatryoshkaIndex(StagedSearch):
         if self.ntotal == 0:
             raise IndexInputError("the index is empty")
         k = min(k, self.ntotal)
-        scores, positions = self.search_positions(q, stages)
+        with search_threads(len(q)):
+            scores, positions = self.search_positions(q, stages)
         return scores[:, :k], self._ids[positions[:, :k]]
 
     # -- persistence ----------------------------------------------------------------------------------------
@@ -329,9 +342,13 @@ class MatryoshkaIndex(StagedSearch):
         return versions.save(self, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, mmap: bool = False, verify: bool = True) -> MatryoshkaIndex:
-        """Open the current version with its logged writes; ``mmap`` maps the full-dim codes."""
+    def load(
+        cls, path: str | os.PathLike, mmap: bool = False, verify: bool = True, full_vectors: str | None = None
+    ) -> MatryoshkaIndex:
+        """Open the current version with its logged writes. ``full_vectors``: where the full-dim codes live, "ram",
+        "mmap" (memory-mapped; also ``mmap=True``) or "disk" (read per query with direct I/O, only the prefix
+        structures in RAM); default: the tier the index was saved for, else "ram"."""
         from matryoshka.index.store import IndexStore
 
-        with IndexStore.open(path, mmap=mmap, verify=verify, writable=False) as store:
+        with IndexStore.open(path, mmap=mmap, verify=verify, writable=False, full_vectors=full_vectors) as store:
             return store.to_index()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from matryoshka.index.storage import best_first, normalize
+from matryoshka.index.threads import is_small
 
 QUERY_BLOCK_FLOATS = 1 << 22  # queries x segment rows scored at once
 
@@ -70,7 +71,10 @@ class Segment:
         step = max(1, QUERY_BLOCK_FLOATS // max(1, len(ids)))
         out_s, out_p = [], []
         for start in range(0, len(q), step):
-            scores = (qn[start : start + step] @ prefix.T) * inverse_norms
+            block = qn[start : start + step]
+            # A matrix product would call BLAS, whose threads stall beside a busy process (see threads.py).
+            dots = np.einsum("nd,qd->qn", prefix, block) if is_small(len(q)) else block @ prefix.T
+            scores = dots * inverse_norms
             scores[:, dead] = -np.inf
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
             top_s, top = best_first(np.take_along_axis(scores, top, 1), top, k)

@@ -27,7 +27,12 @@ class StagedSearch:
         qn = normalize(q[:, :d])
         dead = self._dead if self._n_dead else None
         n_dead = self._n_dead
-        if d == self.dim and self.encoding == "float32" and n_dead <= MAX_OVERFETCH:
+        if (
+            d == self.dim
+            and self.encoding == "float32"
+            and n_dead <= MAX_OVERFETCH
+            and isinstance(self._codes, np.ndarray)
+        ):
             # Stored vectors are unit length: one exact inner-product search, no copy of the corpus.
             codes = np.ascontiguousarray(self._codes)
             scores, positions = faiss.knn(qn, codes, min(k + n_dead, self.rows), metric=faiss.METRIC_INNER_PRODUCT)
@@ -64,7 +69,9 @@ class StagedSearch:
             if flat.ntotal == self.rows:
                 return index, faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * d).reshape(flat.ntotal, d), 1, None
         codes = self._codes
-        if self.encoding != "float32" or not codes.flags.c_contiguous or self.dim % d:
+        if not isinstance(codes, np.ndarray) or self.encoding != "float32" or not codes.flags.c_contiguous:
+            return None  # (rows on the disk tier are read per query instead)
+        if self.dim % d:
             return None
         if d == self.dim:
             return codes, codes, 1, None

@@ -31,12 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from matryoshka.index import versions, wal
+from matryoshka.index.disk import DiskRows
 from matryoshka.index.errors import CompactionError, CorruptIndexError, IndexInputError
 from matryoshka.index.ids import check_ids, check_new_ids, listed
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import Plan
 from matryoshka.index.segment import Segment
 from matryoshka.index.storage import normalize
+from matryoshka.index.threads import search_threads
 
 
 class IndexStore:
@@ -76,6 +78,7 @@ class IndexStore:
         mmap: bool = False,
         verify: bool = True,
         compact_threshold: int | None = None,
+        full_vectors: str | None = None,
     ) -> IndexStore:
         """Open an index folder; ``compact_threshold``: segment rows plus deletions that start a background
         compaction (default: see :attr:`compact_threshold`; 0 turns it off)."""
@@ -87,17 +90,17 @@ class IndexStore:
             store._lock_cm = versions.folder_lock(root)
             store._lock_cm.__enter__()
         try:
-            store._load(mmap, verify)
+            store._load(mmap, verify, full_vectors)
         except BaseException:
             store.close()
             raise
         return store
 
-    def _load(self, mmap: bool, verify: bool) -> None:
+    def _load(self, mmap: bool, verify: bool, full_vectors: str | None) -> None:
         for attempt in range(5):  # a reader may race a writer's compaction: the version it read is gone
             name = versions.current_name(self.root)
             try:
-                base = versions.read_version(self.root, name, mmap, verify)
+                base = versions.read_version(self.root, name, mmap, verify, full_vectors)
                 records, offset, size = wal.read_records(versions.wal_path(self.root, name), base.dim)
             except wal.CorruptLogError as e:
                 raise CorruptIndexError(f"{self.root}: {e}; the log is left as it is") from None
@@ -339,6 +342,8 @@ class IndexStore:
                 self._deleted_during = []
             new_base = base.compacted(vectors[~dead], ids[~dead], dead=base_dead)  # the state at the snapshot
             name = versions.write_version(new_base, self.root)
+            if isinstance(base._codes, DiskRows):  # the new version's rows stay on the disk as well
+                new_base._codes = DiskRows(self.root / name / "codes.npy")
             where = dict(zip(new_base._ids.tolist(), range(new_base.rows), strict=True))
             with self._write_lock:
                 try:
@@ -387,14 +392,15 @@ class IndexStore:
             raise IndexInputError("the index is empty")
         k = min(k, total)
         scores, ids = [], []
-        if base.ntotal:
-            s, p = base.search_positions(q, stages)
-            scores.append(s[:, :k])
-            ids.append(base._ids[p[:, :k]])
-        if segment.alive:
-            s, i = segment.search(q, stages[-1][0], k)
-            scores.append(s)
-            ids.append(i)
+        with search_threads(len(q)):
+            if base.ntotal:
+                s, p = base.search_positions(q, stages)
+                scores.append(s[:, :k])
+                ids.append(base._ids[p[:, :k]])
+            if segment.alive:
+                s, i = segment.search(q, stages[-1][0], k)
+                scores.append(s)
+                ids.append(i)
         if len(scores) == 1:
             return scores[0], ids[0]
         all_s, all_i = np.concatenate(scores, axis=1), np.concatenate(ids, axis=1)

@@ -19,6 +19,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from matryoshka.index.disk import DiskRows, check_tier
 from matryoshka.index.errors import CorruptIndexError, StoreBusyError
 from matryoshka.index.ids import load_ids, save_ids
 from matryoshka.index.index import MatryoshkaIndex
@@ -120,8 +121,12 @@ def save(index: MatryoshkaIndex, path: str | os.PathLike) -> Path:
     return root / name
 
 
-def read_version(root: Path, name: str, mmap: bool = False, verify: bool = True) -> MatryoshkaIndex:
-    """Open version ``name``; ``mmap`` maps the full-dim codes instead of reading them into memory."""
+def read_version(
+    root: Path, name: str, mmap: bool = False, verify: bool = True, full_vectors: str | None = None
+) -> MatryoshkaIndex:
+    """Open version ``name``. ``full_vectors`` says where the full-dim codes live: "ram" (read into memory),
+    "mmap" (memory-mapped) or "disk" (read per query with direct I/O, :mod:`matryoshka.index.disk`); default
+    "mmap" when ``mmap`` is true, else the tier the version was built for (meta.json), else "ram"."""
     folder = root / name
     try:
         meta = json.loads((folder / "meta.json").read_text())
@@ -129,6 +134,7 @@ def read_version(root: Path, name: str, mmap: bool = False, verify: bool = True)
         raise CorruptIndexError(f"cannot read {folder / 'meta.json'}: {e}") from e
     if meta.get("format") not in (1, FORMAT_VERSION):
         raise CorruptIndexError(f"{folder} has index format {meta.get('format')}, expected {FORMAT_VERSION}")
+    tier = check_tier(full_vectors or ("mmap" if mmap else meta.get("full_vectors", "ram")))
     arrays = {}
     for key, digest in meta["sha256"].items():
         file = folder / (f"{key}.faiss" if key.startswith("shortlist-") else f"{key}.npy")
@@ -139,8 +145,10 @@ def read_version(root: Path, name: str, mmap: bool = False, verify: bool = True)
         try:
             if key.startswith("shortlist-"):
                 arrays[key] = faiss.read_index(str(file))
+            elif key == "codes" and tier == "disk":
+                arrays[key] = DiskRows(file)
             else:
-                arrays[key] = np.load(file, mmap_mode="r" if (mmap and key == "codes") else None)
+                arrays[key] = np.load(file, mmap_mode="r" if (tier == "mmap" and key == "codes") else None)
         except (ValueError, OSError, RuntimeError) as e:
             raise CorruptIndexError(f"{file} is not a readable array (truncated?): {e}") from e
     index = MatryoshkaIndex(
@@ -150,6 +158,7 @@ def read_version(root: Path, name: str, mmap: bool = False, verify: bool = True)
         meta.get("shortlist", "flat"),
         meta.get("hnsw_m", 32),
         meta.get("hnsw_ef_search", 128),
+        meta.get("full_vectors", "ram"),
     )
     kind = meta.get("id_kind", "int")
     codes = arrays["codes"]

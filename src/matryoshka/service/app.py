@@ -137,18 +137,21 @@ def create_app(
     compact_threshold: int | None = None,
     telemetry: bool = False,
     threads: int | None = None,
+    full_vectors: str | None = None,
 ) -> FastAPI:
     """Build the app; ``api_key`` defaults to $MRL_API_KEY (no key: writes are refused and the folder is opened
     read-only, so several such servers may share it). ``compact_threshold`` as for :meth:`IndexStore.open`;
-    ``threads``: requests handled at once (default: the number of CPU cores, at least 2); ``telemetry``: FastAPI's
-    OpenTelemetry hooks."""
+    ``threads``: requests handled at once (default: the number of CPU cores, at least 2); ``full_vectors``: "ram",
+    "mmap" or "disk" (default: the tier the index was built for); ``telemetry``: FastAPI's OpenTelemetry hooks."""
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
     run = None
     if model_path is not None:
         from matryoshka.runs import TrainedRun
 
         run = TrainedRun.load(model_path)
-    store = IndexStore.open(Path(index_dir), writable=key is not None, compact_threshold=compact_threshold)
+    store = IndexStore.open(
+        Path(index_dir), writable=key is not None, compact_threshold=compact_threshold, full_vectors=full_vectors
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -1,0 +1,185 @@
+"""The ANN libraries a search engineer would run instead, at the full dim, behind one small interface.
+
+Each peer builds over unit vectors (inner product = cosine), exposes its speed/recall knob as a list of settings
+(cheapest first), searches a batch of one on the calling thread alone and larger batches with every core (the
+same rule as ours, :mod:`matryoshka.index.threads`), and saves itself to a file whose resident memory a fresh
+process measures (:mod:`matryoshka.bench.rss`). A peer whose package is not installed is skipped with the line
+that installs it (``pip install 'matryoshka-mrl[bench]'``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from matryoshka.index.storage import normalize
+from matryoshka.index.threads import is_small
+
+K = 10
+
+
+@dataclass
+class Peer:
+    """A built peer index. ``search(q, setting)`` returns (Q, K) positions; ``save(path)`` writes it for
+    :mod:`matryoshka.bench.rss`, which re-opens it with ``load_kind``."""
+
+    name: str
+    family: str
+    settings: list[Any]
+    index: Any
+    load_kind: str
+
+    def search(self, q: np.ndarray, setting: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def save(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def describe(self, setting: Any) -> str:
+        return f"{self.name} {setting}"
+
+
+class FaissHNSW(Peer):
+    def search(self, q, setting):
+        params = faiss.SearchParametersHNSW(efSearch=setting)
+        return self.index.search(normalize(q), K, params=params)[1]
+
+    def save(self, path):
+        faiss.write_index(self.index, str(path))
+
+    def describe(self, setting):
+        return f"{self.name} efSearch={setting}"
+
+
+class FaissIVF(Peer):
+    def search(self, q, setting):
+        return self.index.search(normalize(q), K, params=faiss.SearchParametersIVF(nprobe=setting))[1]
+
+    def save(self, path):
+        faiss.write_index(self.index, str(path))
+
+    def describe(self, setting):
+        return f"{self.name} nprobe={setting}"
+
+
+class Hnswlib(Peer):
+    def search(self, q, setting):
+        self.index.set_ef(max(setting, K))
+        return self.index.knn_query(normalize(q), K, num_threads=1 if is_small(len(q)) else -1)[0]
+
+    def save(self, path):
+        self.index.save_index(str(path))
+
+    def describe(self, setting):
+        return f"{self.name} ef={setting}"
+
+
+class Usearch(Peer):
+    def search(self, q, setting):
+        self.index.expansion_search = setting
+        matches = self.index.search(normalize(q), K, threads=1 if is_small(len(q)) else 0)
+        keys = np.asarray(matches.keys, dtype=np.int64)
+        return keys.reshape(len(q), -1)
+
+    def save(self, path):
+        self.index.save(str(path))
+
+    def describe(self, setting):
+        return f"{self.name} expansion={setting}"
+
+
+class Scann(Peer):
+    def search(self, q, setting):
+        leaves, reorder = setting
+        qn = normalize(q)
+        if len(q) == 1:
+            ids, _ = self.index.search(qn[0], K, reorder, leaves)
+            return np.asarray(ids, dtype=np.int64)[None, :]
+        ids, _ = self.index.search_batched_parallel(qn, K, reorder, leaves)
+        return np.asarray(ids, dtype=np.int64)
+
+    def save(self, path):
+        path.mkdir(parents=True, exist_ok=True)
+        self.index.serialize(str(path))
+
+    def describe(self, setting):
+        return f"{self.name} leaves={setting[0]} reorder={setting[1]}"
+
+
+def missing(package: str) -> bool:
+    return importlib.util.find_spec(package) is None
+
+
+def build_faiss_hnsw(x: np.ndarray, m: int = 32) -> Peer:
+    index = faiss.IndexHNSWFlat(x.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    index.add(x)
+    return FaissHNSW(f"faiss HNSW M={m}", "faiss HNSWFlat", [4, 6, 8, 12, 16, 24, 32, 64, 128, 256], index, "faiss")
+
+
+def build_faiss_ivf(x: np.ndarray) -> Peer:
+    n, d = x.shape
+    nlist = max(1, int(4 * math.sqrt(n)))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.train(x[:: max(1, n // (64 * nlist))])
+    index.add(x)
+    return FaissIVF(f"faiss IVF{nlist}", "faiss IVFFlat", [1, 2, 4, 8, 16, 32, 64, 128], index, "faiss")
+
+
+def build_hnswlib(x: np.ndarray, m: int = 16) -> Peer:
+    import hnswlib
+
+    index = hnswlib.Index(space="ip", dim=x.shape[1])
+    index.init_index(max_elements=len(x), ef_construction=100, M=m)
+    index.add_items(x, np.arange(len(x)), num_threads=-1)
+    return Hnswlib(f"hnswlib M={m}", "hnswlib", [10, 12, 16, 24, 32, 48, 64, 128, 256], index, "hnswlib")
+
+
+def build_usearch(x: np.ndarray, dtype: str) -> Peer:
+    from usearch.index import Index
+
+    index = Index(ndim=x.shape[1], metric="ip", dtype=dtype, connectivity=16, expansion_add=128)
+    index.add(np.arange(len(x)), x, threads=0)
+    settings = [10, 12, 16, 24, 32, 48, 64, 128, 256]
+    return Usearch(f"usearch {dtype}", f"usearch {dtype}", settings, index, "usearch")
+
+
+def build_scann(x: np.ndarray) -> Peer:
+    import scann
+
+    n = len(x)
+    leaves = max(2, int(math.sqrt(n)))
+    builder = scann.scann_ops_pybind.builder(x, K, "dot_product")
+    builder = builder.tree(num_leaves=leaves, num_leaves_to_search=max(1, leaves // 20), training_sample_size=n)
+    index = builder.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(400).build()
+    settings = [(lv, r) for lv in (2, 4, 8, 16, 32, 64, 128) for r in (20, 50, 100, 200, 400) if lv <= leaves]
+    return Scann(f"ScaNN tree{leaves}+AH+reorder", "ScaNN", settings, index, "scann")
+
+
+# name -> (package it needs, builder); the order of the benchmark's tables
+PEERS = {
+    "faiss-hnsw": ("faiss", build_faiss_hnsw),
+    "faiss-ivf": ("faiss", build_faiss_ivf),
+    "hnswlib": ("hnswlib", build_hnswlib),
+    "usearch-f32": ("usearch", lambda x: build_usearch(x, "f32")),
+    "usearch-f16": ("usearch", lambda x: build_usearch(x, "f16")),
+    "usearch-i8": ("usearch", lambda x: build_usearch(x, "i8")),
+    "scann": ("scann", build_scann),
+}
+
+
+def available(names: list[str]) -> tuple[list[str], list[str]]:
+    """(names whose package imports, one skip message per other name)."""
+    ok, skipped = [], []
+    for name in names:
+        package = PEERS[name][0]
+        if missing(package):
+            skipped.append(f"{name}: skipped, `{package}` is not installed (pip install 'matryoshka-mrl[bench]')")
+        else:
+            ok.append(name)
+    return ok, skipped

@@ -1,0 +1,135 @@
+"""The disk tier: full-dim rows read per query with direct I/O give the in-RAM results; bad files are refused."""
+
+import os
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from matryoshka.cli import app
+from matryoshka.index import CorruptIndexError, IndexInputError, IndexStore, MatryoshkaIndex, disk
+from matryoshka.index.disk import DiskRows
+
+
+def _data(n=6000, d=96, queries=40, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((40, d)).astype(np.float32)
+    x = centers[rng.integers(0, 40, n)] + 0.6 * rng.standard_normal((n, d)).astype(np.float32)
+    q = centers[rng.integers(0, 40, queries)] + 0.6 * rng.standard_normal((queries, d)).astype(np.float32)
+    return x, q
+
+
+PLANS = ["adaptive:12:80:96", "funnel:12x200,48x50,96x10", "full", "adaptive:24:60:96"]
+
+
+@pytest.mark.parametrize("shortlist", ["flat", "hnsw"])
+@pytest.mark.parametrize("encoding", ["float32", "int8"])
+def test_disk_tier_returns_the_in_ram_results(tmp_path, shortlist, encoding):
+    x, q = _data()
+    ids = [f"doc-{i}" for i in range(len(x))]
+    index = MatryoshkaIndex.build(x, ids, shortlist_dims=[12], shortlist=shortlist, encoding=encoding)
+    index.save(tmp_path / "ix")
+    on_disk = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="disk")
+    assert isinstance(on_disk._codes, DiskRows) and on_disk._codes.direct
+    for plan in PLANS:
+        ram_s, ram_ids = index.search(q, 10, plan, exact=True)
+        for batch in (q, q[:1]):  # a batch and a single query (its own path through the threads)
+            disk_s, disk_ids = on_disk.search(batch, 10, plan, exact=True)
+            np.testing.assert_array_equal(disk_ids, ram_ids[: len(batch)])
+            np.testing.assert_allclose(disk_s, ram_s[: len(batch)], rtol=1e-6, atol=1e-6)
+
+
+def test_rows_straddling_blocks_and_many_candidates_read_right(tmp_path):
+    x = np.random.default_rng(1).standard_normal((3000, 100)).astype(np.float32)  # 400-byte rows: odd offsets
+    np.save(tmp_path / "rows.npy", x)
+    rows = DiskRows(tmp_path / "rows.npy")
+    positions = np.random.default_rng(2).integers(0, 3000, (3, 700))  # more than one submission per call
+    np.testing.assert_array_equal(rows.take(positions, 100), x[positions])
+    np.testing.assert_array_equal(rows.take(positions[:, :5], 37), x[positions[:, :5], :37])
+    assert rows.nbytes == 0 and len(rows) == 3000 and np.array_equal(np.asarray(rows), x)
+
+
+def test_falls_back_with_a_warning_where_direct_io_is_refused(tmp_path, monkeypatch):
+    x, q = _data(2000)
+    index = MatryoshkaIndex.build(x, shortlist_dims=[12])
+    index.save(tmp_path / "ix")
+    real_open = os.open
+
+    def no_direct(path, flags, *args):
+        if flags & os.O_DIRECT:
+            raise OSError(22, "Invalid argument")  # what tmpfs answers
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(disk.os, "open", no_direct)
+    with pytest.warns(UserWarning, match="direct I/O is not available here"):
+        fallback = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="disk")
+    assert not fallback._codes.direct
+    np.testing.assert_array_equal(
+        fallback.search(q, 10, "adaptive:12:50:96")[1], index.search(q, 10, "adaptive:12:50:96")[1]
+    )
+
+
+def test_a_truncated_or_changed_file_is_refused_in_one_line(tmp_path):
+    x, q = _data(2000)
+    MatryoshkaIndex.build(x, shortlist_dims=[12]).save(tmp_path / "ix")
+    codes = next((tmp_path / "ix").glob("v-*/codes.npy"))
+    opened = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="disk")
+    with open(codes, "r+b") as f:
+        f.truncate(codes.stat().st_size - 1000)
+    with pytest.raises(CorruptIndexError, match="was changed after the index was opened"):
+        opened.search(q[:1], 10, "adaptive:12:50:96")
+    with pytest.raises(CorruptIndexError, match="the file is truncated or was changed after the build"):
+        MatryoshkaIndex.load(tmp_path / "ix", full_vectors="disk", verify=False)
+    with pytest.raises(CorruptIndexError, match="does not match its checksum"):
+        MatryoshkaIndex.load(tmp_path / "ix", full_vectors="disk")
+
+
+def test_unknown_tier_is_one_clear_line(tmp_path):
+    with pytest.raises(IndexInputError, match="unknown --full-vectors 'ssd'"):
+        MatryoshkaIndex(8, shortlist_dims=[4], full_vectors="ssd")
+    np.save(tmp_path / "x.npy", _data(500, 16)[0])
+    result = CliRunner().invoke(
+        app,
+        [
+            "index",
+            "build",
+            "--embeddings",
+            str(tmp_path / "x.npy"),
+            "--out",
+            str(tmp_path / "ix"),
+            "--full-vectors",
+            "ssd",
+        ],
+    )
+    assert result.exit_code == 2 and "unknown --full-vectors 'ssd'; choose one of ram, mmap, disk" in result.output
+
+
+def test_built_for_the_disk_tier_the_store_opens_and_compacts_there(tmp_path):
+    x, q = _data(3000)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "q.npy", q)
+    args = ["index", "build", "--embeddings", str(tmp_path / "x.npy"), "--out", str(tmp_path / "ix")]
+    result = CliRunner().invoke(app, [*args, "--shortlist-dims", "12", "--full-vectors", "disk"])
+    assert result.exit_code == 0, result.output
+    with IndexStore.open(tmp_path / "ix", compact_threshold=0) as store:
+        assert isinstance(store.index._codes, DiskRows)
+        store.add(x[:100] + 0.01)
+        store.compact()
+        assert isinstance(store.index._codes, DiskRows)  # the new version's rows stay on the disk too
+        after = store.search(q, 10, "adaptive:12:60:96")
+    in_ram = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="ram").search(q, 10, "adaptive:12:60:96")
+    np.testing.assert_array_equal(after[1], in_ram[1])
+    result = CliRunner().invoke(
+        app,
+        [
+            "index",
+            "search",
+            "--index",
+            str(tmp_path / "ix"),
+            "--queries",
+            str(tmp_path / "q.npy"),
+            "--plan",
+            "adaptive:12:60:96",
+        ],
+    )
+    assert result.exit_code == 0 and "query 0:" in result.output
