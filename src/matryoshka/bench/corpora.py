@@ -1,11 +1,14 @@
-"""Corpora for the retrieval benchmark: real MRL embeddings of shifted images, or a synthetic stand-in.
+"""Corpora for the retrieval benchmark: real MRL embeddings of shifted images, of distinct real texts, or a
+synthetic stand-in.
 
 The real corpus encodes the train and validation images of a trained image run (default: the demo's Fashion-MNIST
 MRL model, 60k images) under small pixel shifts, as many shifts as the requested size needs (4 for 240k, 17 for
 1M); queries are the test images. Shifted copies of an image land close to each other, so a query's ten nearest
 neighbours lie within a few thousandths of cosine of each other: a corpus on which every approximation shows.
-Encodings are cached in ``$MATRYOSHKA_CACHE/bench`` (default ``~/.cache/matryoshka/bench``), keyed by the run's
-files and the size.
+The text corpus (:func:`text_embeddings`) embeds distinct texts found on the machine
+(:mod:`matryoshka.bench.texts`) with a Matryoshka text model trained by ``mrl train`` (default
+``configs/wordnet_minilm_quick.yaml``); queries are texts held out of the corpus. Encodings are cached in
+``$MATRYOSHKA_CACHE/bench`` (default ``~/.cache/matryoshka/bench``), keyed by the run's files and the size.
 """
 
 from __future__ import annotations
@@ -99,3 +102,57 @@ def shifted_embeddings(run: Path, size: int, n_queries: int) -> Corpus:
     np.savez(cache.with_suffix(".tmp.npz"), x=x, y=y, cal=q[:n_queries], q=q[n_queries:], qy=qy[n_queries:])
     cache.with_suffix(".tmp.npz").replace(cache)
     return Corpus(x, y, q[:n_queries], q[n_queries:], qy[n_queries:], f"{run} x shifts, {size:,}")
+
+
+TEXT_CHUNK = 20_000  # texts encoded per cached chunk (a killed encoding resumes from the last whole chunk)
+TEXT_MAX_TOKENS = 128  # tokens kept per text when encoding the corpus (bounds the CPU time of long paragraphs)
+
+
+def text_embeddings(run: Path, size: int, n_queries: int) -> Corpus:
+    """``size`` distinct real texts embedded by the text run ``run``, and ``2 * n_queries`` other texts as
+    queries (the first ``n_queries`` for calibration). Texts are shuffled (seed 0) before the split."""
+    import time
+
+    from matryoshka.bench.texts import collect_texts
+    from matryoshka.runs import TrainedRun
+
+    if not (run / "model" / "modules.json").exists() and not (run / "modules.json").exists():
+        raise InputError(
+            f"{run} is not a finished text run; train one with `mrl train --config configs/wordnet_minilm_quick.yaml`"
+        )
+    folder = CACHE / f"text-{run.name}-{_model_key(run / 'model' if (run / 'model').is_dir() else run)}-{size}"
+    final = folder / f"corpus-{n_queries}.npz"
+    if final.exists():
+        saved = np.load(final)
+        return Corpus(*(saved[key] for key in ("x", "y", "cal", "q", "qy")), f"{size:,} real texts, {run.name}")
+    texts, counts = collect_texts(limit=size + 2 * n_queries)
+    if len(texts) < size + 2 * n_queries:
+        raise InputError(
+            f"only {len(texts):,} distinct texts found ({counts}); ask for --size {len(texts) - 2 * n_queries:,} "
+            "or fewer (`apt-get update -o Acquire::Languages=en` adds the Debian package descriptions)"
+        )
+    print(f"texts: {counts}", flush=True)
+    order = np.random.default_rng(0).permutation(len(texts))
+    texts = [texts[i] for i in order]
+    model = TrainedRun.load(run).model
+    model.max_seq_length = min(model.max_seq_length or TEXT_MAX_TOKENS, TEXT_MAX_TOKENS)
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = []
+    started = time.perf_counter()
+    for start in range(0, len(texts), TEXT_CHUNK):
+        chunk = folder / f"chunk-{start:08d}.npy"
+        if not chunk.exists():
+            z = model.encode(texts[start : start + TEXT_CHUNK], batch_size=128, convert_to_numpy=True)
+            np.save(chunk.with_suffix(".tmp.npy"), z.astype(np.float32))
+            chunk.with_suffix(".tmp.npy").replace(chunk)
+            done = start + TEXT_CHUNK
+            rate = done / (time.perf_counter() - started)
+            left = (len(texts) - done) / rate
+            print(f"encoded {min(done, len(texts)):,}/{len(texts):,} texts ({rate:.0f}/s, ~{left / 60:.0f} min left)")
+        parts.append(np.load(chunk))
+    z = np.concatenate(parts)
+    q, x = z[: 2 * n_queries], z[2 * n_queries :]
+    zeros = np.zeros(len(x), dtype=np.int64)
+    np.savez(final.with_suffix(".tmp.npz"), x=x, y=zeros, cal=q[:n_queries], q=q[n_queries:], qy=zeros[:n_queries])
+    final.with_suffix(".tmp.npz").replace(final)
+    return Corpus(x, zeros, q[:n_queries], q[n_queries:], zeros[:n_queries], f"{size:,} real texts, {run.name}")

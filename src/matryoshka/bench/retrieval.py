@@ -3,7 +3,8 @@
     mrl bench retrieval                                    # 240k real MRL embeddings (run `mrl demo --quick` first)
     mrl bench retrieval --size 1000000                     # 1M (17 pixel shifts of the 60k images)
     mrl bench retrieval --model runs/demo2048/models/mrl   # a 2048-d model (`mrl demo --quick --embed-dim 2048`)
-    mrl bench retrieval --synthetic --size 20000           # no trained model needed
+    mrl bench retrieval --synthetic 64 --size 20000        # no trained model needed
+    mrl bench retrieval --corpus text --size 500000        # distinct real texts, a Matryoshka MiniLM (384-d)
 
 Peers over the same vectors, all at the full dim (``--peers``; each skipped with a message when its package is
 missing, ``pip install 'matryoshka-mrl[bench]'``): faiss ``IndexHNSWFlat`` (M=32) and ``IndexIVFFlat``,
@@ -33,7 +34,7 @@ import numpy as np
 
 from matryoshka.bench import rss
 from matryoshka.bench.busy import busy_process
-from matryoshka.bench.corpora import Corpus, shifted_embeddings, synthetic
+from matryoshka.bench.corpora import Corpus, shifted_embeddings, synthetic, text_embeddings
 from matryoshka.bench.peers import PEERS, Peer, available
 from matryoshka.errors import InputError
 from matryoshka.evaluate.metrics import recall_against
@@ -134,7 +135,7 @@ def peer_methods(
         t0 = time.perf_counter()
         peer = PEERS[name][1](x)
         builds[name] = build_s = time.perf_counter() - t0
-        path = out / "peers" / name
+        path = (out / "peers" / name).resolve()  # ScaNN resolves its files against the folder it was given
         peer.save(path)
         ram, size = rss.measure(peer.load_kind, path), rss.file_bytes(path)
         for target in targets:
@@ -241,15 +242,19 @@ def prefix_ceiling(
     x: np.ndarray,
     q: np.ndarray,
     exact: tuple[np.ndarray, np.ndarray],
-    dims=(16, 32, 64, 128, 256),
-    shortlists=(20, 50, 100, 200),
+    shortlists=(10, 20, 50, 100, 200, 400, 800, 1600),
+    targets=(0.95, 0.99),
 ) -> dict[str, Any]:
-    """How hard the corpus is for prefix shortlists: recall@10 of an exact D-dim shortlist of K re-ranked exactly
-    at the full dim (no index involved), and the median cosine gap between each query's 10th and 11th neighbour.
-    ``x`` and ``q`` are unit vectors; ``exact`` is their exact top-11 (scores, positions)."""
+    """How faithful the prefixes are (what decides the cost of a prefix shortlist): recall@10 of an exact D-dim
+    shortlist of K re-ranked exactly at the full dim (no index involved), the smallest K that reaches each target,
+    and the median cosine gap between each query's 10th and 11th neighbour. ``x`` and ``q`` are unit vectors;
+    ``exact`` is their exact top-11 (scores, positions)."""
     full_scores, truth = exact
+    d_full = x.shape[1]
+    dims = sorted({d_full // f for f in (32, 16, 8, 4, 2) if d_full // f >= 8})
     table: dict[str, dict[str, float]] = {}
-    for d in (d for d in dims if d < x.shape[1]):
+    needed: dict[str, dict[str, int | None]] = {}
+    for d in dims:
         _, cand = faiss.knn(
             normalize(q[:, :d]), normalize(x[:, :d]), max(shortlists), metric=faiss.METRIC_INNER_PRODUCT
         )
@@ -257,16 +262,23 @@ def prefix_ceiling(
         for shortlist in shortlists:
             c = cand[:, :shortlist]
             scores = np.concatenate(
-                [np.einsum("qkd,qd->qk", x[c[i : i + 100]], q[i : i + 100]) for i in range(0, len(q), 100)]
+                [np.einsum("qkd,qd->qk", x[c[i : i + 50]], q[i : i + 50]) for i in range(0, len(q), 50)]
             )
             top = np.take_along_axis(c, np.argsort(-scores, axis=1)[:, :K], 1)
             table[str(d)][str(shortlist)] = recall_against(top, truth[:, :K])
+        row = table[str(d)]
+        needed[str(d)] = {str(t): next((int(k) for k, r in row.items() if r >= t), None) for t in targets}
     gap = float(np.median(full_scores[:, K - 1] - full_scores[:, K]))
-    print(f"\nexact D-dim shortlist of K, re-ranked at {x.shape[1]} dims: recall@10 (median gap 10th-11th: {gap:.1e})")
-    print(f"{'D':>6}" + "".join(f"{'K=' + str(k):>9}" for k in shortlists))
+    print(
+        f"\nprefix fidelity: exact D-dim shortlist of K, re-ranked at {d_full} dims: recall@10 "
+        f"(median gap 10th-11th: {gap:.1e})"
+    )
+    head = "".join(f"{'K=' + str(k):>8}" for k in shortlists)
+    print(f"{'D':>6}{head}" + "".join(f"{'K for ' + str(t):>11}" for t in targets))
     for d, row in table.items():
-        print(f"{d:>6}" + "".join(f"{v:>9.4f}" for v in row.values()))
-    return {"recall": table, "median_gap_10_11": gap}
+        ks = "".join(f"{needed[d][str(t)] or '>' + str(max(shortlists)):>11}" for t in targets)
+        print(f"{d:>6}" + "".join(f"{v:>8.4f}" for v in row.values()) + ks)
+    return {"recall": table, "k_needed": needed, "median_gap_10_11": gap}
 
 
 def measure(methods: list[Method], corpus: Corpus, truth: np.ndarray, single: int, rounds: int) -> None:
@@ -333,7 +345,9 @@ def goals() -> dict[str, float]:
 
 def run(
     *,
+    corpus: str = "images",
     model: Path = Path("runs/demo/models/mrl"),
+    text_model: Path = Path("runs/wordnet_minilm_quick"),
     size: int = 240_000,
     queries: int = 1000,
     targets: str = "0.95,0.99",
@@ -354,10 +368,15 @@ def run(
     unknown = sorted(set(peer_names) - set(PEERS))
     if unknown:
         raise InputError(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}")
+    if corpus not in ("images", "text"):
+        raise InputError(f"--corpus must be images or text, got {corpus!r}")
     if synthetic_dim:
-        corpus = synthetic(size, queries, synthetic_dim, clusters=max(10, size // 200))
+        data = synthetic(size, queries, synthetic_dim, clusters=max(10, size // 200))
+    elif corpus == "text":
+        data = text_embeddings(text_model, size, queries)
     else:
-        corpus = shifted_embeddings(model, size, queries)
+        data = shifted_embeddings(model, size, queries)
+    corpus = data
     n, d = corpus.vectors.shape
     out.mkdir(parents=True, exist_ok=True)
     x, q = normalize(corpus.vectors), normalize(corpus.queries)  # once: each is a copy of the corpus

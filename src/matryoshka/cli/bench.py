@@ -41,10 +41,16 @@ def train_overhead(
 @one_line_errors
 def retrieval(
     ctx: typer.Context,
+    corpus: Annotated[
+        str, typer.Option(help="images (shifted copies: near-duplicates) or text (distinct real texts)")
+    ] = "images",
     model: Annotated[Path, typer.Option(help="trained image run whose embeddings are indexed")] = Path(
         "runs/demo/models/mrl"
     ),
-    size: Annotated[int, typer.Option(help="vectors indexed (the run's images under as many pixel shifts)")] = 240_000,
+    text_model: Annotated[Path, typer.Option(help="with --corpus text: a text run made by mrl train")] = Path(
+        "runs/wordnet_minilm_quick"
+    ),
+    size: Annotated[int, typer.Option(help="vectors indexed (images: under as many pixel shifts as needed)")] = 240_000,
     queries: Annotated[int, typer.Option(help="calibration queries, and as many evaluation queries")] = 1000,
     targets: Annotated[str, typer.Option(help="comma-separated recall@10 targets")] = "0.95,0.99",
     single: Annotated[int, typer.Option(help="single-query searches timed per method and round")] = 200,
