@@ -62,6 +62,12 @@ def debian_texts(lists: Path = APT_LISTS) -> Iterator[str]:
             elif paragraph:  # a " ." line or the record's end closes a paragraph
                 yield " ".join(paragraph)
                 paragraph = []
+        if paragraph:
+            yield " ".join(paragraph)
+
+
+def _plain(line: str) -> str:
+    return _ROFF_ESCAPE.sub("", line).replace("\\-", "-").replace("\\", "")
 
 
 def roff_paragraphs(source: str) -> Iterator[str]:
@@ -70,13 +76,13 @@ def roff_paragraphs(source: str) -> Iterator[str]:
     for line in source.splitlines():
         if line.startswith((".", "'")):  # a macro (.PP, .SH, .TP, ...) or a comment: ends the paragraph
             if line[1:3] in ("B ", "I ") or line[1:4] in ("BR ", "IR ", "RB ", "RI ", "BI ", "IB "):
-                paragraph.append(line.split(" ", 1)[1].replace('"', ""))  # inline font macros carry words
+                paragraph.append(_plain(line.split(" ", 1)[1].replace('"', "")))  # inline font macros carry words
                 continue
             if paragraph:
                 yield " ".join(paragraph)
             paragraph = []
         elif line.strip():
-            paragraph.append(_ROFF_ESCAPE.sub("", line).replace("\\-", "-").replace("\\", ""))
+            paragraph.append(_plain(line))
         elif paragraph:
             yield " ".join(paragraph)
             paragraph = []

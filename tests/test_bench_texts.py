@@ -1,0 +1,90 @@
+"""The real-text corpus of `mrl bench retrieval --corpus text`: sources parsed, cleaned and deduplicated."""
+
+import gzip
+
+import pytest
+
+from matryoshka.bench import texts
+from matryoshka.bench.corpora import text_embeddings
+from matryoshka.errors import InputError
+
+MAN = r""".TH LS 1
+.SH NAME
+ls \- list directory contents
+.SH DESCRIPTION
+List information about the \fIFILE\fRs (the current directory by default).
+Sort entries alphabetically if none of
+.B \-cftuvSUX
+nor \fB\-\-sort\fP is specified.
+.PP
+Mandatory arguments to long options are mandatory for short options too.
+"""
+
+TRANSLATION = """Package: 0ad
+Description-md5: d943033bedada21853d2ae54a2578a7b
+Description-en: Real-time strategy game of ancient warfare
+ 0 A.D. is a free, open-source, cross-platform
+ real-time strategy game of ancient warfare.
+ .
+ The project is highly ambitious.
+
+Package: tiny
+Description-en: a tiny tool for tests
+ It does one small thing well.
+"""
+
+
+def test_man_pages_become_plain_paragraphs():
+    found = list(texts.roff_paragraphs(MAN))
+    assert "ls - list directory contents" in found
+    assert (
+        "List information about the FILEs (the current directory by default). Sort entries alphabetically if none "
+        "of -cftuvSUX nor --sort is specified." in found
+    )
+    assert "Mandatory arguments to long options are mandatory for short options too." in found
+    assert not any("\\" in t or t.startswith(".") for t in found)
+
+
+def test_debian_descriptions_give_synopses_and_paragraphs(tmp_path):
+    (tmp_path / "deb_dists_main_i18n_Translation-en").write_text(TRANSLATION)
+    found = [" ".join(t.split()) for t in texts.debian_texts(tmp_path)]
+    assert found == [
+        "Real-time strategy game of ancient warfare",
+        "0 A.D. is a free, open-source, cross-platform real-time strategy game of ancient warfare.",
+        "The project is highly ambitious.",
+        "a tiny tool for tests",
+        "It does one small thing well.",
+    ]
+
+
+def test_docs_give_changelog_items_and_paragraphs_but_no_licences(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    changelog = "pkg (1.0-1) unstable; urgency=low\n\n  * Fix the build with the newest compiler.\n"
+    changelog += "  * New upstream release with many fixes.\n"
+    (tmp_path / "pkg" / "changelog.Debian.gz").write_bytes(gzip.compress(changelog.encode()))
+    (tmp_path / "pkg" / "README").write_text("First paragraph of the readme file.\n\nSecond one, also prose here.\n")
+    (tmp_path / "pkg" / "copyright").write_text("Permission is hereby granted, free of charge, to any person\n")
+    found = list(texts.clean(texts.doc_texts(tmp_path)))
+    assert "Fix the build with the newest compiler." in found and "New upstream release with many fixes." in found
+    assert "First paragraph of the readme file." in found and not any("Permission" in t for t in found)
+
+
+def test_collect_deduplicates_and_stops_at_the_limit():
+    sources = {
+        "a": lambda: ["One two three four.", "one TWO three four.", "too short", "Five six seven eight."],
+        "b": lambda: ["Five six seven eight.", "Nine ten eleven twelve.", "Thirteen fourteen fifteen sixteen."],
+    }
+    found, counts = texts.collect_texts(sources=sources)
+    assert found == [
+        "One two three four.",
+        "Five six seven eight.",
+        "Nine ten eleven twelve.",
+        "Thirteen fourteen fifteen sixteen.",
+    ]
+    assert counts == {"a": 2, "b": 2}
+    assert texts.collect_texts(limit=3, sources=sources)[0] == found[:3]
+
+
+def test_the_text_corpus_needs_a_finished_text_run(tmp_path):
+    with pytest.raises(InputError, match="mrl train --config configs/wordnet_minilm_quick.yaml"):
+        text_embeddings(tmp_path, 1000, 10)
