@@ -175,15 +175,40 @@ def test_index_build_with_an_autotuned_structure(tmp_path, monkeypatch):
     np.save(tmp_path / "x.npy", (rng.standard_normal((3000, 256)) * np.linspace(3, 0.1, 256)).astype(np.float32))
     np.save(tmp_path / "q.npy", (rng.standard_normal((40, 256)) * np.linspace(3, 0.1, 256)).astype(np.float32))
     build = ["index", "build", "--embeddings", str(tmp_path / "x.npy"), "--out", str(tmp_path / "ix")]
-    result = runner.invoke(app, [*build, "--shortlist", "auto"])
-    assert result.exit_code == 2 and "--tune-queries" in result.output
     tune = ["--tune-queries", str(tmp_path / "q.npy"), "--target-recall", "0.9"]
+    result = runner.invoke(app, [*build, "--shortlist", "flat", *tune])
+    assert result.exit_code == 2 and "--tune-queries goes with --shortlist auto" in result.output
     result = runner.invoke(app, [*build, "--shortlist", "auto", *tune])
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if x.startswith("structure: "))
     kind, dims = line.split(" over ")[0].removeprefix("structure: "), line.split("[")[1].split("]")[0]
     with IndexStore.open(tmp_path / "ix", writable=False) as store:  # the chosen structure is what was saved
         assert store.index.shortlist == kind and store.index.shortlist_dims == [int(dims)]
+        assert store.index.default_plan == line.split("plan: ")[1]
+
+
+def test_a_plain_index_build_is_tuned_and_searches_follow_its_plan(tmp_path):
+    from matryoshka.index import MatryoshkaIndex
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((4000, 64)) * np.linspace(3, 0.1, 64)).astype(np.float32)
+    q = (rng.standard_normal((30, 64)) * np.linspace(3, 0.1, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "q.npy", q)
+    result = runner.invoke(
+        app, ["index", "build", "--embeddings", str(tmp_path / "x.npy"), "--out", str(tmp_path / "ix")]
+    )
+    assert result.exit_code == 0, result.output
+    plan = next(x for x in result.output.splitlines() if x.startswith("structure: ")).split("plan: ")[1]
+    index = MatryoshkaIndex.load(tmp_path / "ix")
+    assert index.default_plan == plan and index.ntotal == 4000  # the held-out calibration rows were added back
+    assert sorted(index.ids.tolist()) == list(range(4000))  # ids still name rows of x.npy
+    np.testing.assert_array_equal(index.search(x[:5], 1)[1][:, 0], np.arange(5))
+    search = ["index", "search", "--index", str(tmp_path / "ix"), "--queries", str(tmp_path / "q.npy")]
+    runner.invoke(app, [*search, "--out", str(tmp_path / "default.npz")])
+    runner.invoke(app, [*search, "--plan", plan, "--out", str(tmp_path / "named.npz")])
+    default, named = np.load(tmp_path / "default.npz"), np.load(tmp_path / "named.npz")
+    np.testing.assert_array_equal(default["ids"], named["ids"])
 
 
 @pytest.mark.parametrize(

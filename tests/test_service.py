@@ -42,6 +42,19 @@ def test_search_matches_library(client, index_dir):
     assert client.get("/health").json()["ntotal"] == 800
 
 
+def test_a_search_without_a_plan_follows_the_tuned_one(tmp_path):
+    index = MatryoshkaIndex(DIM, [8], default_plan="adaptive:8:20:32")
+    index.add(_corpus())
+    index.save(tmp_path / "ix")
+    client = TestClient(create_app(tmp_path / "ix", api_key=KEY))
+    q = _corpus(5, seed=1)
+    tuned = client.post("/search", json={"vectors": q.tolist(), "k": 5}).json()["ids"]
+    assert (
+        tuned == client.post("/search", json={"vectors": q.tolist(), "k": 5, "plan": "adaptive:8:20:32"}).json()["ids"]
+    )
+    assert tuned == index.search(q, 5, "adaptive:8:20:32")[1].tolist()
+
+
 def test_writes_need_the_key_and_persist(client, index_dir):
     v = _corpus(1, seed=2).tolist()
     assert client.post("/vectors", json={"vectors": v, "ids": [5000]}).status_code == 401

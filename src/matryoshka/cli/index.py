@@ -44,47 +44,56 @@ def build(
     embeddings: Annotated[Path, typer.Option(help=".npy (N, d) full-dim embeddings")],
     out: Annotated[Path, typer.Option(help="index folder (a new version is written atomically)")],
     ids: IdsFile = None,
-    shortlist_dims: Annotated[str, typer.Option(help="comma-separated prefix sizes with a FAISS index")] = "16",
+    shortlist_dims: Annotated[
+        str, typer.Option(help="comma-separated prefix sizes with a FAISS index (with flat or hnsw)")
+    ] = "16",
     encoding: Annotated[str, typer.Option(help="float32, float16 or int8")] = "float32",
     shortlist: Annotated[
-        str, typer.Option(help="flat (exact), hnsw (graph: far faster on large corpora), or auto (see --tune-queries)")
-    ] = "flat",
+        str,
+        typer.Option(help="auto (autotune picks the structure and the default plan), flat (exact) or hnsw (graph)"),
+    ] = "auto",
     tune_queries: Annotated[
-        Path | None, typer.Option(help="with --shortlist auto: .npy calibration queries; autotune picks the structure")
+        Path | None,
+        typer.Option(help="with --shortlist auto: .npy calibration queries (default: 1,000 held-out corpus rows)"),
     ] = None,
-    target_recall: Annotated[float, typer.Option(help="with --shortlist auto: recall@10 vs exact to keep")] = 0.99,
+    target_recall: Annotated[float, typer.Option(help="with --shortlist auto: recall@10 vs exact to keep")] = 0.95,
     full_vectors: Annotated[
         str, typer.Option(help="where the full-dim vectors live when opened: ram, mmap, or disk (direct I/O per query)")
     ] = "ram",
     force: Annotated[bool, typer.Option("--force", help="replace an index already in --out")] = False,
 ) -> None:
-    """Build an index from embeddings and save it."""
+    """Build an index from embeddings and save it; by default tuned to recall@10 0.95 (structure and plan)."""
     from matryoshka.errors import InputError
     from matryoshka.index import MatryoshkaIndex
-    from matryoshka.index.autotune import autotune
+    from matryoshka.index.autotune import build_tuned
     from matryoshka.index.disk import check_tier
-    from matryoshka.index.plans import plan_to_text
     from matryoshka.io import read_npy
 
     if (out / "CURRENT").exists() and not force:
         raise InputError(f"{out} already holds an index: add to it with mrl index add, or replace it with --force")
-    if (shortlist == "auto") != (tune_queries is not None):
-        raise InputError("--shortlist auto and --tune-queries go together: autotune needs calibration queries")
+    if shortlist not in ("auto", "flat", "hnsw"):
+        raise InputError(f"--shortlist must be auto, flat or hnsw, got {shortlist!r}")
+    if tune_queries is not None and shortlist != "auto":
+        raise InputError("--tune-queries goes with --shortlist auto: autotune needs calibration queries")
     if not 0 < target_recall <= 1:
         raise InputError(f"--target-recall must be in (0, 1], got {target_recall}")
     check_tier(full_vectors)
-    index = MatryoshkaIndex.build(
-        read_npy(embeddings, "embeddings"),
-        read_ids(ids) if ids is not None else None,
-        shortlist_dims=int_list(shortlist_dims, "--shortlist-dims"),
-        encoding=encoding,
-        shortlist="flat" if shortlist == "auto" else shortlist,
-        full_vectors=full_vectors,
-    )
-    if tune_queries is not None:
-        tuned = autotune(index, read_npy(tune_queries, "queries"), 10, target_recall, verbose=True)
-        typer.echo(f"structure: {index.shortlist} over {index.shortlist_dims} dims; plan: {plan_to_text(tuned.plan)}")
-        typer.echo(f"recall@10 vs exact {tuned.recall:.4f}, {tuned.latency_ms:.3f} ms per single query")
+    vectors = read_npy(embeddings, "embeddings")
+    options = {
+        "shortlist_dims": int_list(shortlist_dims, "--shortlist-dims"),
+        "encoding": encoding,
+        "shortlist": "flat" if shortlist == "auto" else shortlist,
+        "full_vectors": full_vectors,
+    }
+    given_ids = read_ids(ids) if ids is not None else None
+    if shortlist == "auto":
+        queries = read_npy(tune_queries, "queries") if tune_queries is not None else None
+        index, tuned = build_tuned(vectors, given_ids, 10, target_recall, queries, verbose=True, **options)
+        if tuned is not None:
+            typer.echo(f"structure: {index.shortlist} over {index.shortlist_dims} dims; plan: {index.default_plan}")
+            typer.echo(f"recall@10 vs exact {tuned.recall:.4f}, {tuned.latency_ms:.3f} ms per single query")
+    else:
+        index = MatryoshkaIndex.build(vectors, given_ids, **options)
     folder = index.save(out)
     typer.echo(f"indexed {index.ntotal} vectors of dim {index.dim} ({index.bytes_per_vector()} bytes each) in {folder}")
 
@@ -184,7 +193,12 @@ def tune(
 def search(
     index: Annotated[Path, typer.Option(help="index folder")],
     queries: Annotated[Path, typer.Option(help=".npy (Q, d) query embeddings")],
-    plan: Annotated[str, typer.Option(help="full | adaptive:DS:K:DR | funnel:D1xK1,D2xK2,...")] = "full",
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            help="full | adaptive:DS:K:DR | funnel:D1xK1,D2xK2,... (default: the plan the index was tuned to)"
+        ),
+    ] = None,
     k: Annotated[int, typer.Option(help="results per query")] = 10,
     out: Annotated[Path | None, typer.Option(help="write ids and scores to this .npz")] = None,
     mmap: Annotated[bool, typer.Option(help="memory-map the stored vectors")] = False,
@@ -197,7 +211,7 @@ def search(
     from matryoshka.index import IndexStore, parse_plan
     from matryoshka.io import read_npy
 
-    parsed = parse_plan(plan)
+    parsed = parse_plan(plan) if plan is not None else None
     with IndexStore.open(index, writable=False, mmap=mmap, full_vectors=full_vectors) as store:
         scores, ids = store.search(read_npy(queries, "queries"), k, parsed, exact=exact)
     if out is not None:

@@ -175,7 +175,8 @@ def autotune(
 
     ``structures="auto"`` (a :class:`MatryoshkaIndex` of at least 20,000 vectors, no ``plans`` given) also
     builds and tries :func:`candidate_structures`; the index then keeps the structure of the winner.
-    ``structures="keep"`` tunes the plan only. An :class:`~matryoshka.index.IndexStore` keeps its structure.
+    ``structures="keep"`` tunes the plan only. An :class:`~matryoshka.index.IndexStore` keeps its structure. A
+    tuned :class:`MatryoshkaIndex` also takes the plan as its ``default_plan`` (saved with it).
     """
     if not 0 < target_recall <= 1:
         raise InputError(f"target_recall must be in (0, 1], got {target_recall}")
@@ -212,5 +213,43 @@ def autotune(
         index.adopt_shortlists(siblings[id(best["structure"])])
     if isinstance(index, MatryoshkaIndex):
         index._norms.clear()  # prefix lengths of the plans tried; searches compute the ones they need again
+        index.default_plan = plan_to_text(best["plan"])  # searches that name no plan follow it (saved with it)
     console.print(f"chosen: {plan_to_text(best['plan'])} on {best['structure']}")
     return TunedPlan(best["plan"], best["recall"], best["flops"], best["latency_ms"], table, best["structure"])
+
+
+def build_tuned(
+    vectors: np.ndarray,
+    ids=None,
+    k: int = 10,
+    target_recall: float = 0.95,
+    queries: np.ndarray | None = None,
+    holdout: int = 1000,
+    seed: int = 0,
+    verbose: bool = False,
+    **options,
+) -> tuple[MatryoshkaIndex, TunedPlan | None]:
+    """A :class:`MatryoshkaIndex` over ``vectors`` with the structure and plan :func:`autotune` picks for
+    ``target_recall`` (its ``default_plan``): what ``mrl index build`` does by default.
+
+    Without calibration ``queries``, up to ``holdout`` rows (a tenth of a small corpus) are held out of the index
+    while it is tuned, so that the calibration queries are vectors it has not seen (a query that is in the index
+    finds itself, which makes every plan look better), and added afterwards. Corpora under 100 vectors are not
+    tuned (exact search). ``options`` as for :class:`MatryoshkaIndex`.
+    """
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2:
+        raise InputError(f"embeddings must be 2-D (N, d), got shape {vectors.shape}")
+    n = len(vectors)
+    if queries is not None:
+        index = MatryoshkaIndex.build(vectors, ids, **options)
+        return index, autotune(index, queries, k, target_recall, verbose=verbose)
+    if n < 100:
+        return MatryoshkaIndex.build(vectors, ids, **options), None
+    all_ids = np.asarray(list(ids) if ids is not None else np.arange(n, dtype=np.int64))
+    held = np.zeros(n, dtype=bool)
+    held[np.random.default_rng(seed).choice(n, min(holdout, n // 10), replace=False)] = True
+    index = MatryoshkaIndex.build(vectors[~held], all_ids[~held], **options)
+    tuned = autotune(index, vectors[held], k, target_recall, verbose=verbose)
+    index.add(vectors[held], all_ids[held])
+    return index, tuned

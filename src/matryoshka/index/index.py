@@ -49,6 +49,8 @@ class MatryoshkaIndex(StagedSearch):
         full_vectors: where the full-dim vectors live once the index is saved and opened again: "ram", "mmap"
             (memory-mapped) or "disk" (read per query with direct I/O; only the prefix structures stay in RAM,
             see :mod:`matryoshka.index.disk`). :meth:`load` can choose another.
+        default_plan: the plan of a search that names none (text form, e.g. "adaptive:64:40:512"); set by
+            :func:`~matryoshka.index.autotune.autotune` and saved with the index. None: exact full-dim search.
 
     Ids are integers in [0, 2^63 - 1] or strings (at most 512 bytes), one kind per index. A removal only marks
     the row deleted (searches skip it); :meth:`compacted` and :meth:`save` drop deleted rows for good.
@@ -63,6 +65,7 @@ class MatryoshkaIndex(StagedSearch):
         hnsw_m: int = 32,
         hnsw_ef_search: int = 128,
         full_vectors: str = "ram",
+        default_plan: str | None = None,
     ) -> None:
         if dim < 1:
             raise IndexInputError(f"dim must be positive, got {dim}")
@@ -80,6 +83,7 @@ class MatryoshkaIndex(StagedSearch):
         self.hnsw_m = hnsw_m
         self.hnsw_ef_search = hnsw_ef_search
         self.full_vectors = check_tier(full_vectors)
+        self.default_plan = default_plan
         self.id_kind: str | None = None  # "int" or "str", fixed by the first add
         self._codes = np.zeros((0, dim), dtype=storage.encode(np.zeros((0, dim)), encoding)[0].dtype)
         self._scales: np.ndarray | None = np.zeros(0, np.float32) if encoding == "int8" else None
@@ -101,6 +105,7 @@ class MatryoshkaIndex(StagedSearch):
             "hnsw_m": self.hnsw_m,
             "hnsw_ef_search": self.hnsw_ef_search,
             "full_vectors": self.full_vectors,
+            "default_plan": self.default_plan,
         }
 
     def _new_shortlist(self, d: int) -> faiss.Index:
@@ -300,6 +305,8 @@ class MatryoshkaIndex(StagedSearch):
     def plan_stages(self, plan: Plan | str | None, k: int, exact: bool = False) -> list[tuple[int, int]]:
         """The plan's (dim, K) stages, checked (:func:`~matryoshka.index.plans.checked_stages`), K cut to the
         corpus size."""
+        if plan is None:
+            plan = self.default_plan
         try:
             return checked_stages(plan, k, self.dim, self.shortlist_dims, max(self.ntotal, 1), exact)
         except ValueError as e:
@@ -314,7 +321,8 @@ class MatryoshkaIndex(StagedSearch):
     def search(
         self, queries: np.ndarray, k: int = 10, plan: Plan | str | None = None, exact: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids), each (Q, min(k, ntotal)), best first, following ``plan`` (default: exact full dim).
+        """Top-k (scores, ids), each (Q, min(k, ntotal)), best first, following ``plan`` (default: the index's
+        :attr:`default_plan`, set by autotune; exact full-dim search when it has none).
 
         ``exact=True`` lets a plan shortlist with a dim that has no shortlist structure (a full scan).
         """

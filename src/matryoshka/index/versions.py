@@ -159,6 +159,7 @@ def read_version(
         meta.get("hnsw_m", 32),
         meta.get("hnsw_ef_search", 128),
         meta.get("full_vectors", "ram"),
+        meta.get("default_plan"),
     )
     kind = meta.get("id_kind", "int")
     codes = arrays["codes"]

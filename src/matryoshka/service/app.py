@@ -64,7 +64,9 @@ class RawInputs(BaseModel):
 class SearchRequest(RawInputs):
     vectors: list[list[FiniteFloat]] | None = Field(None, description="query embeddings, each of the index's dim")
     k: int = Field(10, ge=1, description="results per query")
-    plan: str = Field("full", description="full | adaptive:DS:K:DR | funnel:D1xK1,D2xK2,...")
+    plan: str | None = Field(
+        None, description="full | adaptive:DS:K:DR | funnel:D1xK1,D2xK2,... (default: the index's tuned plan)"
+    )
     exact: bool = Field(False, description="allow a first stage at a dim without a shortlist structure (full scan)")
 
 
@@ -235,7 +237,7 @@ def create_app(
         if req.k > max_k:
             raise HTTPException(422, f"k must be at most {max_k}")
         try:
-            plan = parse_plan(req.plan)
+            plan = parse_plan(req.plan) if req.plan is not None else None
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
         if req.vectors is None:
