@@ -158,7 +158,8 @@ def build_scann(x: np.ndarray) -> Peer:
     builder = scann.scann_ops_pybind.builder(x, K, "dot_product")
     builder = builder.tree(num_leaves=leaves, num_leaves_to_search=max(1, leaves // 20), training_sample_size=n)
     index = builder.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(400).build()
-    settings = [(lv, r) for lv in (2, 4, 8, 16, 32, 64, 128) for r in (20, 50, 100, 200, 400) if lv <= leaves]
+    reorders = (20, 50, 100, 200, 400, 800, 1600)
+    settings = [(lv, r) for lv in (2, 4, 8, 16, 32, 64, 128, 256) for r in reorders if lv <= leaves]
     return Scann(f"ScaNN tree{leaves}+AH+reorder", "ScaNN", settings, index, "scann")
 
 
