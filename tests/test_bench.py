@@ -197,7 +197,7 @@ def test_data_loading_benchmark_small(tmp_path):
 
 def test_store_benchmark_small():
     args = ["bench", "store", "--sizes", "2000x16,8000x16", "--adds", "20", "--rewrites", "2", "--rows", "3000"]
-    args += ["--dim", "16", "--shortlist-dim", "8", "--plan", "adaptive:8:50:16", "--clients", "8", "--requests", "200"]
+    args += ["--dim", "16", "--shortlist-dim", "8", "--clients", "8", "--requests", "200"]  # default build and plan
     args += ["--repeats", "2"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -206,6 +206,7 @@ def test_store_benchmark_small():
     assert result.output.count(kept) == 2
     assert "goal: 0 errors and every acknowledged write kept, in every run -> met" in result.output
     assert "median of 2:" in result.output
+    assert "tuned by default" in result.output and "no plan named (the index's default: " in result.output
 
 
 @pytest.mark.slow

