@@ -133,3 +133,15 @@ def test_built_for_the_disk_tier_the_store_opens_and_compacts_there(tmp_path):
         ],
     )
     assert result.exit_code == 0 and "query 0:" in result.output
+
+
+def test_a_removed_old_version_still_serves_the_searches_that_hold_it(tmp_path):
+    import shutil
+
+    x, q = _data(2000)
+    MatryoshkaIndex.build(x, shortlist_dims=[12]).save(tmp_path / "ix")
+    opened = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="disk")
+    expected = opened.search(q, 10, "adaptive:12:50:96")
+    for version in (tmp_path / "ix").glob("v-*"):
+        shutil.rmtree(version)  # what a compaction does to the version it replaced
+    np.testing.assert_array_equal(opened.search(q, 10, "adaptive:12:50:96")[1], expected[1])

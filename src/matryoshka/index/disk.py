@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import mmap
@@ -79,7 +80,8 @@ class _Aio:
         self.events = np.zeros((MAX_EVENTS, 4), dtype=np.int64)  # struct io_event: data, obj, res, res2
 
     def __del__(self) -> None:  # at thread exit: give the kernel its context back
-        self.libc.syscall(_SYS_IO_DESTROY, self.ctx)
+        with contextlib.suppress(Exception):  # at interpreter exit ctypes may already be gone
+            self.libc.syscall(_SYS_IO_DESTROY, self.ctx)
 
     def read(self, fd: int, offsets: np.ndarray, length: int, needed: np.ndarray) -> np.ndarray:
         """Read ``length`` bytes at each block-aligned offset (at most MAX_EVENTS) into the buffer; one
@@ -192,7 +194,8 @@ class DiskRows:
         return _thread_aio(self._libc, self.slot)
 
     def check_unchanged(self) -> None:
-        stat = os.stat(self.path)
+        # fstat of the open file: a compaction that removed an old version's folder has not changed its rows.
+        stat = os.fstat(self._fd)
         if (stat.st_size, stat.st_mtime_ns, stat.st_ino) != self._identity:
             raise CorruptIndexError(f"{self.path} was changed after the index was opened: open the index again")
 
