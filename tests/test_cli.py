@@ -209,6 +209,12 @@ def test_a_plain_index_build_is_tuned_and_searches_follow_its_plan(tmp_path):
     runner.invoke(app, [*search, "--plan", plan, "--out", str(tmp_path / "named.npz")])
     default, named = np.load(tmp_path / "default.npz"), np.load(tmp_path / "named.npz")
     np.testing.assert_array_equal(default["ids"], named["ids"])
+    build = ["index", "build", "--embeddings", str(tmp_path / "x.npy"), "--out", str(tmp_path / "small")]
+    result = runner.invoke(app, [*build, "--objective", "memory", "--target-recall", "0.8"])
+    assert result.exit_code == 0, result.output
+    assert MatryoshkaIndex.load(tmp_path / "small").encoding in ("float16", "int8")  # compact codes keep 0.8
+    result = runner.invoke(app, [*build, "--objective", "size", "--force"])
+    assert result.exit_code == 2 and "objective must be latency or memory" in result.output
 
 
 @pytest.mark.parametrize(

@@ -346,8 +346,9 @@ def test_autotune_builds_prefix_graphs_and_keeps_the_winner(monkeypatch):
     assert {(16, "flat"), (16, "hnsw"), (32, "hnsw"), (64, "hnsw")} <= tried
     # The index now has the structure of the chosen plan, and the plan reaches the target on it.
     assert index.shortlist == tuned.structure["shortlist"] and index.shortlist_dims == tuned.structure["shortlist_dims"]
-    truth = index.search(q, 10)[1]
+    truth = index.search(q, 10, FullPlan())[1]  # (a plan-less search now follows the tuned plan)
     ids = index.search(q, 10, tuned.plan)[1]
+    np.testing.assert_array_equal(index.search(q, 10)[1], ids)
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=True)]) == pytest.approx(tuned.recall)
     assert tuned.recall >= 0.9
     kept = MatryoshkaIndex(256, [16])
@@ -362,3 +363,23 @@ def test_autotune_builds_prefix_graphs_and_keeps_the_winner(monkeypatch):
     kept.remove([0])
     with pytest.raises(ValueError, match="changed"):
         kept.adopt_shortlists(sibling)
+
+
+def test_autotune_for_memory_keeps_compact_codes_only_where_the_recall_holds():
+    from matryoshka.index.autotune import autotune
+
+    x, q = _corpus(3000), _corpus(40, seed=5)
+    loose = MatryoshkaIndex(64, [16])
+    loose.add(x)
+    truth = loose.search(q, 10, FullPlan())[1]
+    tuned = autotune(loose, q, k=10, target_recall=0.8, objective="memory")
+    assert tuned.structure["encoding"] in ("float16", "int8") and loose.encoding == tuned.structure["encoding"]
+    assert loose.bytes_per_vector() == tuned.structure["bytes_per_vector"] < 64 * 4
+    ids = loose.search(q, 10)[1]  # the compact codes and the tuned plan, as saved
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=True)]) == pytest.approx(tuned.recall)
+    strict = MatryoshkaIndex(64, [16])
+    strict.add(x)
+    exact = autotune(strict, q, k=10, target_recall=1.0, objective="memory")  # compact codes cannot be exact
+    assert exact.structure["encoding"] == "float32" and strict.encoding == "float32"
+    with pytest.raises(ValueError, match="objective"):
+        autotune(strict, q, objective="size")

@@ -40,7 +40,7 @@ from matryoshka.errors import InputError
 from matryoshka.evaluate.metrics import recall_against
 from matryoshka.index import MatryoshkaIndex
 from matryoshka.index.autotune import SHORTLIST_FACTORS, autotune
-from matryoshka.index.plans import AdaptivePlan, plan_to_text
+from matryoshka.index.plans import AdaptivePlan, parse_plan, plan_to_text
 from matryoshka.index.storage import normalize
 from matryoshka.io import atomic_write_json
 
@@ -51,8 +51,8 @@ PEER_TIMED = 4  # settings reaching the target that are timed per peer (the fast
 @dataclass
 class Method:
     """One configuration to time: a name, a family (one curve in the plot), a search function (queries -> ids),
-    its RAM (bytes, measured in a fresh process where ``rss`` is true), its file bytes and build seconds;
-    :func:`measure` fills in the recall and the timings."""
+    its RAM in bytes (as a fresh process that opens the saved index measures it, :mod:`matryoshka.bench.rss`), its
+    file bytes and build seconds; :func:`measure` fills in the recall and the timings."""
 
     name: str
     family: str
@@ -161,33 +161,38 @@ def peer_methods(
     return methods, builds
 
 
-def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[str, Any]]:
-    """Our index tuned to ``target`` (structure and plan), its K curve, and the same index memory-mapped."""
-    d = corpus.vectors.shape[1]
+def tuned_index(corpus: Corpus, target: float, objective: str) -> tuple[MatryoshkaIndex, dict[str, Any]]:
+    """``MatryoshkaIndex(d)``, ``add``, then ``autotune`` (structures, plan and, for ``objective="memory"``, the
+    encoding of the full-dim codes)."""
     t0 = time.perf_counter()
-    index = MatryoshkaIndex(d)
+    index = MatryoshkaIndex(corpus.vectors.shape[1])
     index.add(corpus.vectors)
     add_s = time.perf_counter() - t0
-    print(f"ours: autotune to recall {target} (structures and plans)", flush=True)
+    print(f"ours: autotune to recall {target} for {objective} (structures and plans)", flush=True)
     t0 = time.perf_counter()
-    tuned = autotune(index, corpus.calibration, K, target, verbose=True)
-    tune_s = time.perf_counter() - t0
-    build_s = add_s + tuned.structure.get("build_s", 0.0)
-    plan = tuned.plan
+    tuned = autotune(index, corpus.calibration, K, target, verbose=True, objective=objective)
     info = {
         "target": target,
-        "plan": plan_to_text(plan),
+        "objective": objective,
+        "plan": plan_to_text(tuned.plan),
         "structure": tuned.structure,
-        "autotune_s": tune_s,
-        "build_s": build_s,
+        "autotune_s": time.perf_counter() - t0,
+        "build_s": add_s + tuned.structure.get("build_s", 0.0),
     }
-    tag = f"ours@{target}"
+    return index, info
+
+
+def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[str, Any]]:
+    """Our index tuned to ``target`` for speed (its K curve, the same index memory-mapped and on the disk tier)
+    and for memory (the smallest index whose plan reaches the target)."""
+    index, info = tuned_index(corpus, target, "latency")
+    plan, build_s, tag = parse_plan(info["plan"]), info["build_s"], f"ours@{target}"
     folder = out / f"index-{target}"
     index.save(folder)
     size = rss.file_bytes(folder)
     methods = [
         Method(
-            f"{tag} {plan_to_text(plan)}",
+            f"{tag} {info['plan']}",
             "ours (tuned)",
             lambda q: index.search(q, K, plan)[1],
             rss.measure("ours", folder),
@@ -203,39 +208,46 @@ def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[s
                 methods.append(
                     Method(
                         f"{tag} curve {plan_to_text(curve)}",
-                        f"ours, {tuned.structure['shortlist']} over {plan.shortlist_dim} dims",
+                        f"ours, {info['structure']['shortlist']} over {plan.shortlist_dim} dims",
                         lambda q, c=curve: index.search(q, K, c)[1],
                         methods[0].bytes,
                         build_s,
                     )
                 )
-    mapped = MatryoshkaIndex.load(folder, mmap=True)
+    tiers = {"mmap": ("memory-mapped", "ours (tuned, mapped)"), "disk": ("disk tier", "ours (tuned, disk)")}
+    for tier, (label, family) in tiers.items():
+        opened = MatryoshkaIndex.load(folder, full_vectors=tier)
+        if tier == "mmap":
+            note = f"+{opened._codes.nbytes / len(corpus.vectors):.0f} B/vector in a mapped file (page cache)"
+        else:
+            note = "full-dim rows read per query with direct I/O" if opened._codes.direct else "no direct I/O here"
+        methods.append(
+            Method(
+                f"{tag} {label} {info['plan']}",
+                family,
+                lambda q, o=opened: o.search(q, K, plan)[1],
+                rss.measure(f"ours-{tier}", folder),
+                build_s,
+                note=note,
+                file_bytes=size,
+                target=target,
+            )
+        )
+    small, small_info = tuned_index(corpus, target, "memory")
+    small_plan, folder = parse_plan(small_info["plan"]), out / f"index-{target}-memory"
+    small.save(folder)
     methods.append(
         Method(
-            f"{tag} memory-mapped {plan_to_text(plan)}",
-            "ours (tuned, mapped)",
-            lambda q: mapped.search(q, K, plan)[1],
-            rss.measure("ours-mmap", folder),
-            build_s,
-            note=f"+{mapped._codes.nbytes / len(corpus.vectors):.0f} B/vector in a mapped file (page cache)",
-            file_bytes=size,
+            f"ours-memory@{target} {small_info['plan']} {small_info['structure']['encoding']}",
+            "ours (tuned for memory)",
+            lambda q: small.search(q, K, small_plan)[1],
+            rss.measure("ours", folder),
+            small_info["build_s"],
+            file_bytes=rss.file_bytes(folder),
             target=target,
         )
     )
-    on_disk = MatryoshkaIndex.load(folder, full_vectors="disk")
-    methods.append(
-        Method(
-            f"{tag} disk tier {plan_to_text(plan)}",
-            "ours (tuned, disk)",
-            lambda q: on_disk.search(q, K, plan)[1],
-            rss.measure("ours-disk", folder),
-            build_s,
-            note="full-dim rows read per query with direct I/O" if on_disk._codes.direct else "no direct I/O here",
-            file_bytes=size,
-            target=target,
-        )
-    )
-    return methods, info
+    return methods, {**info, "memory": small_info}
 
 
 def prefix_ceiling(
@@ -452,6 +464,12 @@ def compare(rows: list[dict], targets: list[float], goal: dict[str, float]) -> l
             "batched_speedup": mine["qps"] / batched["qps"],
             "memory_ratio": mine["bytes_per_vector"] / fastest["bytes_per_vector"],
         }
+        small = next((r for r in rows if r["target"] == target and r["family"] == "ours (tuned for memory)"), None)
+        if small is not None:
+            c["memory_tuned"] = small["method"]
+            c["memory_tuned_recall"] = small["recall@10"]
+            c["memory_tuned_ratio"] = small["bytes_per_vector"] / fastest["bytes_per_vector"]
+            c["memory_tuned_p50_speedup"] = fastest["p50_ms"] / small["p50_ms"]
         on_disk = next((r for r in rows if r["target"] == target and r["family"] == "ours (tuned, disk)"), None)
         if on_disk is not None:
             c["disk_recall"] = on_disk["recall@10"]
@@ -479,6 +497,14 @@ def compare(rows: list[dict], targets: list[float], goal: dict[str, float]) -> l
             f"    RAM {c['memory_ratio']:.3f}x of {c['fastest_peer']} "
             f"(goal <= {goal['memory']}x: {verdict(c['memory_ratio'] <= goal['memory'])})"
         )
+        if "memory_tuned" in c:
+            print(
+                f"    tuned for memory, {c['memory_tuned']} (recall {c['memory_tuned_recall']:.4f}): RAM "
+                f"{c['memory_tuned_ratio']:.3f}x of {c['fastest_peer']} (goal <= {goal['memory']}x: "
+                f"{verdict(c['memory_tuned_ratio'] <= goal['memory'])}), batch-1 p50 "
+                f"{c['memory_tuned_p50_speedup']:.2f}x of its speed (goal >= {goal['speed']}x: "
+                f"{verdict(c['memory_tuned_p50_speedup'] >= goal['speed'])})"
+            )
         if "disk_p50_ms" in c:
             print(
                 f"    disk tier: batch-1 p50 {c['disk_p50_ms']:.3f} ms (recall {c['disk_recall']:.4f}; goal <= 1 ms: "

@@ -57,6 +57,9 @@ def build(
         typer.Option(help="with --shortlist auto: .npy calibration queries (default: 1,000 held-out corpus rows)"),
     ] = None,
     target_recall: Annotated[float, typer.Option(help="with --shortlist auto: recall@10 vs exact to keep")] = 0.95,
+    objective: Annotated[
+        str, typer.Option(help="with --shortlist auto: latency (fastest) or memory (smallest, float16/int8 codes)")
+    ] = "latency",
     full_vectors: Annotated[
         str, typer.Option(help="where the full-dim vectors live when opened: ram, mmap, or disk (direct I/O per query)")
     ] = "ram",
@@ -88,9 +91,14 @@ def build(
     given_ids = read_ids(ids) if ids is not None else None
     if shortlist == "auto":
         queries = read_npy(tune_queries, "queries") if tune_queries is not None else None
-        index, tuned = build_tuned(vectors, given_ids, 10, target_recall, queries, verbose=True, **options)
+        index, tuned = build_tuned(
+            vectors, given_ids, 10, target_recall, queries, verbose=True, objective=objective, **options
+        )
         if tuned is not None:
-            typer.echo(f"structure: {index.shortlist} over {index.shortlist_dims} dims; plan: {index.default_plan}")
+            typer.echo(
+                f"structure: {index.shortlist} over {index.shortlist_dims} dims, {index.encoding} codes; "
+                f"plan: {index.default_plan}"
+            )
             typer.echo(f"recall@10 vs exact {tuned.recall:.4f}, {tuned.latency_ms:.3f} ms per single query")
     else:
         index = MatryoshkaIndex.build(vectors, given_ids, **options)

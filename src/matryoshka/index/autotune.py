@@ -34,6 +34,7 @@ STRUCTURE_MIN_ROWS = 20_000  # below this an exact scan of a short prefix is abo
 TIMED_QUERIES = 100  # single queries timed per candidate plan
 FINAL_ROUNDS = 3  # interleaved rounds timing the best plan of each structure against each other
 SHORTLIST_FACTORS = (1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 40, 80)  # shortlist K as multiples of k
+COMPACT_ENCODINGS = ("float16", "int8")  # full-dim codes the memory objective tries
 
 
 @dataclass
@@ -56,7 +57,15 @@ class TunedPlan:
 
 
 def structure_of(index) -> dict:
-    return {"shortlist": index.shortlist, "shortlist_dims": list(index.shortlist_dims), "hnsw_m": index.hnsw_m}
+    """What autotune may change about an index: its shortlist structure and the encoding of its full-dim codes,
+    with the bytes per vector they cost."""
+    return {
+        "shortlist": index.shortlist,
+        "shortlist_dims": list(index.shortlist_dims),
+        "hnsw_m": index.hnsw_m,
+        "encoding": index.encoding,
+        "bytes_per_vector": index.bytes_per_vector(),
+    }
 
 
 def plan_flops(plan: Plan, index, k: int) -> float:
@@ -161,6 +170,30 @@ def _final_round(table: list[dict], index, siblings: dict, queries: np.ndarray, 
     return list(finalists.values())
 
 
+def _siblings_to_try(index, current: dict, structures: str, objective: str, plans) -> list[tuple[dict, object]]:
+    """(structure, sibling index) pairs to tune besides ``index`` itself: HNSW graphs over short prefixes (large
+    :class:`MatryoshkaIndex` only) and, for the memory objective, each structure with compact full-dim codes."""
+    if not isinstance(index, MatryoshkaIndex):
+        return []
+    graphs = []
+    if structures == "auto" and index.ntotal >= STRUCTURE_MIN_ROWS and not plans:
+        graphs = [s for s in candidate_structures(index) if {**s, "encoding": index.encoding} != current]
+    encodings = [e for e in COMPACT_ENCODINGS if e != index.encoding] if objective == "memory" else []
+
+    def recoded(structure: dict, base, encoding: str) -> tuple[dict, object]:
+        sibling = base.with_encoding(encoding)
+        return {**structure, "encoding": encoding, "bytes_per_vector": sibling.bytes_per_vector()}, sibling
+
+    out = [recoded(current, index, e) for e in encodings]
+    for structure in graphs:
+        t0 = time.perf_counter()
+        sibling = index.with_shortlists(structure["shortlist_dims"], "hnsw", structure["hnsw_m"])
+        built = {**structure_of(sibling), "build_s": time.perf_counter() - t0}
+        out.append((built, sibling))
+        out += [recoded(built, sibling, e) for e in encodings]
+    return out
+
+
 def autotune(
     index,
     queries: np.ndarray,
@@ -170,6 +203,7 @@ def autotune(
     time_top: int = 3,
     structures: str = "auto",
     verbose: bool = False,
+    objective: str = "latency",
 ) -> TunedPlan:
     """The fastest measured plan (batch 1) among the cheapest that reach ``target_recall``.
 
@@ -177,11 +211,17 @@ def autotune(
     builds and tries :func:`candidate_structures`; the index then keeps the structure of the winner.
     ``structures="keep"`` tunes the plan only. An :class:`~matryoshka.index.IndexStore` keeps its structure. A
     tuned :class:`MatryoshkaIndex` also takes the plan as its ``default_plan`` (saved with it).
+
+    ``objective="memory"`` also tries every structure with float16 and int8 full-dim codes and keeps the
+    smallest index (bytes per vector) whose plan reaches the target, the fastest among equals: compact codes are
+    chosen only where the recall holds.
     """
     if not 0 < target_recall <= 1:
         raise InputError(f"target_recall must be in (0, 1], got {target_recall}")
     if structures not in ("auto", "keep"):
         raise InputError(f"structures must be auto or keep, got {structures!r}")
+    if objective not in ("latency", "memory"):
+        raise InputError(f"objective must be latency or memory, got {objective!r}")
     console = Console(stderr=True, quiet=not verbose)
     queries = np.asarray(queries, dtype=np.float32)
     if queries.ndim != 2 or len(queries) == 0:
@@ -193,22 +233,20 @@ def autotune(
     full["latency_ms"] = batch1_ms(index, queries, k, FullPlan())  # on a small corpus the exact scan can win
     table.append(full)
     siblings = {}
-    search_structures = isinstance(index, MatryoshkaIndex) and index.ntotal >= STRUCTURE_MIN_ROWS and not plans
-    for structure in candidate_structures(index) if structures == "auto" and search_structures else []:
-        if structure == current:
-            continue
-        t0 = time.perf_counter()
-        sibling = index.with_shortlists(structure["shortlist_dims"], "hnsw", structure["hnsw_m"])
-        structure = {**structure, "build_s": time.perf_counter() - t0}
+    for structure, sibling in _siblings_to_try(index, current, structures, objective, plans):
         rows = _tune(sibling, queries, truth, k, target_recall, None, time_top, structure)
         siblings[id(structure)] = sibling
         table.extend(rows)
         best_here = min((c["latency_ms"] for c in rows if "latency_ms" in c), default=float("nan"))
         console.print(
-            f"HNSW over {structure['shortlist_dims'][0]} dims: built in {structure['build_s']:.1f} s, "
+            f"{structure['shortlist']} over {structure['shortlist_dims']} dims, {structure['encoding']} codes: "
             f"fastest plan reaching {target_recall} recall: {best_here:.3f} ms"
         )
-    best = min(_final_round(table, index, siblings, queries, k), key=lambda c: c["latency_ms"])
+    finalists = _final_round(table, index, siblings, queries, k)
+    if objective == "memory":
+        best = min(finalists, key=lambda c: (c["structure"]["bytes_per_vector"], c["latency_ms"]))
+    else:
+        best = min(finalists, key=lambda c: c["latency_ms"])
     if id(best["structure"]) in siblings:
         index.adopt_shortlists(siblings[id(best["structure"])])
     if isinstance(index, MatryoshkaIndex):
@@ -227,6 +265,7 @@ def build_tuned(
     holdout: int = 1000,
     seed: int = 0,
     verbose: bool = False,
+    objective: str = "latency",
     **options,
 ) -> tuple[MatryoshkaIndex, TunedPlan | None]:
     """A :class:`MatryoshkaIndex` over ``vectors`` with the structure and plan :func:`autotune` picks for
@@ -235,7 +274,7 @@ def build_tuned(
     Without calibration ``queries``, up to ``holdout`` rows (a tenth of a small corpus) are held out of the index
     while it is tuned, so that the calibration queries are vectors it has not seen (a query that is in the index
     finds itself, which makes every plan look better), and added afterwards. Corpora under 100 vectors are not
-    tuned (exact search). ``options`` as for :class:`MatryoshkaIndex`.
+    tuned (exact search). ``objective`` as for :func:`autotune`; ``options`` as for :class:`MatryoshkaIndex`.
     """
     vectors = np.asarray(vectors)
     if vectors.ndim != 2:
@@ -243,13 +282,13 @@ def build_tuned(
     n = len(vectors)
     if queries is not None:
         index = MatryoshkaIndex.build(vectors, ids, **options)
-        return index, autotune(index, queries, k, target_recall, verbose=verbose)
+        return index, autotune(index, queries, k, target_recall, verbose=verbose, objective=objective)
     if n < 100:
         return MatryoshkaIndex.build(vectors, ids, **options), None
     all_ids = np.asarray(list(ids) if ids is not None else np.arange(n, dtype=np.int64))
     held = np.zeros(n, dtype=bool)
     held[np.random.default_rng(seed).choice(n, min(holdout, n // 10), replace=False)] = True
     index = MatryoshkaIndex.build(vectors[~held], all_ids[~held], **options)
-    tuned = autotune(index, vectors[held], k, target_recall, verbose=verbose)
+    tuned = autotune(index, vectors[held], k, target_recall, verbose=verbose, objective=objective)
     index.add(vectors[held], all_ids[held])
     return index, tuned

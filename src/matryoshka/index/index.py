@@ -133,11 +133,27 @@ class MatryoshkaIndex(StagedSearch):
         out._fill_shortlist()
         return out
 
+    def with_encoding(self, encoding: str) -> MatryoshkaIndex:
+        """This index's structures (shared) over its rows stored in another encoding (re-encoded now, in blocks)."""
+        if encoding not in storage.ENCODINGS:
+            raise IndexInputError(f"unknown encoding {encoding!r}; choose one of {storage.ENCODINGS}")
+        out = copy.copy(self)
+        out._dead, out._dead_bits = self._dead.copy(), self._dead_bits.copy()
+        out._norms, out.encoding = {}, encoding
+        blocks = [
+            self._rows(np.arange(start, min(start + EXACT_CHUNK, self.rows)), self.dim)
+            for start in range(0, self.rows, EXACT_CHUNK)
+        ]
+        out._codes, out._scales = storage.encode(np.concatenate(blocks or [np.zeros((0, self.dim))]), encoding)
+        return out
+
     def adopt_shortlists(self, other: MatryoshkaIndex) -> None:
-        """Take ``other``'s shortlist structures (made by :meth:`with_shortlists` from this index, unchanged since)."""
+        """Take ``other``'s shortlist structures and code encoding (made by :meth:`with_shortlists` or
+        :meth:`with_encoding` from this index, unchanged since)."""
         if other.rows != self.rows or other._n_dead != self._n_dead:
             raise IndexInputError("this index changed after its structures were built: build them again")
         keys = ("shortlist_dims", "shortlist", "hnsw_m", "hnsw_ef_search", "_shortlist", "_params")
+        keys += ("encoding", "_codes", "_scales")
         self.__dict__.update({key: other.__dict__[key] for key in keys})
 
     @classmethod

@@ -220,6 +220,9 @@ class IndexStore:
             return self._compact_threshold
         return max(1024, min((1 << 22) // self.dim, self.index.rows // 10))
 
+    def bytes_per_vector(self) -> int:
+        return self.index.bytes_per_vector()
+
     def to_index(self) -> MatryoshkaIndex:
         """Everything in the store as one compacted in-memory :class:`MatryoshkaIndex`."""
         base, segment = self._state
