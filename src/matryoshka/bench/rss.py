@@ -4,7 +4,7 @@ files (the page cache) are not counted: they are reported apart, as file bytes.
 
     python -m matryoshka.bench.rss KIND PATH        # prints {"rss_bytes": ...}
 
-KIND: ours, ours-mmap, ours-disk, faiss, hnswlib, usearch, scann.
+KIND: ours, ours-mmap, ours-disk, faiss, faiss-mmap, hnswlib, usearch, scann.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ def opener(kind: str, path: str):
         from matryoshka.index import MatryoshkaIndex
 
         return lambda: MatryoshkaIndex.load(path, full_vectors={"ours": "ram"}.get(kind, kind[5:]))
-    if kind == "faiss":
+    if kind in ("faiss", "faiss-mmap"):
         import faiss
 
-        return lambda: faiss.read_index(path)
+        return lambda: faiss.read_index(path, faiss.IO_FLAG_MMAP if kind == "faiss-mmap" else 0)
     if kind == "hnswlib":
         import hnswlib
 
