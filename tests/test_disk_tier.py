@@ -43,6 +43,7 @@ def test_rows_straddling_blocks_and_many_candidates_read_right(tmp_path):
     x = np.random.default_rng(1).standard_normal((3000, 100)).astype(np.float32)  # 400-byte rows: odd offsets
     np.save(tmp_path / "rows.npy", x)
     rows = DiskRows(tmp_path / "rows.npy")
+    assert rows.direct  # (a file system that refuses O_DIRECT is covered by the fallback test)
     positions = np.random.default_rng(2).integers(0, 3000, (3, 700))  # more than one submission per call
     np.testing.assert_array_equal(rows.take(positions, 100), x[positions])
     np.testing.assert_array_equal(rows.take(positions[:, :5], 37), x[positions[:, :5], :37])
@@ -145,3 +146,28 @@ def test_a_removed_old_version_still_serves_the_searches_that_hold_it(tmp_path):
     for version in (tmp_path / "ix").glob("v-*"):
         shutil.rmtree(version)  # what a compaction does to the version it replaced
     np.testing.assert_array_equal(opened.search(q, 10, "adaptive:12:50:96")[1], expected[1])
+
+
+def test_a_failed_read_leaves_no_stray_completion_for_the_next_one(tmp_path):
+    x = np.random.default_rng(3).standard_normal((1000, 64)).astype(np.float32)
+    np.save(tmp_path / "rows.npy", x)
+    rows = DiskRows(tmp_path / "rows.npy")
+    beyond = np.array([5, 10_000_000, 7, 12])  # one read past the end of the file comes back short
+    with pytest.raises(OSError, match="too few"):
+        rows.take(beyond, 64)
+    for _ in range(3):  # the reads of the failed call are gone: each later call gets its own rows
+        positions = np.random.default_rng(4).integers(0, 1000, 300)
+        np.testing.assert_array_equal(rows.take(positions, 64), x[positions])
+
+
+def test_the_disk_tier_takes_no_appends_and_says_where_to_add(tmp_path):
+    x, _ = _data(2000)
+    MatryoshkaIndex.build(x, shortlist_dims=[12]).save(tmp_path / "ix")
+    on_disk = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="disk")
+    with pytest.raises(IndexInputError, match="add through IndexStore"):
+        on_disk.add(x[:3])
+    with IndexStore.open(tmp_path / "ix", compact_threshold=0) as store:
+        store.add(x[:3])
+    with pytest.warns(UserWarning, match="reads every row into RAM"):
+        folded = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="disk")
+    assert folded.ntotal == 2003

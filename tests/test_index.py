@@ -383,3 +383,13 @@ def test_autotune_for_memory_keeps_compact_codes_only_where_the_recall_holds():
     assert exact.structure["encoding"] == "float32" and strict.encoding == "float32"
     with pytest.raises(ValueError, match="objective"):
         autotune(strict, q, objective="size")
+
+
+def test_the_default_plan_scales_to_a_larger_k():
+    index = MatryoshkaIndex(64, [8], default_plan="adaptive:8:30:64", default_plan_k=10)
+    index.add(_corpus(2000))
+    q = _corpus(10, seed=3)
+    np.testing.assert_array_equal(index.search(q, 10)[1], index.search(q, 10, "adaptive:8:30:64")[1])
+    np.testing.assert_array_equal(index.search(q, 50)[1], index.search(q, 50, "adaptive:8:150:64")[1])
+    graph = index.with_shortlists([16], "hnsw")
+    assert graph.default_plan is None  # a plan tuned for other structures does not carry over

@@ -43,16 +43,16 @@ def test_search_matches_library(client, index_dir):
 
 
 def test_a_search_without_a_plan_follows_the_tuned_one(tmp_path):
-    index = MatryoshkaIndex(DIM, [8], default_plan="adaptive:8:20:32")
+    index = MatryoshkaIndex(DIM, [2], default_plan="adaptive:2:10:32")  # a shallow plan: far from exact
     index.add(_corpus())
     index.save(tmp_path / "ix")
     client = TestClient(create_app(tmp_path / "ix", api_key=KEY))
-    q = _corpus(5, seed=1)
+    q = _corpus(20, seed=1)
     tuned = client.post("/search", json={"vectors": q.tolist(), "k": 5}).json()["ids"]
-    assert (
-        tuned == client.post("/search", json={"vectors": q.tolist(), "k": 5, "plan": "adaptive:8:20:32"}).json()["ids"]
-    )
-    assert tuned == index.search(q, 5, "adaptive:8:20:32")[1].tolist()
+    assert tuned == index.search(q, 5, "adaptive:2:10:32")[1].tolist()
+    assert tuned != index.search(q, 5, "full")[1].tolist()  # so it really was not an exact search
+    full = client.post("/search", json={"vectors": q.tolist(), "k": 5, "plan": "full"}).json()["ids"]
+    assert full == index.search(q, 5, "full")[1].tolist()
 
 
 def test_writes_need_the_key_and_persist(client, index_dir):

@@ -81,3 +81,22 @@ def test_store_with_a_segment_gives_the_same_results_per_batch_size(corpus, tmp_
         singles = [store.search(q[i : i + 1], 10, "adaptive:8:60:64") for i in range(len(q))]
     np.testing.assert_array_equal(big_ids, np.concatenate([ids for _, ids in singles]))
     np.testing.assert_allclose(big_s, np.concatenate([s for s, _ in singles]), rtol=1e-5, atol=1e-6)
+
+
+def test_a_search_runs_single_threaded_below_the_cut_over_and_on_every_thread_above(corpus, monkeypatch):
+    if faiss.omp_get_max_threads() < 2:
+        pytest.skip("one core: nothing to switch")
+    x, q = corpus
+    index = MatryoshkaIndex.build(x, shortlist_dims=[8], shortlist="hnsw", hnsw_m=16)
+    seen = []
+    real = index.search_positions
+
+    def spy(queries, stages):
+        seen.append(faiss.omp_get_max_threads())
+        return real(queries, stages)
+
+    monkeypatch.setattr(index, "search_positions", spy)
+    index.search(q[:1], 10, "adaptive:8:60:64")
+    index.search(q[: PARALLEL_MIN_BATCH - 1], 10, "adaptive:8:60:64")
+    index.search(q[:PARALLEL_MIN_BATCH], 10, "adaptive:8:60:64")
+    assert seen == [1, 1, faiss.omp_get_max_threads()] and seen[-1] >= 2

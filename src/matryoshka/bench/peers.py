@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from matryoshka.index.storage import normalize
-from matryoshka.index.threads import is_small
+from matryoshka.index.threads import is_small, search_threads
 
 K = 10
 
@@ -51,7 +51,8 @@ class Peer:
 class FaissHNSW(Peer):
     def search(self, q, setting):
         params = faiss.SearchParametersHNSW(efSearch=setting)
-        return self.index.search(normalize(q), K, params=params)[1]
+        with search_threads(len(q)):
+            return self.index.search(normalize(q), K, params=params)[1]
 
     def save(self, path):
         faiss.write_index(self.index, str(path))
@@ -62,7 +63,8 @@ class FaissHNSW(Peer):
 
 class FaissIVF(Peer):
     def search(self, q, setting):
-        return self.index.search(normalize(q), K, params=faiss.SearchParametersIVF(nprobe=setting))[1]
+        with search_threads(len(q)):
+            return self.index.search(normalize(q), K, params=faiss.SearchParametersIVF(nprobe=setting))[1]
 
     def save(self, path):
         faiss.write_index(self.index, str(path))

@@ -177,7 +177,8 @@ def _siblings_to_try(index, current: dict, structures: str, objective: str, plan
         return []
     graphs = []
     if structures == "auto" and index.ntotal >= STRUCTURE_MIN_ROWS and not plans:
-        graphs = [s for s in candidate_structures(index) if {**s, "encoding": index.encoding} != current]
+        same = ("shortlist", "shortlist_dims", "hnsw_m")
+        graphs = [s for s in candidate_structures(index) if any(s[key] != current[key] for key in same)]
     encodings = [e for e in COMPACT_ENCODINGS if e != index.encoding] if objective == "memory" else []
 
     def recoded(structure: dict, base, encoding: str) -> tuple[dict, object]:
@@ -234,7 +235,7 @@ def autotune(
     table.append(full)
     siblings = {}
     for structure, sibling in _siblings_to_try(index, current, structures, objective, plans):
-        rows = _tune(sibling, queries, truth, k, target_recall, None, time_top, structure)
+        rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure)
         siblings[id(structure)] = sibling
         table.extend(rows)
         best_here = min((c["latency_ms"] for c in rows if "latency_ms" in c), default=float("nan"))
@@ -251,7 +252,8 @@ def autotune(
         index.adopt_shortlists(siblings[id(best["structure"])])
     if isinstance(index, MatryoshkaIndex):
         index._norms.clear()  # prefix lengths of the plans tried; searches compute the ones they need again
-        index.default_plan = plan_to_text(best["plan"])  # searches that name no plan follow it (saved with it)
+        # Searches that name no plan follow it (saved with the index).
+        index.default_plan, index.default_plan_k = plan_to_text(best["plan"]), k
     console.print(f"chosen: {plan_to_text(best['plan'])} on {best['structure']}")
     return TunedPlan(best["plan"], best["recall"], best["flops"], best["latency_ms"], table, best["structure"])
 

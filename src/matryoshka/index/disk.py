@@ -26,6 +26,7 @@ import ctypes
 import errno
 import mmap
 import os
+import platform
 import threading
 import warnings
 from pathlib import Path
@@ -36,10 +37,11 @@ from matryoshka.index.errors import CorruptIndexError
 
 BLOCK = 4096  # O_DIRECT offsets, lengths and buffers are aligned to this
 MAX_EVENTS = 256  # reads in flight per submission (more are submitted in turns); one AIO context per thread
-BULK_ROWS = 4096  # random reads of more rows than this go through the memory map
 TIERS = ("ram", "mmap", "disk")
 
-_SYS_IO_SETUP, _SYS_IO_DESTROY, _SYS_IO_GETEVENTS, _SYS_IO_SUBMIT = 206, 207, 208, 209  # x86_64 system calls
+# System call numbers of Linux native AIO: io_setup, io_destroy, io_getevents, io_submit.
+_SYSCALLS = {"x86_64": (206, 207, 208, 209), "aarch64": (0, 1, 4, 2)}
+_SYS_IO_SETUP, _SYS_IO_DESTROY, _SYS_IO_GETEVENTS, _SYS_IO_SUBMIT = _SYSCALLS.get(platform.machine(), (-1,) * 4)
 _IOCB = np.dtype(
     [
         ("data", "<u8"),
@@ -71,17 +73,20 @@ class _Aio:
     """One thread's AIO context and aligned read buffer (threads never share them; see :func:`_thread_aio`)."""
 
     def __init__(self, libc: ctypes.CDLL, slot: int) -> None:
-        self.libc, self.slot = libc, slot
+        self.libc, self.slot, self.pid = libc, slot, os.getpid()
         self.ctx = ctypes.c_ulong(0)
+        if _SYS_IO_SETUP < 0:
+            raise OSError(errno.ENOSYS, f"no native AIO system calls known for {platform.machine()}")
         if libc.syscall(_SYS_IO_SETUP, MAX_EVENTS, ctypes.byref(self.ctx)) != 0:
             raise OSError(ctypes.get_errno(), "io_setup failed")
         self.buffer = mmap.mmap(-1, MAX_EVENTS * slot)  # page-aligned, as O_DIRECT needs
         self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.buffer))
         self.events = np.zeros((MAX_EVENTS, 4), dtype=np.int64)  # struct io_event: data, obj, res, res2
 
-    def __del__(self) -> None:  # at thread exit: give the kernel its context back
-        with contextlib.suppress(Exception):  # at interpreter exit ctypes may already be gone
-            self.libc.syscall(_SYS_IO_DESTROY, self.ctx)
+    def __del__(self) -> None:  # at thread exit: give the kernel its context back (it waits for reads in flight)
+        if self.pid == os.getpid():  # a forked child has no kernel context behind the id it inherited
+            with contextlib.suppress(Exception):  # at interpreter exit ctypes may already be gone
+                self.libc.syscall(_SYS_IO_DESTROY, self.ctx)
 
     def read(self, fd: int, offsets: np.ndarray, length: int, needed: np.ndarray) -> np.ndarray:
         """Read ``length`` bytes at each block-aligned offset (at most MAX_EVENTS) into the buffer; one
@@ -123,11 +128,19 @@ _threads = threading.local()
 
 
 def _thread_aio(libc: ctypes.CDLL, slot: int) -> _Aio:
-    """The calling thread's AIO context, with a buffer of at least ``slot`` bytes per read."""
+    """The calling thread's AIO context, with a buffer of at least ``slot`` bytes per read (a new one after a
+    fork, whose child cannot use its parent's context)."""
     aio = getattr(_threads, "aio", None)
-    if aio is None or aio.slot < slot:
-        aio = _threads.aio = _Aio(libc, max(slot, aio.slot if aio else 0))
+    if aio is None or aio.slot < slot or aio.pid != os.getpid():
+        _threads.aio = None  # the old context is destroyed before the new one is made
+        aio = _threads.aio = _Aio(libc, max(slot, aio.slot if aio and aio.pid == os.getpid() else 0))
     return aio
+
+
+def _drop_thread_aio() -> None:
+    """Forget the calling thread's context after a failed read: destroying it waits for the reads still in
+    flight, so none of them can land in a buffer a later read uses."""
+    _threads.aio = None
 
 
 class DiskRows:
@@ -170,6 +183,7 @@ class DiskRows:
             self._aio()  # fails here, not at the first search, where the kernel refuses AIO
             self.direct = True
         except (OSError, AttributeError) as e:
+            self.close()
             warnings.warn(
                 f"{self.path}: direct I/O is not available here ({e}); the disk tier reads through the page cache",
                 stacklevel=3,
@@ -195,16 +209,20 @@ class DiskRows:
 
     def check_unchanged(self) -> None:
         # fstat of the open file: a compaction that removed an old version's folder has not changed its rows.
-        stat = os.fstat(self._fd)
+        try:
+            stat = os.fstat(self._fd) if self._fd >= 0 else os.stat(self.path)
+        except FileNotFoundError:
+            return  # an old version removed by a compaction: the memory map still holds its rows
         if (stat.st_size, stat.st_mtime_ns, stat.st_ino) != self._identity:
             raise CorruptIndexError(f"{self.path} was changed after the index was opened: open the index again")
 
     def take(self, positions: np.ndarray, d: int) -> np.ndarray:
         """The first ``d`` columns of the rows at ``positions`` (any shape), as an array of shape
-        ``positions.shape + (d,)``."""
+        ``positions.shape + (d,)``: a query's candidates, read with direct I/O in submissions of up to
+        :data:`MAX_EVENTS` reads."""
         positions = np.asarray(positions, dtype=np.int64)
         flat = positions.reshape(-1)
-        if not self.direct or len(flat) > BULK_ROWS:
+        if not self.direct:
             return self.mapped[:, :d][flat].reshape(*positions.shape, d)
         self.check_unchanged()
         starts = self.header + flat * self.row_bytes
@@ -212,15 +230,33 @@ class DiskRows:
         skips = starts - aligned  # few distinct values: the row size's multiples modulo the block size
         width = d * self.dtype.itemsize
         out = np.empty((len(flat), width), dtype=np.uint8)
-        aio = self._aio()
-        for begin in range(0, len(flat), MAX_EVENTS):
-            end = min(begin + MAX_EVENTS, len(flat))
-            raw = aio.read(self._fd, aligned[begin:end], self.slot, skips[begin:end] + width)
-            part, part_skips = out[begin:end], skips[begin:end]
-            for skip in np.unique(part_skips):
-                rows = part_skips == skip
-                part[rows] = raw[rows, skip : skip + width]
+        try:
+            aio = self._aio()
+        except OSError as e:
+            self._fall_back(f"this thread cannot set up AIO ({e})")
+            return self.take(positions, d)
+        try:
+            for begin in range(0, len(flat), MAX_EVENTS):
+                end = min(begin + MAX_EVENTS, len(flat))
+                raw = aio.read(self._fd, aligned[begin:end], self.slot, skips[begin:end] + width)
+                part, part_skips = out[begin:end], skips[begin:end]
+                for skip in np.unique(part_skips):
+                    rows = part_skips == skip
+                    part[rows] = raw[rows, skip : skip + width]
+        except BaseException:
+            _drop_thread_aio()
+            raise
         return out.view(self.dtype).reshape(*positions.shape, d)
+
+    def read_rows(self, positions: np.ndarray, d: int) -> np.ndarray:
+        """Many rows in file order (an exact scan, a compaction): through the memory map, where the page cache
+        helps; refused like :meth:`take` when the file changed."""
+        self.check_unchanged()
+        return self.mapped[:, :d][np.asarray(positions, dtype=np.int64)]
+
+    def _fall_back(self, why: str) -> None:
+        warnings.warn(f"{self.path}: {why}; the disk tier reads through the page cache", stacklevel=3)
+        self.direct = False
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -30,7 +30,7 @@ from matryoshka.index import storage
 from matryoshka.index.disk import DiskRows, check_tier
 from matryoshka.index.errors import IndexInputError
 from matryoshka.index.ids import check_ids, check_new_ids, empty_ids, listed
-from matryoshka.index.plans import Plan, checked_stages
+from matryoshka.index.plans import Plan, checked_stages, parse_plan, scaled
 from matryoshka.index.stages import EXACT_CHUNK, StagedSearch
 from matryoshka.index.storage import normalize, row_squares
 from matryoshka.index.threads import search_threads
@@ -51,6 +51,7 @@ class MatryoshkaIndex(StagedSearch):
             see :mod:`matryoshka.index.disk`). :meth:`load` can choose another.
         default_plan: the plan of a search that names none (text form, e.g. "adaptive:64:40:512"); set by
             :func:`~matryoshka.index.autotune.autotune` and saved with the index. None: exact full-dim search.
+        default_plan_k: the k it was tuned for; a search for more results scales its candidate counts alike.
 
     Ids are integers in [0, 2^63 - 1] or strings (at most 512 bytes), one kind per index. A removal only marks
     the row deleted (searches skip it); :meth:`compacted` and :meth:`save` drop deleted rows for good.
@@ -66,6 +67,7 @@ class MatryoshkaIndex(StagedSearch):
         hnsw_ef_search: int = 128,
         full_vectors: str = "ram",
         default_plan: str | None = None,
+        default_plan_k: int = 10,
     ) -> None:
         if dim < 1:
             raise IndexInputError(f"dim must be positive, got {dim}")
@@ -83,7 +85,7 @@ class MatryoshkaIndex(StagedSearch):
         self.hnsw_m = hnsw_m
         self.hnsw_ef_search = hnsw_ef_search
         self.full_vectors = check_tier(full_vectors)
-        self.default_plan = default_plan
+        self.default_plan, self.default_plan_k = default_plan, default_plan_k
         self.id_kind: str | None = None  # "int" or "str", fixed by the first add
         self._codes = np.zeros((0, dim), dtype=storage.encode(np.zeros((0, dim)), encoding)[0].dtype)
         self._scales: np.ndarray | None = np.zeros(0, np.float32) if encoding == "int8" else None
@@ -106,6 +108,7 @@ class MatryoshkaIndex(StagedSearch):
             "hnsw_ef_search": self.hnsw_ef_search,
             "full_vectors": self.full_vectors,
             "default_plan": self.default_plan,
+            "default_plan_k": self.default_plan_k,
         }
 
     def _new_shortlist(self, d: int) -> faiss.Index:
@@ -121,7 +124,7 @@ class MatryoshkaIndex(StagedSearch):
         for start in range(0, self.rows, EXACT_CHUNK):
             pos = np.arange(start, min(start + EXACT_CHUNK, self.rows))
             for d, index in self._shortlist.items():
-                index.add(normalize(self._rows(pos, d)))
+                index.add(normalize(self._rows(pos, d, bulk=True)))
 
     def with_shortlists(self, dims: Iterable[int], shortlist: str, hnsw_m: int = 16, hnsw_ef_search: int = 16):
         """This index's rows (shared, not copied) under other shortlist structures, built now."""
@@ -130,6 +133,7 @@ class MatryoshkaIndex(StagedSearch):
         out._norms = {}
         out.shortlist_dims, out.shortlist = sorted(set(int(d) for d in dims)), shortlist
         out.hnsw_m, out.hnsw_ef_search, out._params = hnsw_m, hnsw_ef_search, {}
+        out.default_plan = None  # tuned for other structures
         out._fill_shortlist()
         return out
 
@@ -141,7 +145,7 @@ class MatryoshkaIndex(StagedSearch):
         out._dead, out._dead_bits = self._dead.copy(), self._dead_bits.copy()
         out._norms, out.encoding = {}, encoding
         blocks = [
-            self._rows(np.arange(start, min(start + EXACT_CHUNK, self.rows)), self.dim)
+            self._rows(np.arange(start, min(start + EXACT_CHUNK, self.rows)), self.dim, bulk=True)
             for start in range(0, self.rows, EXACT_CHUNK)
         ]
         out._codes, out._scales = storage.encode(np.concatenate(blocks or [np.zeros((0, self.dim))]), encoding)
@@ -242,6 +246,12 @@ class MatryoshkaIndex(StagedSearch):
 
     def append(self, unit: np.ndarray, new_ids: np.ndarray, kind: str) -> None:
         """Append unit vectors with already checked ids (O(N): the arrays are copied)."""
+        if isinstance(self._codes, DiskRows):
+            raise IndexInputError(
+                "this index keeps its full-dim vectors on the disk tier, which takes no appends: add through "
+                "IndexStore (mrl index add, mrl serve), which logs the writes and compacts them into a new version, "
+                "or load it with full_vectors='ram'"
+            )
         codes, scales = storage.encode(unit, self.encoding)
         self._codes = np.concatenate([self._codes, codes])
         if scales is not None:
@@ -312,17 +322,24 @@ class MatryoshkaIndex(StagedSearch):
         return out
 
     # -- search ---------------------------------------------------------------------------------------------
-    def _rows(self, positions: np.ndarray, d: int) -> np.ndarray:
+    def _rows(self, positions: np.ndarray, d: int, bulk: bool = False) -> np.ndarray:
+        """Decoded rows at ``positions`` cut to ``d`` dims; ``bulk``: many rows in order (a scan), which the disk
+        tier reads through its memory map rather than one direct read each."""
         stored = self._codes
-        codes = stored.take(positions, d) if isinstance(stored, DiskRows) else stored[:, :d][positions]
+        if isinstance(stored, DiskRows):
+            codes = stored.read_rows(positions, d) if bulk else stored.take(positions, d)
+        else:
+            codes = stored[:, :d][positions]
         scales = self._scales[positions] if self._scales is not None else None
         return storage.decode(codes, scales, self.encoding)
 
     def plan_stages(self, plan: Plan | str | None, k: int, exact: bool = False) -> list[tuple[int, int]]:
         """The plan's (dim, K) stages, checked (:func:`~matryoshka.index.plans.checked_stages`), K cut to the
         corpus size."""
-        if plan is None:
-            plan = self.default_plan
+        if plan is None and self.default_plan is not None:
+            plan = parse_plan(self.default_plan)
+            if k > self.default_plan_k:  # as deep a shortlist per result as the plan was tuned for
+                plan = scaled(plan, k / self.default_plan_k)
         try:
             return checked_stages(plan, k, self.dim, self.shortlist_dims, max(self.ntotal, 1), exact)
         except ValueError as e:

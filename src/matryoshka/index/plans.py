@@ -51,6 +51,16 @@ class FunnelPlan:
 Plan = FullPlan | AdaptivePlan | FunnelPlan
 
 
+def scaled(plan: Plan, factor: float) -> Plan:
+    """The plan with every candidate count K multiplied by ``factor`` (rounded up): a plan tuned for k results
+    serves ``factor * k`` with the same shortlist depth per result."""
+    if isinstance(plan, AdaptivePlan):
+        return AdaptivePlan(plan.shortlist_dim, int(np.ceil(plan.shortlist_k * factor)), plan.rerank_dim)
+    if isinstance(plan, FunnelPlan):
+        return FunnelPlan([(d, int(np.ceil(kk * factor))) for d, kk in plan.steps])
+    return plan
+
+
 def validate_stages(stages: list[tuple[int, int]], dim: int, k: int) -> None:
     """Dims must grow (or stay) within [1, dim]; candidate counts must shrink (or stay) and be >= k."""
     if not stages:

@@ -45,7 +45,7 @@ class StagedSearch:
                 pos = pos[~dead[pos]]
             if not len(pos):
                 continue
-            block = normalize(self._rows(pos, d))
+            block = normalize(self._rows(pos, d, bulk=True))
             s, p = faiss.knn(qn, block, min(k, len(pos)), metric=faiss.METRIC_INNER_PRODUCT)
             best_s = np.concatenate([best_s, s], axis=1)
             best_p = np.concatenate([best_p, pos[p]], axis=1)

@@ -229,6 +229,12 @@ class IndexStore:
         if segment.n == 0 and base.n_deleted == 0:
             return base  # nothing to fold in: no copy (a memory-mapped index stays mapped)
         vectors, ids, dead = segment.rows()
+        if isinstance(base._codes, DiskRows):
+            warnings.warn(
+                f"{self.root} has writes logged since its last compaction: folding them in reads every row into RAM; "
+                "serve it through IndexStore (mrl serve) or run mrl index compact to keep the rows on the disk",
+                stacklevel=2,
+            )
         return base.compacted(vectors[~dead], ids[~dead])
 
     # -- writes ---------------------------------------------------------------------------------------------

@@ -158,8 +158,9 @@ def read_version(
         meta.get("shortlist", "flat"),
         meta.get("hnsw_m", 32),
         meta.get("hnsw_ef_search", 128),
-        meta.get("full_vectors", "ram"),
+        tier,  # where the rows live now (a later save records it)
         meta.get("default_plan"),
+        meta.get("default_plan_k", 10),
     )
     kind = meta.get("id_kind", "int")
     codes = arrays["codes"]
