@@ -89,19 +89,8 @@ def test_unknown_tier_is_one_clear_line(tmp_path):
     with pytest.raises(IndexInputError, match="unknown --full-vectors 'ssd'"):
         MatryoshkaIndex(8, shortlist_dims=[4], full_vectors="ssd")
     np.save(tmp_path / "x.npy", _data(500, 16)[0])
-    result = CliRunner().invoke(
-        app,
-        [
-            "index",
-            "build",
-            "--embeddings",
-            str(tmp_path / "x.npy"),
-            "--out",
-            str(tmp_path / "ix"),
-            "--full-vectors",
-            "ssd",
-        ],
-    )
+    build = ["index", "build", "--embeddings", str(tmp_path / "x.npy"), "--out", str(tmp_path / "ix")]
+    result = CliRunner().invoke(app, [*build, "--full-vectors", "ssd"])
     assert result.exit_code == 2 and "unknown --full-vectors 'ssd'; choose one of ram, mmap, disk" in result.output
 
 
@@ -120,19 +109,8 @@ def test_built_for_the_disk_tier_the_store_opens_and_compacts_there(tmp_path):
         after = store.search(q, 10, "adaptive:12:60:96")
     in_ram = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="ram").search(q, 10, "adaptive:12:60:96")
     np.testing.assert_array_equal(after[1], in_ram[1])
-    result = CliRunner().invoke(
-        app,
-        [
-            "index",
-            "search",
-            "--index",
-            str(tmp_path / "ix"),
-            "--queries",
-            str(tmp_path / "q.npy"),
-            "--plan",
-            "adaptive:12:60:96",
-        ],
-    )
+    search = ["index", "search", "--index", str(tmp_path / "ix"), "--queries", str(tmp_path / "q.npy")]
+    result = CliRunner().invoke(app, [*search, "--plan", "adaptive:12:60:96"])
     assert result.exit_code == 0 and "query 0:" in result.output
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from matryoshka.errors import InputError
+from matryoshka.io import atomic_write_with
 
 CACHE = Path(os.environ.get("MATRYOSHKA_CACHE", Path.home() / ".cache" / "matryoshka")) / "bench"
 # (rows, columns) shifts in the order they are used: identity, one pixel, diagonals, then two pixels.
@@ -80,8 +81,7 @@ def shifted_embeddings(run: Path, size: int, n_queries: int) -> Corpus:
         raise InputError(f"{e}; train one with `mrl demo --quick` (or pass --synthetic)") from None
     cache = CACHE / f"{run.name}-{_model_key(run)}-{size}-{n_queries}.npz"
     if cache.exists():
-        saved = np.load(cache)
-        return Corpus(*(saved[key] for key in ("x", "y", "cal", "q", "qy")), f"{run} x shifts, {size:,}")
+        return _load_corpus(cache, f"{run} x shifts, {size:,}")
     data = load_data(DataConfig.model_validate({**info["config"]["data"], "train_subset": None}))
     images = torch.cat([data.train.x, data.val.x])
     labels = torch.cat([data.train.y, data.val.y]).numpy()
@@ -98,10 +98,31 @@ def shifted_embeddings(run: Path, size: int, n_queries: int) -> Corpus:
     y = np.tile(labels, needed)[:size]
     q = encode(model, data.test.x[: 2 * n_queries]).numpy()
     qy = data.test.y[: 2 * n_queries].numpy()
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache.with_suffix(".tmp.npz"), x=x, y=y, cal=q[:n_queries], q=q[n_queries:], qy=qy[n_queries:])
-    cache.with_suffix(".tmp.npz").replace(cache)
-    return Corpus(x, y, q[:n_queries], q[n_queries:], qy[n_queries:], f"{run} x shifts, {size:,}")
+    corpus = Corpus(x, y, q[:n_queries], q[n_queries:], qy[n_queries:], f"{run} x shifts, {size:,}")
+    _save_corpus(cache, corpus)
+    return corpus
+
+
+# Corpus field -> key in the cached .npz (the keys caches already on disk use).
+_CACHED = {"vectors": "x", "labels": "y", "calibration": "cal", "queries": "q", "query_labels": "qy"}
+
+
+def _write_npy(tmp: str, array: np.ndarray) -> None:
+    with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a name
+        np.save(f, array)
+
+
+def _save_corpus(path: Path, corpus: Corpus) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a name
+            np.savez(f, **{key: getattr(corpus, field) for field, key in _CACHED.items()})
+
+    atomic_write_with(path, write)
+
+
+def _load_corpus(path: Path, name: str) -> Corpus:
+    saved = np.load(path)
+    return Corpus(*(saved[key] for key in _CACHED.values()), name)
 
 
 TEXT_CHUNK = 20_000  # texts encoded per cached chunk (a killed encoding resumes from the last whole chunk)
@@ -121,10 +142,9 @@ def text_embeddings(run: Path, size: int, n_queries: int) -> Corpus:
             f"{run} is not a finished text run; train one with `mrl train --config configs/wordnet_minilm_quick.yaml`"
         )
     folder = CACHE / f"text-{run.name}-{_model_key(run / 'model' if (run / 'model').is_dir() else run)}-{size}"
-    final = folder / f"corpus-{n_queries}.npz"
+    final, name = folder / f"corpus-{n_queries}.npz", f"{size:,} real texts, {run.name}"
     if final.exists():
-        saved = np.load(final)
-        return Corpus(*(saved[key] for key in ("x", "y", "cal", "q", "qy")), f"{size:,} real texts, {run.name}")
+        return _load_corpus(final, name)
     texts, counts = collect_texts(limit=size + 2 * n_queries)
     if len(texts) < size + 2 * n_queries:
         raise InputError(
@@ -138,21 +158,22 @@ def text_embeddings(run: Path, size: int, n_queries: int) -> Corpus:
     model.max_seq_length = min(model.max_seq_length or TEXT_MAX_TOKENS, TEXT_MAX_TOKENS)
     folder.mkdir(parents=True, exist_ok=True)
     parts = []
-    started = time.perf_counter()
+    started, encoded = time.perf_counter(), 0
     for start in range(0, len(texts), TEXT_CHUNK):
         chunk = folder / f"chunk-{start:08d}.npy"
         if not chunk.exists():
             z = model.encode(texts[start : start + TEXT_CHUNK], batch_size=128, convert_to_numpy=True)
-            np.save(chunk.with_suffix(".tmp.npy"), z.astype(np.float32))
-            chunk.with_suffix(".tmp.npy").replace(chunk)
-            done = start + TEXT_CHUNK
-            rate = done / (time.perf_counter() - started)
-            left = (len(texts) - done) / rate
-            print(f"encoded {min(done, len(texts)):,}/{len(texts):,} texts ({rate:.0f}/s, ~{left / 60:.0f} min left)")
+            atomic_write_with(chunk, lambda tmp, z=z: _write_npy(tmp, z.astype(np.float32)))
+            encoded += len(z)  # this run's texts only: chunks cached by an earlier run cost nothing
+            rate = encoded / (time.perf_counter() - started)
+            done = min(start + TEXT_CHUNK, len(texts))
+            print(
+                f"encoded {done:,}/{len(texts):,} texts ({rate:.0f}/s, ~{(len(texts) - done) / rate / 60:.0f} min left)"
+            )
         parts.append(np.load(chunk))
     z = np.concatenate(parts)
     q, x = z[: 2 * n_queries], z[2 * n_queries :]
     zeros = np.zeros(len(x), dtype=np.int64)
-    np.savez(final.with_suffix(".tmp.npz"), x=x, y=zeros, cal=q[:n_queries], q=q[n_queries:], qy=zeros[:n_queries])
-    final.with_suffix(".tmp.npz").replace(final)
-    return Corpus(x, zeros, q[:n_queries], q[n_queries:], zeros[:n_queries], f"{size:,} real texts, {run.name}")
+    corpus = Corpus(x, zeros, q[:n_queries], q[n_queries:], zeros[:n_queries], name)
+    _save_corpus(final, corpus)
+    return corpus

@@ -48,29 +48,37 @@ class Peer:
         return f"{self.name} {setting}"
 
 
-class FaissHNSW(Peer):
+class Faiss(Peer):
+    """A faiss index whose knob is one search parameter (:meth:`params` of a setting)."""
+
+    knob = ""
+
+    def params(self, setting) -> faiss.SearchParameters:
+        raise NotImplementedError
+
     def search(self, q, setting):
-        params = faiss.SearchParametersHNSW(efSearch=setting)
         with search_threads(len(q)):
-            return self.index.search(normalize(q), K, params=params)[1]
+            return self.index.search(normalize(q), K, params=self.params(setting))[1]
 
     def save(self, path):
         faiss.write_index(self.index, str(path))
 
     def describe(self, setting):
-        return f"{self.name} efSearch={setting}"
+        return f"{self.name} {self.knob}={setting}"
 
 
-class FaissIVF(Peer):
-    def search(self, q, setting):
-        with search_threads(len(q)):
-            return self.index.search(normalize(q), K, params=faiss.SearchParametersIVF(nprobe=setting))[1]
+class FaissHNSW(Faiss):
+    knob = "efSearch"
 
-    def save(self, path):
-        faiss.write_index(self.index, str(path))
+    def params(self, setting):
+        return faiss.SearchParametersHNSW(efSearch=setting)
 
-    def describe(self, setting):
-        return f"{self.name} nprobe={setting}"
+
+class FaissIVF(Faiss):
+    knob = "nprobe"
+
+    def params(self, setting):
+        return faiss.SearchParametersIVF(nprobe=setting)
 
 
 class Hnswlib(Peer):

@@ -40,7 +40,7 @@ from matryoshka.bench.peers import PEERS, Peer, available
 from matryoshka.errors import InputError
 from matryoshka.evaluate.metrics import recall_against
 from matryoshka.index import MatryoshkaIndex
-from matryoshka.index.autotune import SHORTLIST_FACTORS, autotune
+from matryoshka.index.autotune import SHORTLIST_FACTORS, autotune, median_batch1_ms
 from matryoshka.index.plans import AdaptivePlan, parse_plan, plan_to_text
 from matryoshka.index.storage import normalize
 from matryoshka.io import atomic_write_json
@@ -90,15 +90,6 @@ class Method:
         }
 
 
-def batch1_ms(search: Callable[[np.ndarray], np.ndarray], queries: np.ndarray, n: int = 100) -> float:
-    times = []
-    for i in range(min(n, len(queries))):
-        t0 = time.perf_counter()
-        search(queries[i : i + 1])
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
-
-
 def tune_peer(peer: Peer, calibration: np.ndarray, truth: np.ndarray, target: float) -> tuple[Any, float]:
     """The peer's fastest setting (batch 1, timed on calibration queries) among the first few that reach
     ``target`` recall on the calibration queries; the last setting when none does. Returns (setting, recall)."""
@@ -112,7 +103,7 @@ def tune_peer(peer: Peer, calibration: np.ndarray, truth: np.ndarray, target: fl
     if not reached:
         last = peer.settings[-1]
         return last, recall_against(peer.search(calibration, last), truth)
-    timed = [(batch1_ms(lambda q, s=s: peer.search(q, s), calibration), s, r) for s, r in reached]
+    timed = [(median_batch1_ms(lambda q, s=s: peer.search(q, s), calibration), s, r) for s, r in reached]
     _, setting, recall = min(timed, key=lambda t: t[0])
     return setting, recall
 

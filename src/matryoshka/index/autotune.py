@@ -108,14 +108,19 @@ def candidate_structures(index: MatryoshkaIndex) -> list[dict]:
     return [{"shortlist": "hnsw", "shortlist_dims": [d], "hnsw_m": 16} for d in dims]
 
 
-def batch1_ms(index, queries: np.ndarray, k: int, plan: Plan, n: int = TIMED_QUERIES) -> float:
-    """Median milliseconds of single-query searches over the first ``n`` queries."""
+def median_batch1_ms(search, queries: np.ndarray, n: int = TIMED_QUERIES) -> float:
+    """Median milliseconds of ``search(one_query)`` over the first ``n`` queries, one at a time."""
     times = []
     for i in range(min(n, len(queries))):
         t0 = time.perf_counter()
-        index.search(queries[i : i + 1], k, plan)
+        search(queries[i : i + 1])
         times.append(time.perf_counter() - t0)
     return 1000 * float(np.median(times))
+
+
+def batch1_ms(index, queries: np.ndarray, k: int, plan: Plan, n: int = TIMED_QUERIES) -> float:
+    """Median milliseconds of the index's single-query searches with ``plan``."""
+    return median_batch1_ms(lambda q: index.search(q, k, plan), queries, n)
 
 
 def _families(plans: list[Plan]) -> list[list[Plan]]:

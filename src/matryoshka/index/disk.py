@@ -2,8 +2,8 @@
 
 Only the prefix structures live in RAM; a search's re-ranking reads its K candidate rows straight from the disk
 (``O_DIRECT``: the page cache is bypassed, so no latency figure depends on how much of the file the operating
-system happens to cache). The K reads go to the kernel in one batched submission (Linux native AIO,
-``io_submit``), so they run in parallel on the device instead of one after another.
+system happens to cache). The K reads go to the kernel in batched submissions (Linux native AIO, ``io_submit``,
+up to :data:`MAX_EVENTS` reads each), so they run in parallel on the device instead of one after another.
 
 Bulk reads (compaction, an exact full scan) go through a read-only memory map: they read the file in order, where
 the page cache helps and does no harm.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from matryoshka.index.errors import CorruptIndexError
+from matryoshka.index.errors import CorruptIndexError, IndexInputError
 
 BLOCK = 4096  # O_DIRECT offsets, lengths and buffers are aligned to this
 MAX_EVENTS = 256  # reads in flight per submission (more are submitted in turns); one AIO context per thread
@@ -63,8 +63,6 @@ _PREAD = 0
 
 def check_tier(full_vectors: str) -> str:
     if full_vectors not in TIERS:
-        from matryoshka.index.errors import IndexInputError
-
         raise IndexInputError(f"unknown --full-vectors {full_vectors!r}; choose one of {', '.join(TIERS)}")
     return full_vectors
 
@@ -223,7 +221,7 @@ class DiskRows:
         positions = np.asarray(positions, dtype=np.int64)
         flat = positions.reshape(-1)
         if not self.direct:
-            return self.mapped[:, :d][flat].reshape(*positions.shape, d)
+            return self.read_rows(flat, d).reshape(*positions.shape, d)
         self.check_unchanged()
         starts = self.header + flat * self.row_bytes
         aligned = starts - starts % BLOCK

@@ -69,9 +69,8 @@ class StagedSearch:
             if flat.ntotal == self.rows:
                 return index, faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * d).reshape(flat.ntotal, d), 1, None
         codes = self._codes
-        if not isinstance(codes, np.ndarray) or self.encoding != "float32" or not codes.flags.c_contiguous:
-            return None  # (rows on the disk tier are read per query instead)
-        if self.dim % d:
+        disk = not isinstance(codes, np.ndarray)  # rows on the disk tier are read per query instead
+        if disk or self.encoding != "float32" or not codes.flags.c_contiguous or self.dim % d:
             return None
         if d == self.dim:
             return codes, codes, 1, None
