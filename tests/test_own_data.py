@@ -309,3 +309,62 @@ def test_a_data_source_from_the_users_own_module(tmp_path, monkeypatch):
         load_data(_config(tmp_path, {"name": "backbone_helpers:not_data"}).data)
     with pytest.raises(InputError, match="cannot import no_such_module"):
         load_data(_config(tmp_path, {"name": "no_such_module:load"}).data)
+
+
+def _alpha_shape(label: int, rng: np.random.Generator, mode: str, size: int = 16) -> Image.Image:
+    """A black picture whose class is drawn only in its transparency (like a symbolic icon), as RGBA, LA or a
+    palette image whose colour 0 is transparent."""
+    visible = np.zeros((size, size), dtype=bool)
+    half = size // 2
+    visible[[(slice(None), slice(0, half)), (slice(None), slice(half, None)), (slice(0, half), slice(None))][label]] = 1
+    visible &= rng.random((size, size)) > 0.15
+    if mode == "P":
+        img = Image.fromarray(visible.astype(np.uint8), "P")
+        img.putpalette([0, 0, 0] * 256)
+        img.info["transparency"] = 0
+        return img
+    rgba = np.zeros((size, size, 4), dtype=np.uint8)
+    rgba[..., 3] = visible * 255
+    return Image.fromarray(rgba, "RGBA").convert(mode)
+
+
+def test_alpha_only_shapes_are_composited_and_separate_their_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(CLASSES):
+        (tmp_path / "icons" / name).mkdir(parents=True)
+        for i in range(20):
+            _alpha_shape(label, rng, ("RGBA", "LA", "P")[i % 3]).save(tmp_path / "icons" / name / f"{i:03d}.png")
+    for i in range(3):
+        file = tmp_path / "icons" / "left" / f"{i:03d}.png"
+        white = decode_image(file, 1, (16, 16))
+        assert white[0, :, :8].float().mean() < 60 and white[0, :, 8:].min() == 255, file  # black shape on white
+        assert decode_image(file, 1, (16, 16), background=None).max() == 0  # what dropping alpha used to give
+    cfg = _config(tmp_path, {"name": "imagefolder", "path": str(tmp_path / "icons"), "image_size": 16, "channels": 1})
+    data = load_data(cfg.data)
+    assert data.preprocess.background == (255, 255, 255)
+    result = Trainer(cfg, data=data, progress=False).fit()
+    run = TrainedRun.load(result.run_dir)
+    assert run.preprocess.background == (255, 255, 255)
+    left, right = run.encode_images([tmp_path / "icons" / c / "000.png" for c in ("left", "right")])
+    assert float(left @ right) < 0.99
+    from matryoshka.evaluate.per_dim import evaluate_model
+
+    assert evaluate_model(result.model, data)["knn1"][str(result.model.nesting[-1])] > 0.8
+
+
+def test_background_mean_and_runs_saved_before_backgrounds(tmp_path):
+    from matryoshka.data.images import resolve_background
+
+    paths = []
+    for i in range(3):
+        a = np.zeros((8, 8, 4), dtype=np.uint8)
+        a[..., 0], a[:4, :, 3] = 200, 255  # red top half, transparent bottom half
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(a, "RGBA").save(paths[-1])
+    assert resolve_background("mean", paths) == (200, 0, 0)
+    assert resolve_background("black") == (0, 0, 0)
+    old = Preprocess.from_dict({"kind": "image", "shape": [3, 8, 8], "mean": [0, 0, 0], "std": [1, 1, 1]})
+    assert old.background is None and old.decode(paths[0])[:, 6, 0].tolist() == [200, 0, 0]
+    assert Preprocess.from_dict(old.to_dict()).background is None
+    with pytest.raises(ConfigError, match="background"):
+        parse_config({"data": {"name": "imagefolder", "path": str(tmp_path), "background": "pink"}})

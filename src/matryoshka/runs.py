@@ -54,7 +54,9 @@ class TrainedRun:
     @property
     def dim(self) -> int:
         if self.kind == "text":
-            return int(self.model.get_sentence_embedding_dimension())
+            from matryoshka.nn.text_encoder import embedding_dimension
+
+            return embedding_dimension(self.model)
         return int(self.info["config"]["model"]["embed_dim"])
 
     @property

@@ -54,10 +54,7 @@ class ImageFileSplit:
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """A whole batch of raw uint8 pixels (4x less to pass between processes than floats); normalised later."""
-        from matryoshka.data.images import decode_image
-
-        channels, height, width = self.preprocess.shape
-        pixels = torch.stack([decode_image(self.paths[i], channels, (height, width)) for i in indices])
+        pixels = torch.stack([self.preprocess.decode(self.paths[i]) for i in indices])
         return pixels, self.y[indices]
 
     def subset(self, n: int | None, seed: int = 0) -> ImageFileSplit:
@@ -112,7 +109,7 @@ class ImageFileSplit:
 
     # -- the decoded cache ----------------------------------------------------------------------------------
     def cache_key(self) -> str:
-        h = hashlib.sha256(repr((tuple(self.preprocess.shape), "v1")).encode())
+        h = hashlib.sha256(repr((tuple(self.preprocess.shape), self.preprocess.background, "v1")).encode())
         for p in self.paths:
             st = os.stat(p)
             h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

@@ -101,16 +101,7 @@ def _digits(cfg: Any) -> ImageData:
 def _imagefolder(cfg: Any) -> ImageData:
     from matryoshka.data.sources import load_image_folder
 
-    return load_image_folder(
-        _need_path(cfg),
-        cfg.image_size,
-        cfg.channels,
-        cfg.val_fraction,
-        cfg.test_fraction,
-        cfg.seed,
-        cfg.workers,
-        _cache_dir(cfg),
-    )
+    return load_image_folder(_need_path(cfg), **_image_options(cfg))
 
 
 @register_data("table")
@@ -119,17 +110,25 @@ def _table(cfg: Any) -> ImageData:
 
     return load_table(
         _need_path(cfg),
-        cfg.label_column,
-        cfg.feature_columns,
-        cfg.image_column,
-        cfg.image_size,
-        cfg.channels,
-        cfg.val_fraction,
-        cfg.test_fraction,
-        cfg.seed,
-        cfg.workers,
-        _cache_dir(cfg),
+        label_column=cfg.label_column,
+        feature_columns=cfg.feature_columns,
+        image_column=cfg.image_column,
+        **_image_options(cfg),
     )
+
+
+def _image_options(cfg: Any) -> dict[str, Any]:
+    """The ``data:`` keys an own-files loader takes, by name."""
+    return {
+        "image_size": cfg.image_size,
+        "channels": cfg.channels,
+        "val_fraction": cfg.val_fraction,
+        "test_fraction": cfg.test_fraction,
+        "seed": cfg.seed,
+        "workers": cfg.workers,
+        "cache_dir": _cache_dir(cfg),
+        "background": cfg.background,
+    }
 
 
 DATASETS = ("fashion_mnist", "digits")  # the built-in data sets that need no path

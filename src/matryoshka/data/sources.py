@@ -21,7 +21,7 @@ import torch
 
 from matryoshka.data.base import CorruptDataError, DataNotFoundError, ImageData, Split
 from matryoshka.data.files import ImageFileSplit
-from matryoshka.data.images import IMAGE_EXTENSIONS, Preprocess, channel_stats, decode_image
+from matryoshka.data.images import IMAGE_EXTENSIONS, Preprocess, channel_stats, decode_image, resolve_background
 
 STATS_SAMPLE = 2000  # training images read to estimate the per-channel mean and std
 TABLE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -104,6 +104,7 @@ def load_image_folder(
     seed: int = 0,
     workers: int = 0,
     cache_dir: str | Path | None = None,
+    background: str = "white",
 ) -> ImageData:
     """Class sub-folders of ``path`` (with ``train/``, ``val/``, ``test/`` when present, else a seeded split)."""
     root = Path(path)
@@ -133,15 +134,22 @@ def load_image_folder(
 
     train_files = parts["train"][0]
     sample = torch.randperm(len(train_files), generator=torch.Generator().manual_seed(seed))[:STATS_SAMPLE]
-    pixels = torch.stack([decode_image(train_files[i], channels, (image_size, image_size)) for i in sample.tolist()])
-    mean, std = channel_stats(pixels)
-    preprocess = Preprocess("image", (channels, image_size, image_size), mean, std)
+    preprocess = _image_preprocess([train_files[i] for i in sample.tolist()], channels, image_size, background)
 
     def split(name: str) -> ImageFileSplit:
         files, labels = parts[name]
         return ImageFileSplit(files, torch.as_tensor(labels, dtype=torch.int64), preprocess, workers, cache_dir)
 
     return ImageData("imagefolder", split("train"), split("val"), split("test"), names, preprocess)
+
+
+def _image_preprocess(sample: list[str], channels: int, image_size: int, background: str) -> Preprocess:
+    """The run's image preprocessing: the background colour and per-channel statistics of a training sample."""
+    colour = resolve_background(background, sample)
+    shape = (channels, image_size, image_size)
+    pixels = torch.stack([decode_image(p, channels, shape[1:], background=colour) for p in sample])
+    mean, std = channel_stats(pixels)
+    return Preprocess("image", shape, mean, std, background=colour)
 
 
 # -- tables ---------------------------------------------------------------------------------------------------
@@ -178,6 +186,7 @@ def load_table(
     seed: int = 0,
     workers: int = 0,
     cache_dir: str | Path | None = None,
+    background: str = "white",
 ) -> ImageData:
     """Rows of a table: features (the named numeric columns, or all but the label) or an image column of paths."""
     file = Path(path)
@@ -189,10 +198,8 @@ def load_table(
     order = _seeded_splits(len(table), val_fraction, test_fraction, seed)
     if image_column:
         paths = [str(file.parent / p) if not Path(p).is_absolute() else p for p in table[image_column]]
-        sample = order["train"][:STATS_SAMPLE]
-        pixels = torch.stack([decode_image(paths[i], channels, (image_size, image_size)) for i in sample])
-        mean, std = channel_stats(pixels)
-        preprocess = Preprocess("image", (channels, image_size, image_size), mean, std)
+        sample = [paths[i] for i in order["train"][:STATS_SAMPLE]]
+        preprocess = _image_preprocess(sample, channels, image_size, background)
 
         def image_split(idx: np.ndarray) -> ImageFileSplit:
             y = torch.as_tensor(labels[idx])

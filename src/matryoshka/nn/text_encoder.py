@@ -64,6 +64,12 @@ def load_sentence_transformer(
 
 
 @torch.no_grad()
+def embedding_dimension(model: SentenceTransformer) -> int:
+    """The model's output width (sentence-transformers renamed the getter; the old name warns)."""
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())
+
+
 def encode_texts(
     model: SentenceTransformer, texts: list[str], batch_size: int = 256, progress: bool = False
 ) -> torch.Tensor:

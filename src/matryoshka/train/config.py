@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,11 @@ class DataConfig(_Strict):
     test_fraction: float = Field(0.1, ge=0, lt=1, description="own data without a test/ split: fraction held out")
     image_size: int = Field(32, ge=4, description="own images are resized to image_size x image_size")
     channels: Literal[1, 3] = Field(3, description="own images are converted to grey (1) or RGB (3)")
+    background: Literal["white", "black", "mean"] = Field(
+        "white",
+        description="own images with transparency (RGBA, LA, palette) are composited onto this colour; mean: the "
+        "average visible colour of training images. Stored in the run, so encode and serve do the same",
+    )
     label_column: str = "label"
     feature_columns: list[str] | None = Field(None, description="table: numeric input columns (default: all others)")
     image_column: str | None = Field(None, description="table: a column of image paths (relative to the table)")
@@ -208,23 +214,47 @@ class TextExperimentConfig(_Strict):
 TEXT_DATASETS = ("wordnet", "pairs")
 
 
-def _format_errors(err: ValidationError) -> str:
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys allowed at ``loc``'s parent (for "did you mean")."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _format_errors(err: ValidationError, model: type[BaseModel], overrides: dict[str, str]) -> str:
     lines = []
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  {where}: {msg}")
+        loc = tuple(e["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _fields_at(model, loc), n=1, cutoff=0.6)
+            msg = "unknown key" + (f" (did you mean {'.'.join(map(str, (*loc[:-1], close[0])))}?)" if close else "")
+        origin = next((o for key, o in overrides.items() if where == key or where.startswith(key + ".")), None)
+        lines.append(f"  {where}: {msg}" + (f" (from --set {origin})" if origin else ""))
     return "\n".join(lines)
 
 
-def parse_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig | TextExperimentConfig:
-    """An image experiment, or a text one when ``data.name`` is a text data set (``wordnet``)."""
+def parse_config(
+    raw: dict[str, Any], source: str = "config", overrides: dict[str, str] | None = None
+) -> ExperimentConfig | TextExperimentConfig:
+    """An image experiment, or a text one when ``data.name`` is a text data set (``wordnet``, ``pairs``).
+
+    ``overrides`` maps a dotted key to the ``--set`` item that set it, so that an error names the override."""
     data = raw.get("data")
     is_text = isinstance(data, dict) and data.get("name") in TEXT_DATASETS
+    model = TextExperimentConfig if is_text else ExperimentConfig
     try:
-        return (TextExperimentConfig if is_text else ExperimentConfig).model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"invalid {source}:\n{_format_errors(e)}") from None
+        overrides = overrides or {}
+        only_overrides = all(any(".".join(map(str, err["loc"])).startswith(k) for k in overrides) for err in e.errors())
+        where = "--set" if overrides and only_overrides else source
+        raise ConfigError(f"invalid {where}:\n{_format_errors(e, model, overrides)}") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig | TextExperimentConfig:
@@ -238,9 +268,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         raise ConfigError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with sections data/model/optim/train")
+    origins = {}
     for item in overrides or []:
         apply_override(raw, item)
-    return parse_config(raw, str(path))
+        origins[item.partition("=")[0].strip()] = item
+    return parse_config(raw, str(path), origins)
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

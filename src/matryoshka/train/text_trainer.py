@@ -40,7 +40,7 @@ from matryoshka.io import atomic_replace_dir, atomic_write_json
 from matryoshka.nesting import halving_nesting, validate_nesting
 from matryoshka.nn.distillation import PrefixDistillationLoss
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
-from matryoshka.nn.text_encoder import load_sentence_transformer
+from matryoshka.nn.text_encoder import embedding_dimension, load_sentence_transformer
 from matryoshka.train.config import TextExperimentConfig
 from matryoshka.train.loop import TrainingLoop, decay_groups, lambda_schedule
 
@@ -85,7 +85,7 @@ class TextTrainer(TrainingLoop):
         torch.manual_seed(cfg.train.seed)
         self.model = load_sentence_transformer(cfg.model.base, self.device)
         self.model.max_seq_length = cfg.model.max_seq_length
-        d = (getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension)()
+        d = embedding_dimension(self.model)
         m = cfg.model
         self.nesting = validate_nesting(m.nesting, d) if m.nesting is not None else halving_nesting(d, m.min_dim)
         trained = self.nesting if m.matryoshka else [d]
