@@ -88,6 +88,18 @@ def validate_nesting(nesting: Sequence[int], d: int | None = None) -> list[int]:
     return dims
 
 
+SMALL_DIM_PIVOT = 16
+
+
+def small_dim_weights(nesting: Sequence[int], pivot: int = SMALL_DIM_PIVOT) -> list[float]:
+    """c_m = max(1, pivot / m): dims below ``pivot`` weigh more, e.g. 2..64 -> [8, 4, 2, 1, 1, 1].
+
+    The trainers' default. With the paper's equal weights the smallest prefixes get a small share of the gradient
+    and trail a model trained for their dim alone (FF-k); ``mrl bench defaults`` measures both.
+    """
+    return [max(1.0, pivot / m) for m in validate_nesting(nesting)]
+
+
 def nesting_weights(nesting: Sequence[int], weights: Sequence[float] | None = None) -> list[float]:
     """Relative importance c_m per dim; all ones by default (as in the paper)."""
     if weights is None:

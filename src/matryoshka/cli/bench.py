@@ -111,6 +111,22 @@ def fidelity(
     bench.run(models=models, texts=texts, queries=queries, out=out)
 
 
+@app.command("defaults")
+@one_line_errors
+def defaults(
+    datasets: Annotated[
+        str | None, typer.Option(help="comma-separated: fashion_mnist, digits, icons, wordnet-table (default: all)")
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="small subsets (a check that it runs, not the judgement)")] = False,
+    out: Annotated[Path, typer.Option()] = Path("runs/bench/defaults"),
+) -> None:
+    """MRL against FF-k at every dim with the library defaults (only data and model size given), on data sets of
+    different kinds; prints met / NOT met per dim; trained runs are kept in --out and reused."""
+    from matryoshka.bench.defaults import run_defaults
+
+    run_defaults(out, datasets.split(",") if datasets else None, quick=quick)
+
+
 @app.command("adaptor")
 @one_line_errors
 def adaptor(

@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from matryoshka.errors import MatryoshkaError
-from matryoshka.nesting import nesting_list, validate_nesting
+from matryoshka.nesting import nesting_list, small_dim_weights, validate_nesting
 
 
 class ConfigError(MatryoshkaError, ValueError):
@@ -81,7 +81,11 @@ class ModelConfig(_Strict):
     nesting: list[int] | None = Field(None, description="dims trained; default: powers of two from min_dim to d")
     min_dim: int = Field(8, ge=1)
     ff_dim: int | None = Field(None, ge=1, description="FF-k baseline: k (the head reads z[:k]); default d")
-    loss_weights: list[float] | None = None
+    loss_weights: list[float] | Literal["uniform", "small_dims"] = Field(
+        "small_dims",
+        description="c_m per nesting dim: a list, uniform (the paper's ones) or small_dims (max(1, 16/m): the "
+        "smallest prefixes weigh more, so they keep up with FF-k)",
+    )
 
     @field_validator("backbone")
     @classmethod
@@ -108,6 +112,14 @@ class ModelConfig(_Strict):
             return [self.ff_dim or self.embed_dim]
         return list(self.nesting) if self.nesting is not None else nesting_list(self.embed_dim, self.min_dim)
 
+    def resolved_loss_weights(self) -> list[float] | None:
+        """The c_m the loss uses (None: equal)."""
+        if self.head == "ff" or self.loss_weights == "uniform":
+            return None
+        if self.loss_weights == "small_dims":
+            return small_dim_weights(self.resolved_nesting())
+        return list(self.loss_weights)
+
 
 class OptimConfig(_Strict):
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -120,15 +132,22 @@ class OptimConfig(_Strict):
     grad_clip: float | None = Field(None, gt=0)
 
 
+MIN_STEPS = 2000  # the default schedule: at least this many optimizer steps (small data sets get more epochs)
+MIN_EPOCHS = 10
+
+
 class TrainConfig(_Strict):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(256, ge=1)
+    epochs: int | None = Field(
+        None, ge=1, description=f"default: {MIN_EPOCHS}, or more where needed to reach {MIN_STEPS} steps"
+    )
+    batch_size: int = Field(64, ge=1)
     seed: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
     out_dir: str = "runs/fashion_mnist_mrl"
     keep_checkpoints: int = Field(2, ge=1)
     eval_every: int = Field(1, ge=1, description="validate every N epochs")
+    log_every: int = Field(0, ge=0, description="a progress line every N steps (0: one line per epoch only)")
 
 
 class ExperimentConfig(_Strict):
@@ -197,6 +216,10 @@ class TextTrainConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     out_dir: str = "runs/wordnet_minilm"
     checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints (and at each epoch's end)")
+    checkpoint_minutes: float | None = Field(
+        10.0, gt=0, description="also checkpoint when this many minutes passed since the last one (slow CPU runs)"
+    )
+    log_every: int = Field(25, ge=0, description="a progress line (loss, rate, time left) every N steps; 0: none")
     keep_checkpoints: int = Field(2, ge=1)
     eval_k: int = Field(10, ge=1)
     evaluate_base: bool = Field(True, description="also score the untouched base model on the test split")

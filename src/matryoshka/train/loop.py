@@ -1,10 +1,12 @@
 """The one training loop behind every trainer (images, text): a subclass says what a step is, the loop does the rest.
 
 * seeded: the same config gives bit-identical weights on the CPU, resumed or not;
-* crash-safe: checkpoints at each epoch's end and every ``checkpoint_every`` steps (atomic, with checksums, see
+* crash-safe: checkpoints at each epoch's end, every ``checkpoint_every`` steps and every ``checkpoint_minutes``
+  (atomic, with checksums, see
   ``checkpoint.py``), resumed automatically, refused when the config changed;
 * stops on a non-finite loss without touching the last good checkpoint;
-* progress bars on a terminal, one line per epoch elsewhere (logs, CI);
+* progress (``progress.py``): a bar on a terminal; an early time estimate, a line every ``log_every`` steps and one
+  per epoch everywhere (logs, CI);
 * runs under ``torchrun --nproc_per_node=N`` (DistributedDataParallel; gloo on CPU, nccl on CUDA) where the subclass
   allows it.
 
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,12 +26,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from matryoshka.errors import MatryoshkaError
 from matryoshka.inference import resolve_device
 from matryoshka.train.checkpoint import restore_training, save_training
+from matryoshka.train.progress import StepProgress
 
 CHECK_EVERY = 25  # steps between loss checks; each check waits for the device
 
@@ -157,51 +158,58 @@ class TrainingLoop:
         self.history = []
         self.running = [0.0, 0]  # loss sum and step count of the current epoch
         step = self._try_resume()
-        if step and self.is_main:
-            print(
-                f"resuming {self.run_dir} after {self.checkpoint_unit} "
-                f"{self._number(step)}/{self._number(self.total_steps)}"
-            )
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)  # the run's folder exists from the first second
+            if step:
+                print(
+                    f"resuming {self.run_dir} after {self.checkpoint_unit} "
+                    f"{self._number(step)}/{self._number(self.total_steps)}"
+                )
         t_start = time.perf_counter()
         self.model.train()
-        every = getattr(self.train_config, "checkpoint_every", None)
-        # A bar on a terminal; elsewhere (a log file, CI) only the one line per epoch printed below.
-        show_bar = self.progress and sys.stdout.isatty()
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, TimeRemainingColumn(), disable=not show_bar) as progress:
+        log_every = getattr(self.train_config, "log_every", 0) or 0
+        with StepProgress(step, self.total_steps, self.steps_per_epoch, log_every, enabled=self.progress) as report:
+            self._last_save = time.monotonic()
             while step < self.total_steps:
-                epoch, in_epoch = divmod(step, self.steps_per_epoch)
-                epoch += 1
-                t_epoch = time.perf_counter()
-                task = progress.add_task(f"epoch {epoch}/{self.epochs}", total=self.steps_per_epoch, completed=in_epoch)
-                pending, pending_steps = torch.zeros((), device=self.device), 0
-                for batch in self.batches(epoch, in_epoch):
-                    pending += self.train_step(batch)
-                    pending_steps += 1
-                    step += 1
-                    end_of_epoch = step % self.steps_per_epoch == 0
-                    checkpoint_now = every is not None and step % every == 0
-                    if step % CHECK_EVERY == 0 or end_of_epoch or checkpoint_now:
-                        self.running[0] += pending.item()  # waits for the device, hence only every few steps
-                        self.running[1] += pending_steps
-                        pending, pending_steps = torch.zeros((), device=self.device), 0
-                        self._check_finite(epoch, step)
-                        mean = self.running[0] / self.running[1]
-                        progress.update(
-                            task,
-                            completed=step - (epoch - 1) * self.steps_per_epoch,
-                            description=f"epoch {epoch}/{self.epochs} loss {mean:.3f}",
-                        )
-                    if end_of_epoch:
-                        self._end_epoch(epoch, step, t_epoch, progress)
-                        break
-                    if checkpoint_now and self.is_main:
-                        self._save(step)
+                step = self._run_epoch(step, report)
         train_seconds = time.perf_counter() - t_start
         result = self.finish(train_seconds)
         if self.world > 1:
             dist.barrier()
         return result
+
+    def _run_epoch(self, step: int, report: StepProgress) -> int:
+        """Train from ``step`` to the end of its epoch; returns the step reached."""
+        epoch, in_epoch = divmod(step, self.steps_per_epoch)
+        epoch += 1
+        t_epoch = time.perf_counter()
+        report.start_epoch(epoch, self.epochs, in_epoch)
+        every = getattr(self.train_config, "checkpoint_every", None)
+        minutes = getattr(self.train_config, "checkpoint_minutes", None)
+        pending, pending_steps = torch.zeros((), device=self.device), 0
+        for batch in self.batches(epoch, in_epoch):
+            pending += self.train_step(batch)
+            pending_steps += 1
+            step += 1
+            end_of_epoch = step % self.steps_per_epoch == 0
+            # Time-based checkpoints: a slow run (text on a CPU) has one early, whatever its step cadence.
+            due = minutes is not None and time.monotonic() - self._last_save >= minutes * 60
+            checkpoint_now = (every is not None and step % every == 0) or due
+            loss = None
+            logging_now = report.log_every and step % report.log_every == 0
+            if step % CHECK_EVERY == 0 or end_of_epoch or checkpoint_now or logging_now or step <= 3:
+                self.running[0] += pending.item()  # waits for the device, hence only every few steps
+                self.running[1] += pending_steps
+                pending, pending_steps = torch.zeros((), device=self.device), 0
+                self._check_finite(epoch, step)
+                loss = self.running[0] / self.running[1]
+            report.step(step, loss)
+            if end_of_epoch:
+                self._end_epoch(epoch, step, t_epoch, report)
+                break
+            if checkpoint_now and self.is_main:
+                self._save(step)
+        return step
 
     def _number(self, step: int) -> int:
         return step // self.steps_per_epoch if self.checkpoint_unit == "epoch" else step
@@ -215,7 +223,7 @@ class TrainingLoop:
                 f"The last good checkpoint in {self.run_dir / 'checkpoints'} is kept."
             )
 
-    def _end_epoch(self, epoch: int, step: int, started: float, progress: Progress) -> None:
+    def _end_epoch(self, epoch: int, step: int, started: float, report: StepProgress) -> None:
         record: dict[str, Any] = {
             "epoch": epoch,
             "step": step,
@@ -235,10 +243,11 @@ class TrainingLoop:
                 if self.validation_key in record:
                     values = " ".join(f"{m}:{v:.3f}" for m, v in record[self.validation_key].items())
                     line += f"  {self.validation_key} {values}"
-                progress.console.print(line, soft_wrap=True)  # one line, however wide (log files)
+                report.print(line)  # one line, however wide (log files)
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def _save(self, step: int) -> None:
+        self._last_save = time.monotonic()
         args = (self.model, self.optimizer, self.scheduler, self.device, self.comparable_config(), self.history)
         keep = self.train_config.keep_checkpoints
         extra = {"running": self.running} if self.checkpoint_unit == "step" else {}

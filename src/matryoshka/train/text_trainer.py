@@ -107,7 +107,15 @@ class TextTrainer(TrainingLoop):
 
     def comparable_config(self) -> dict[str, Any]:
         cfg = self.config.model_dump()
-        for key in ("device", "out_dir", "checkpoint_every", "keep_checkpoints", "evaluate_base"):
+        for key in (
+            "device",
+            "out_dir",
+            "checkpoint_every",
+            "checkpoint_minutes",
+            "log_every",
+            "keep_checkpoints",
+            "evaluate_base",
+        ):
             cfg["train"].pop(key)
         if not cfg["model"]["matryoshka"]:  # settings a full-dim-only run ignores do not make it another run
             for key in ("loss_weights", "distill"):

@@ -22,7 +22,7 @@ from matryoshka.nn.backbones import save_backbone_files
 from matryoshka.nn.losses import MatryoshkaLoss
 from matryoshka.nn.model import MatryoshkaClassifier, build_model
 from matryoshka.train.checkpoint import save_model
-from matryoshka.train.config import ExperimentConfig
+from matryoshka.train.config import MIN_EPOCHS, MIN_STEPS, ExperimentConfig
 from matryoshka.train.loop import (
     CHECK_EVERY,
     DistributedSetupError,
@@ -87,7 +87,7 @@ class Trainer(TrainingLoop):
         self.criterion = MatryoshkaLoss(
             nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing),
             self.nesting,
-            m.loss_weights if m.head != "ff" else None,
+            m.resolved_loss_weights(),
         ).to(self.device)
         o = cfg.optim
         groups = decay_groups(self.model, o.weight_decay)
@@ -110,10 +110,18 @@ class Trainer(TrainingLoop):
         self.scheduler = lambda_schedule(self.optimizer, lr_factor)
         self.ddp_model = self.wrap_distributed(self.model)
 
+    @property
+    def epochs(self) -> int:
+        """As configured, or the default schedule: at least MIN_EPOCHS epochs and MIN_STEPS steps."""
+        if self.config.train.epochs is not None:
+            return self.config.train.epochs
+        return max(MIN_EPOCHS, math.ceil(MIN_STEPS / self.steps_per_epoch))
+
     def comparable_config(self) -> dict[str, Any]:
         cfg = self.config.model_dump()
         cfg["train"].pop("device")
         cfg["train"].pop("out_dir")
+        cfg["train"].pop("log_every")
         return cfg
 
     def batches(self, epoch: int, start: int) -> Any:
@@ -150,6 +158,8 @@ class Trainer(TrainingLoop):
         info = {
             "config": self.config.model_dump(),
             "nesting": self.nesting,
+            "epochs": self.epochs,
+            "loss_weights": self.criterion.weights.tolist(),
             "input_shape": list(self.data.input_shape),
             "num_classes": self.data.num_classes,
             "class_names": self.data.class_names,

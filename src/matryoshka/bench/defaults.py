@@ -1,0 +1,203 @@
+"""Do the library's defaults keep MRL's promise on data they were not tuned on? MRL against FF-k at every dim.
+
+    mrl bench defaults                                  # every data set below that this machine has
+    mrl bench defaults --datasets digits,icons
+
+For each data set, the config gives only ``data:`` and the model's size (``embed_dim``, ``min_dim``); everything
+else is the library default. One MRL model and one FF-k model per nesting dim k (``model.head: ff``) are trained
+with the same defaults. Goal: MRL >= FF-k - 1 point at every dim, for its own heads (test accuracy) and for 1-NN
+(cosine on the re-normalised prefix, training split as the database, every test example a query), and at the full
+dim MRL within 0.5 points of FF-d. Trained runs are kept in ``OUT/<data set>/`` and reused by the next run.
+
+Data sets (all real, all offline):
+
+* ``fashion_mnist``: 10,000 training images (seeded subset), the full 10,000 test images; cnn, 64 dims.
+* ``digits``: scikit-learn's 1,797 8x8 handwritten digits; cnn, 64 dims.
+* ``icons``: the Adwaita icon theme's PNGs (package adwaita-icon-theme), classed by context (actions, devices,
+  status, ...); most are symbolic icons drawn in the alpha channel; cnn, 32x32 RGB, 64 dims.
+* ``wordnet-table``: a feature table: all-MiniLM-L6-v2 embeddings (384 columns) of WordNet noun glosses, labelled
+  by WordNet's lexicographer file (noun.animal, noun.artifact, ...); mlp, 64 dims.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from matryoshka.io import atomic_write_json
+
+HEAD_MARGIN = 0.01  # MRL may trail FF-k by at most 1 point at a nesting dim
+FULL_MARGIN = 0.005  # and by at most 0.5 points at the full dim
+ICONS = Path("/usr/share/icons/Adwaita")
+WORDNET = Path("/usr/share/wordnet/data.noun")
+CACHE = Path.home() / ".cache" / "matryoshka" / "bench" / "defaults"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A data set of the benchmark: its ``data:`` section, the model's size, and what it needs on this machine."""
+
+    data: Callable[[bool], dict[str, Any]]
+    model: dict[str, Any]
+    needs: Path | None = None
+
+
+def _icon_folder(quick: bool) -> dict[str, Any]:
+    """The theme's PNGs as class folders of links (a class per context: actions, apps, devices, ...)."""
+    root = CACHE / ("icons-quick" if quick else "icons")
+    if not root.exists():
+        tmp = root.with_name(root.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        files = sorted(ICONS.glob("*x*/*/*.png"))
+        if quick:
+            files = [f for f in files if f.parent.parent.name == "32x32"]
+        for f in files:
+            size, context = f.parent.parent.name, f.parent.name
+            (tmp / context).mkdir(parents=True, exist_ok=True)
+            (tmp / context / f"{size}-{f.name}").symlink_to(f)
+        tmp.rename(root)
+    return {"name": "imagefolder", "path": str(root), "image_size": 32, "channels": 3}
+
+
+def _wordnet_table(quick: bool) -> dict[str, Any]:
+    """A Parquet table: MiniLM embeddings of noun glosses, labelled by lexicographer file (encoded once, cached)."""
+    count = 2000 if quick else 12000
+    file = CACHE / f"wordnet-nouns-{count}.parquet"
+    if not file.exists():
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from matryoshka.nn.text_encoder import encode_texts, load_sentence_transformer
+
+        rows = []
+        for line in WORDNET.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith(" ") or "|" not in line:
+                continue
+            rows.append((int(line.split()[1]), line.split("|", 1)[1].strip()))
+        pick = np.random.default_rng(0).permutation(len(rows))[:count]
+        labels = [f"lexfile-{rows[i][0]:02d}" for i in pick]
+        z = encode_texts(load_sentence_transformer("all-MiniLM-L6-v2"), [rows[i][1] for i in pick], progress=True)
+        columns = {f"f{j}": z[:, j].numpy() for j in range(z.shape[1])}
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(".tmp")
+        pq.write_table(pa.table({**columns, "label": labels}), tmp)
+        tmp.rename(file)
+    return {"name": "table", "path": str(file), "label_column": "label"}
+
+
+SUITES: dict[str, Suite] = {
+    "fashion_mnist": Suite(
+        lambda quick: {"name": "fashion_mnist", "train_subset": 2000 if quick else 10000},
+        {"backbone": "cnn", "embed_dim": 64, "min_dim": 2},
+        Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"),
+    ),
+    "digits": Suite(lambda quick: {"name": "digits"}, {"backbone": "cnn", "embed_dim": 64, "min_dim": 2}),
+    "icons": Suite(_icon_folder, {"backbone": "cnn", "embed_dim": 64, "min_dim": 2}, ICONS),
+    "wordnet-table": Suite(_wordnet_table, {"backbone": "mlp", "embed_dim": 64, "min_dim": 2}, WORDNET),
+}
+
+
+def _train_and_score(raw: dict[str, Any], data: Any, out: Path) -> dict[str, Any]:
+    """Train one model (or resume / reuse it) and score its heads and 1-NN at each of its dims on the test split."""
+    from matryoshka.evaluate.metrics import accuracy
+    from matryoshka.evaluate.per_dim import evaluate_views, prefix_view
+    from matryoshka.inference import encode_and_classify
+    from matryoshka.train import Trainer, parse_config
+
+    cfg = parse_config({**raw, "train": {"out_dir": str(out)}})
+    t0 = time.perf_counter()
+    result = Trainer(cfg, data=data, progress=False).fit()
+    seconds = time.perf_counter() - t0
+    model = result.model
+    train_z, _ = encode_and_classify(model, data.train.x, with_logits=False)
+    test_z, logits = encode_and_classify(model, data.test.x)
+    knn = evaluate_views(prefix_view(train_z, test_z), model.nesting, data.train.y, data.test.y, probe=False)["knn1"]
+    heads = {str(m): accuracy(lg, data.test.y) for m, lg in zip(model.nesting, logits, strict=True)}
+    return {"head": heads, "knn1": {str(m): float(v) for m, v in knn.items()}, "seconds": round(seconds, 1)}
+
+
+def run_suite(name: str, out: Path, quick: bool = False, console: Console | None = None) -> dict[str, Any]:
+    """MRL and FF-k (every nesting dim) with the defaults on one data set; returns scores and the goal checks."""
+    from matryoshka.data import load_data
+    from matryoshka.train import parse_config
+
+    console = console or Console()
+    suite = SUITES[name]
+    raw = {"data": suite.data(quick), "model": dict(suite.model)}
+    cfg = parse_config(raw)
+    data = load_data(cfg.data)
+    nesting = cfg.model.resolved_nesting()
+    scores: dict[str, Any] = {}
+    runs = {"mrl": {}} | {f"ff-{k}": {"head": "ff", "ff_dim": k} for k in nesting}
+    for i, (run, head) in enumerate(runs.items(), start=1):
+        console.print(f"  {name}: training {i}/{len(runs)} ({run})")
+        spec = {**raw, "model": {**raw["model"], **head}}
+        scores[run] = _train_and_score(spec, data, out / name / run)
+    checks = goal_checks(scores, nesting)
+    return {"dims": nesting, "train": len(data.train), "test": len(data.test), "scores": scores, "checks": checks}
+
+
+def goal_checks(scores: dict[str, Any], nesting: list[int]) -> dict[str, Any]:
+    """Per metric and dim: MRL - FF-k, and whether it meets the margin (1 point; 0.5 at the full dim)."""
+    checks: dict[str, Any] = {}
+    for metric in ("head", "knn1"):
+        for m in nesting:
+            gap = scores["mrl"][metric][str(m)] - scores[f"ff-{m}"][metric][str(m)]
+            margin = FULL_MARGIN if m == nesting[-1] else HEAD_MARGIN
+            checks[f"{metric}@{m}"] = {"gap": gap, "met": gap >= -margin - 1e-9}
+    return checks
+
+
+def print_suite(name: str, result: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"{name}: MRL vs FF-k with the defaults ({result['train']} train, {result['test']} test)")
+    for col in ("dim", "MRL head", "FF-k head", "gap", "MRL 1-NN", "FF-k 1-NN", "gap", "goal"):
+        table.add_column(col, justify="right")
+    s = result["scores"]
+    for m in result["dims"]:
+        row = [str(m)]
+        met = True
+        for metric in ("head", "knn1"):
+            check = result["checks"][f"{metric}@{m}"]
+            met &= check["met"]
+            row += [f"{s['mrl'][metric][str(m)]:.1%}", f"{s[f'ff-{m}'][metric][str(m)]:.1%}", f"{check['gap']:+.1%}"]
+        row.append("met" if met else "[red]NOT met[/red]")
+        table.add_row(*row)
+    console.print(table)
+
+
+def run_defaults(
+    out: str | Path, datasets: list[str] | None = None, quick: bool = False, console: Console | None = None
+) -> dict[str, Any]:
+    """Every data set asked for (default: all this machine has); writes ``OUT/defaults.json``."""
+    console = console or Console()
+    out = Path(out)
+    names = datasets or list(SUITES)
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        raise ValueError(f"unknown data set {unknown[0]!r}; choose from {', '.join(SUITES)}")
+    results: dict[str, Any] = {"quick": quick, "skipped": {}}
+    for name in names:
+        needs = SUITES[name].needs
+        if needs is not None and not needs.exists():
+            results["skipped"][name] = f"{needs} is missing"
+            console.print(f"[yellow]{name}: skipped ({needs} is missing)[/yellow]")
+            continue
+        results[name] = run_suite(name, out, quick, console)
+        print_suite(name, results[name], console)
+        atomic_write_json(out / "defaults.json", results)
+    ran = [n for n in names if n in results]
+    met = all(c["met"] for n in ran for c in results[n]["checks"].values())
+    console.print(f"goal (MRL >= FF-k - 1 pt at every dim, full dim within 0.5 pt): {'met' if met else 'NOT met'}")
+    results["met"] = met
+    atomic_write_json(out / "defaults.json", results)
+    return results
+
+
