@@ -268,7 +268,10 @@ def test_served_embeddings_of_raw_images_equal_the_encoded_ones(tmp_path):
     index = MatryoshkaIndex(8, [4])
     index.add(np.ascontiguousarray(z[:, :8]))
     index.save(tmp_path / "ix")
-    client = TestClient(create_app(tmp_path / "ix", model_path=tmp_path / "run"))
+    # A 16-dim model on an 8-dim index is refused at start-up, in one line naming both dims, unless asked for.
+    with pytest.raises(InputError, match=r"gives 16 dims but the index .* holds 8; pass --model-prefix"):
+        create_app(tmp_path / "ix", model_path=tmp_path / "run")
+    client = TestClient(create_app(tmp_path / "ix", model_path=tmp_path / "run", model_prefix=True))
     images = [base64.b64encode(Path(n).read_bytes()).decode() for n in names[:3]]
     served = client.post("/embed", json={"images": images})
     assert served.status_code == 200, served.text

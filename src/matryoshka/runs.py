@@ -117,10 +117,16 @@ class TrainedRun:
         progress: bool = False,
         image_column: str | None = None,
         normalize: bool = True,
+        skipped: list[str] | None = None,
     ) -> tuple[np.ndarray, list[str]]:
-        """Embeddings (N, dim) of everything ``path`` holds (unit length unless ``normalize=False``), one name a row."""
+        """Embeddings (N, dim) of everything ``path`` holds (unit length unless ``normalize=False``), one name a row.
+
+        A folder holding files that are not readable images is an error naming them; pass a list as ``skipped`` to
+        encode the rest instead and get "path: why" for each file left out."""
         dim = self._check_dim(dim)
-        inputs: Inputs = read_inputs(path, self.preprocess, image_column)
+        inputs: Inputs = read_inputs(path, self.preprocess, image_column, skip_bad=skipped is not None)
+        if skipped is not None:
+            skipped.extend(inputs.skipped)
         if self.kind == "text":
             if inputs.kind != "texts":
                 raise InputError(f"{self.path} is a text model; give it a .txt file with one text per line")

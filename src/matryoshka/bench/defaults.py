@@ -199,5 +199,3 @@ def run_defaults(
     results["met"] = met
     atomic_write_json(out / "defaults.json", results)
     return results
-
-

@@ -29,10 +29,17 @@ def eval_(
     knn_queries: Annotated[
         int | None, typer.Option(help="use a seeded subset of test queries for 1-NN/retrieval")
     ] = None,
+    queries: Annotated[
+        Path | None, typer.Option(help="text runs: a .txt of queries, one a line (default: the run's test split)")
+    ] = None,
+    documents: Annotated[
+        Path | None, typer.Option(help="text runs: a .txt of documents, line i relevant to query line i")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
     device: Device = "auto",
 ) -> None:
-    """Evaluate at every dim: a trained model (--checkpoint) or any embeddings given as .npy files."""
+    """Evaluate at every dim: a trained model (--checkpoint) or any embeddings given as .npy files. A text run gets
+    retrieval metrics per dim on its test split, or on --queries / --documents files."""
     from matryoshka.evaluate.per_dim import evaluate_embeddings, evaluate_model
     from matryoshka.inference import load_run
     from matryoshka.io import read_npy
@@ -42,7 +49,16 @@ def eval_(
             "give either --checkpoint, or --train-embeddings/--train-labels/--test-embeddings/--test-labels"
         )
     chosen = int_list(dims, "--dims") if dims else None
-    if checkpoint is not None:
+    if (queries is None) != (documents is None):
+        raise InputError("--queries and --documents go together (line i of one is paired with line i of the other)")
+    if checkpoint is not None and _is_text_run(checkpoint):
+        from matryoshka.evaluate.text import evaluate_text_run
+
+        results = evaluate_text_run(checkpoint, chosen, k, queries, documents, device)
+        _print_text_eval(results, k)
+    elif queries is not None:
+        raise InputError("--queries / --documents evaluate text runs; this is not one")
+    elif checkpoint is not None:
         model, _, data = load_run(checkpoint, device)
         results = evaluate_model(model, data, chosen, k, knn_queries)
     else:
@@ -56,11 +72,32 @@ def eval_(
             raise InputError("--train-embeddings needs --train-labels, --test-embeddings and --test-labels")
         arrays = [read_npy(path, what) for what, path in files.items()]
         results = evaluate_embeddings(*arrays, chosen, k, knn_queries)
-    _print_eval(results, k)
+    if "retrieval" in results:
+        _print_eval(results, k)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))
         typer.echo(f"wrote {out}")
+
+
+def _is_text_run(path: Path) -> bool:
+    return (path / "model" / "modules.json").exists() or (path / "modules.json").exists()
+
+
+def _print_text_eval(results: dict[str, Any], k: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"text retrieval per dim on {results['source']} ({results['queries']} queries, "
+        f"{results['documents']} documents; in %)"
+    )
+    metrics = (f"map@{k}", f"r@{k}", "top1", "mrr")
+    for c in ("dim", *metrics):
+        table.add_column(c, justify="right")
+    for m, row in results["per_dim"].items():
+        table.add_row(m, *(f"{100 * row[c]:.2f}" for c in metrics))
+    Console().print(table)
 
 
 def _print_eval(results: dict[str, Any], k: int) -> None:

@@ -26,6 +26,9 @@ def serve(
     full_vectors: Annotated[
         str | None, typer.Option(help="ram, mmap or disk (default: the tier the index was built for)")
     ] = None,
+    model_prefix: Annotated[
+        bool, typer.Option(help="let a wider --model serve this index with its first dims (a Matryoshka prefix)")
+    ] = False,
 ) -> None:
     """Serve an index over HTTP (FastAPI): /search, /vectors (X-API-Key from $MRL_API_KEY), /health, /docs."""
     import uvicorn
@@ -33,6 +36,13 @@ def serve(
     from matryoshka.service import create_app
 
     app = create_app(
-        index, model_path=model, compact_threshold=compact_threshold, threads=threads, full_vectors=full_vectors
+        index,
+        model_path=model,
+        compact_threshold=compact_threshold,
+        threads=threads,
+        full_vectors=full_vectors,
+        model_prefix=model_prefix,
     )
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"serving {index} at http://{shown}:{port} (API docs: http://{shown}:{port}/docs); Ctrl+C stops")
     uvicorn.run(app, host=host, port=port, log_level="warning")

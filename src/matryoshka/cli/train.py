@@ -66,6 +66,9 @@ def encode(
     dim: Annotated[int | None, typer.Option(help="keep the first DIM features (default: all)")] = None,
     normalize: Annotated[bool, typer.Option(help="L2-normalise each (truncated) embedding")] = True,
     labels: Annotated[Path | None, typer.Option(help="also save the labels to this .npy file")] = None,
+    skip_bad: Annotated[
+        bool, typer.Option(help="leave out files of a folder that are not readable images, and list them")
+    ] = False,
     device: Device = "auto",
 ) -> None:
     """Embed files (--inputs) or a split of the training data with a trained run; save the embeddings (at any dim) as
@@ -76,11 +79,19 @@ def encode(
         from matryoshka.runs import TrainedRun
 
         run = TrainedRun.load(checkpoint, resolve_device(device))
-        z, names = run.encode_path(inputs, dim, progress=True, image_column=image_column, normalize=normalize)
+        skipped: list[str] | None = [] if skip_bad else None
+        z, names = run.encode_path(
+            inputs, dim, progress=True, image_column=image_column, normalize=normalize, skipped=skipped
+        )
+        for line in skipped or []:
+            typer.echo(f"skipped {line}", err=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, z)
         atomic_write_text(out.with_suffix(".names.txt"), "".join(f"{n}\n" for n in names))
-        typer.echo(f"wrote {z.shape} embeddings of {inputs} to {out} (row names in {out.with_suffix('.names.txt')})")
+        left_out = f"; {len(skipped)} file(s) skipped" if skipped else ""
+        typer.echo(
+            f"wrote {z.shape} embeddings of {inputs} to {out} (row names in {out.with_suffix('.names.txt')}){left_out}"
+        )
         return
     from matryoshka.inference import embed_split, load_run
 

@@ -8,7 +8,7 @@ line, for text models). Inputs come in batches, so a large folder is never held 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ class Inputs:
     names: list[str]
     kind: str  # "images", "features" or "texts"
     _items: list  # paths, feature rows or texts
+    skipped: list[str] = field(default_factory=list)  # "path: why", for files left out by skip_bad
 
     def __len__(self) -> int:
         return len(self.names)
@@ -45,16 +46,18 @@ class Inputs:
                 yield preprocess.normalize(torch.as_tensor(np.asarray(chunk), dtype=torch.float32))
 
 
-def read_inputs(path: str | Path, preprocess: Preprocess | None = None, image_column: str | None = None) -> Inputs:
-    """Find what ``path`` holds; ``preprocess`` (the run's) says which columns a table must have."""
+def read_inputs(
+    path: str | Path, preprocess: Preprocess | None = None, image_column: str | None = None, skip_bad: bool = False
+) -> Inputs:
+    """Find what ``path`` holds; ``preprocess`` (the run's) says which columns a table must have.
+
+    A folder's files are checked as training checks them: a file that is not an image, or an image that cannot be
+    read, is an error naming it, or, with ``skip_bad``, is left out and listed in ``Inputs.skipped``."""
     path = Path(path)
     if not path.exists():
         raise DataNotFoundError(f"{path} does not exist")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
-            raise CorruptDataError(f"{path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-        return Inputs([str(p) for p in files], "images", [str(p) for p in files])
+        return _image_folder(path, skip_bad)
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
         return Inputs([str(path)], "images", [str(path)])
@@ -83,3 +86,27 @@ def read_inputs(path: str | Path, preprocess: Preprocess | None = None, image_co
         f"{path}: cannot encode {suffix or 'a file without extension'}; give a folder of images, an image "
         f"({', '.join(IMAGE_EXTENSIONS)}), a table ({', '.join(TABLE_BUILDERS)}) or a text file (.txt)"
     )
+
+
+def _image_folder(path: Path, skip_bad: bool) -> Inputs:
+    from PIL import Image
+
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    good, bad = [], []
+    for p in files:
+        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+            bad.append(f"{p}: not an image ({p.suffix or 'no extension'}; images are {', '.join(IMAGE_EXTENSIONS)})")
+            continue
+        try:
+            with Image.open(p) as img:
+                img.verify()
+        except Exception as e:  # PIL raises many types for broken files
+            bad.append(f"{p}: cannot read image ({e})")
+            continue
+        good.append(str(p))
+    if bad and not skip_bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise CorruptDataError(f"{bad[0]}{more}; remove it, or pass --skip-bad to encode the other files")
+    if not good:
+        raise CorruptDataError(f"{path} holds no readable images ({', '.join(IMAGE_EXTENSIONS)})")
+    return Inputs(good, "images", good, skipped=bad)

@@ -73,7 +73,10 @@ def load_pairs(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
+    train_size: int | None = None,
 ) -> PairsData:
+    """The rows of ``path`` split into train / val / test; ``train_size`` keeps a seeded subset of the train rows
+    (val and test are unchanged, so runs of different sizes are scored on the same pairs)."""
     file = Path(path)
     table = read_table(file)
     _need_columns(table, [query_column, document_column] + ([negative_column] if negative_column else []), file)
@@ -89,4 +92,6 @@ def load_pairs(
         )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    if train_size is not None:
+        train = train[:train_size]  # already a seeded shuffle
     return PairsData({name: [pairs[i] for i in idx] for name, idx in (("train", train), ("val", val), ("test", test))})

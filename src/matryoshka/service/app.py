@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from matryoshka.errors import InputError
 from matryoshka.index import IndexInputError, IndexStore, parse_plan
 from matryoshka.index.errors import CompactionError
 from matryoshka.index.ids import MAX_ID_BYTES, check_ids, parse_id
@@ -129,6 +130,21 @@ class BodySizeLimit:
         await self.app(scope, receive, send)
 
 
+def _check_model_dim(
+    model_dim: int, index_dim: int, model_prefix: bool, model_path: object, index_dir: object, store: IndexStore
+) -> None:
+    """A model and an index of different dims answer nothing useful: refuse at start-up, in one line."""
+    if model_dim == index_dim or (model_prefix and model_dim > index_dim):
+        return
+    store.close()
+    hint = (
+        f"; pass --model-prefix to search with its first {index_dim} dims (a Matryoshka prefix)"
+        if model_dim > index_dim
+        else "; build the index from this model's embeddings"
+    )
+    raise InputError(f"the model {model_path} gives {model_dim} dims but the index {index_dir} holds {index_dim}{hint}")
+
+
 def create_app(
     index_dir: str | Path,
     api_key: str | None = None,
@@ -140,11 +156,14 @@ def create_app(
     telemetry: bool = False,
     threads: int | None = None,
     full_vectors: str | None = None,
+    model_prefix: bool = False,
 ) -> FastAPI:
     """Build the app; ``api_key`` defaults to $MRL_API_KEY (no key: writes are refused and the folder is opened
     read-only, so several such servers may share it). ``compact_threshold`` as for :meth:`IndexStore.open`;
     ``threads``: requests handled at once (default: the number of CPU cores, at least 2); ``full_vectors``: "ram",
-    "mmap" or "disk" (default: the tier the index was built for); ``telemetry``: FastAPI's OpenTelemetry hooks."""
+    "mmap" or "disk" (default: the tier the index was built for); ``telemetry``: FastAPI's OpenTelemetry hooks.
+    A model must give the index's dim; ``model_prefix=True`` lets a wider Matryoshka model serve a smaller index
+    with the first dims of its embeddings (re-normalised)."""
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
     run = None
     if model_path is not None:
@@ -154,6 +173,8 @@ def create_app(
     store = IndexStore.open(
         Path(index_dir), writable=key is not None, compact_threshold=compact_threshold, full_vectors=full_vectors
     )
+    if run is not None:
+        _check_model_dim(run.dim, store.dim, model_prefix, model_path, index_dir, store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -242,9 +263,10 @@ def create_app(
             raise HTTPException(422, str(e)) from None
         if req.vectors is None:
             queries = embed_raw(req)
-            if queries.shape[1] < store.dim:
-                raise HTTPException(422, f"the model gives {queries.shape[1]} dims, the index holds {store.dim}")
-            queries = np.ascontiguousarray(queries[:, : store.dim])  # a Matryoshka prefix serves a smaller index
+            if queries.shape[1] > store.dim:  # allowed at start-up by model_prefix: a Matryoshka prefix
+                queries = queries[:, : store.dim]
+                queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+            queries = np.ascontiguousarray(queries, dtype=np.float32)
         else:
             queries = as_matrix(req.vectors, store.dim, "vectors")
         try:

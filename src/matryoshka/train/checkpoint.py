@@ -198,13 +198,25 @@ def save_model(run_dir: Path, model: torch.nn.Module, info: dict[str, Any]) -> N
     atomic_write_json(run_dir / "config.json", {**info, "model_sha256": digest})
 
 
+def missing_model_message(run_dir: Path) -> str:
+    """Why a folder holds no trained model: it does not exist, its run did not finish, or it is not a run."""
+    if not run_dir.exists():
+        return f"no such run folder: {run_dir}"
+    if (run_dir / "checkpoints").is_dir():
+        return (
+            f"{run_dir} is an unfinished run (checkpoints, no final model): run the same `mrl train` again to resume "
+            "it, or evaluate once it finishes"
+        )
+    return f"{run_dir} holds no trained model (no config.json, no model/ folder, no checkpoints)"
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[MatryoshkaClassifier, dict]:
     """Rebuild a trained model from a run folder (or its ``model.safetensors``); returns (model, config.json)."""
     path = Path(path)
     run_dir = path.parent if path.suffix == ".safetensors" else path
     config_path = run_dir / "config.json"
     if not config_path.exists():
-        raise CheckpointError(f"no trained model in {run_dir}: {config_path.name} is missing (did training finish?)")
+        raise CheckpointError(missing_model_message(run_dir))
     try:
         info = json.loads(config_path.read_text())
         m = info["config"]["model"]

@@ -157,6 +157,10 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = TrainConfig()
 
 
+WORDNET_ONLY = ("root", "val_size", "test_size", "query_style")
+PAIRS_ONLY = ("path", "query_column", "document_column", "negative_column", "val_fraction", "test_fraction")
+
+
 class TextDataConfig(_Strict):
     name: Literal["wordnet", "pairs"] = "wordnet"
     root: str | None = None
@@ -166,11 +170,18 @@ class TextDataConfig(_Strict):
     negative_column: str | None = Field(None, description="pairs: an optional hard-negative document per row")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="pairs: fraction of rows held out for validation")
     test_fraction: float = Field(0.1, gt=0, lt=1, description="pairs: fraction of rows held out for test")
-    train_size: int | None = Field(None, ge=1, description="train on this many synsets (default: all left)")
-    val_size: int = Field(1000, ge=1)
-    test_size: int = Field(5000, ge=2)
-    query_style: Literal["lemma", "lemma_example"] = "lemma"
+    train_size: int | None = Field(
+        None, ge=1, description="train on this many synsets (wordnet) or pairs (pairs), a seeded subset; default all"
+    )
+    val_size: int = Field(1000, ge=1, description="wordnet: synsets held out for validation")
+    test_size: int = Field(5000, ge=2, description="wordnet: synsets held out for test")
+    query_style: Literal["lemma", "lemma_example"] = Field("lemma", description="wordnet: what a query is")
     seed: int = 0
+
+    def own_keys(self) -> dict[str, Any]:
+        """The keys of this source only (a pairs run does not list WordNet's, and the other way round)."""
+        other = WORDNET_ONLY if self.name == "pairs" else PAIRS_ONLY
+        return {k: v for k, v in self.model_dump().items() if k not in other}
 
     @model_validator(mode="after")
     def _check(self) -> TextDataConfig:
@@ -192,7 +203,9 @@ class TextModelConfig(_Strict):
     )
     scale: float = Field(20.0, gt=0, description="inverse temperature of the in-batch-negatives loss")
     symmetric: bool = Field(True, description="also rank queries for each document")
-    max_seq_length: int = Field(64, ge=8)
+    max_seq_length: int = Field(
+        64, ge=8, description="tokens kept per text (longer texts are cut); step time grows with it"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TextModelConfig:
@@ -232,6 +245,10 @@ class TextExperimentConfig(_Strict):
     model: TextModelConfig = TextModelConfig()
     optim: TextOptimConfig = TextOptimConfig()
     train: TextTrainConfig = TextTrainConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as saved with a run: the data section holds only its own source's keys."""
+        return {**self.model_dump(), "data": self.data.own_keys()}
 
 
 TEXT_DATASETS = ("wordnet", "pairs")

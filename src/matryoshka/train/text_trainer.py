@@ -173,7 +173,7 @@ class TextTrainer(TrainingLoop):
         atomic_write_json(
             self.run_dir / "results.json",
             {
-                "config": self.config.model_dump(),
+                "config": self.config.to_dict(),
                 "nesting": self.nesting,
                 "test": as_str,
                 "base": base_str,
@@ -198,12 +198,13 @@ def load_text_data(cfg: Any) -> WordNetData | PairsData:
     if cfg.name == "pairs":
         return load_pairs(
             cfg.path,
-            cfg.query_column,
-            cfg.document_column,
-            cfg.negative_column,
-            cfg.val_fraction,
-            cfg.test_fraction,
-            cfg.seed,
+            query_column=cfg.query_column,
+            document_column=cfg.document_column,
+            negative_column=cfg.negative_column,
+            val_fraction=cfg.val_fraction,
+            test_fraction=cfg.test_fraction,
+            seed=cfg.seed,
+            train_size=cfg.train_size,
         )
     return load_wordnet(cfg.root, cfg.val_size, cfg.test_size, cfg.train_size, cfg.seed, cfg.query_style)
 
