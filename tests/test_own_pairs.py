@@ -94,3 +94,27 @@ def test_info_nce_takes_hard_negatives_after_the_positives():
         forward = nn.functional.cross_entropy(scores, labels)
         expected = expected + (forward + nn.functional.cross_entropy(scores[:, :4].T, labels)) / 2
     torch.testing.assert_close(loss, expected)
+
+
+def test_frozen_base_fast_path_trains_in_seconds_and_is_used_like_a_fine_tuned_run(tmp_path):
+    from matryoshka.evaluate.text import evaluate_text_run
+    from matryoshka.runs import TrainedRun
+
+    path = _write_pairs(tmp_path / "faq.csv", n=200)
+    cfg = _config(tmp_path, path)
+    cfg.model.frozen_base, cfg.train.adaptor_steps, cfg.train.evaluate_base = True, 60, True
+    result = TextTrainer(cfg, progress=False).fit()
+    saved = json.loads((tmp_path / "run/results.json").read_text())
+    assert saved["frozen_base"] and saved["train_pairs"] == 160 and (tmp_path / "run/adaptor.safetensors").exists()
+    assert set(result.test) == {"48", "384"} and result.base is not None
+    run = TrainedRun.load(tmp_path / "run")
+    assert run.dim == 384
+    # The run encodes through base + adaptor: its own evaluation and mrl eval's agree, and differ from the base.
+    again = evaluate_text_run(tmp_path / "run", k=10)
+    assert again["per_dim"]["48"] == saved["test"]["48"]
+    texts = ["a dog", "money in a bank"]
+    adapted = run.encode_texts(texts, dim=48)
+    from matryoshka.nn.text_encoder import encode_texts, load_sentence_transformer
+
+    plain = torch.nn.functional.normalize(encode_texts(load_sentence_transformer(), texts)[:, :48], dim=1).numpy()
+    assert adapted.shape == (2, 48) and not torch.allclose(torch.from_numpy(adapted), torch.from_numpy(plain))

@@ -44,7 +44,10 @@ class TrainedRun:
             folder = path / "model" if (path / "model").is_dir() else path
             results = path / "results.json"
             info = json.loads(results.read_text()) if results.exists() else {}
-            return cls(path, "text", load_sentence_transformer(str(folder), torch.device(device)), info, None)
+            from matryoshka.train.frozen_base import load_adapted
+
+            model = load_adapted(path, load_sentence_transformer(str(folder), torch.device(device)))
+            return cls(path, "text", model, info, None)
         from matryoshka.train.checkpoint import load_model
 
         model, info = load_model(path, device)

@@ -66,6 +66,22 @@ def debian_texts(lists: Path = APT_LISTS) -> Iterator[str]:
             yield " ".join(paragraph)
 
 
+def debian_pairs(lists: Path = APT_LISTS) -> Iterator[tuple[str, str]]:
+    """(synopsis, long description) of each package record that has both: real query -> document pairs."""
+    for path in sorted(lists.glob("*Translation-en*")):
+        synopsis, body = None, []
+        for line in [*_read_list(path).splitlines(), ""]:
+            if line.startswith("Description-en:"):
+                synopsis, body = line.split(":", 1)[1].strip(), []
+            elif line.startswith(" ") and synopsis is not None:
+                if line.strip() != ".":
+                    body.append(line.strip())
+            elif synopsis is not None:
+                if body:
+                    yield synopsis, " ".join(body)
+                synopsis = None
+
+
 def _plain(line: str) -> str:
     return _ROFF_ESCAPE.sub("", line).replace("\\-", "-").replace("\\", "")
 

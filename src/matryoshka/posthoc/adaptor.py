@@ -202,7 +202,9 @@ class MatryoshkaAdaptor:
         f = _Transform(d, self.hidden)
         # Start from the SVD basis, largest singular value first. No centring: a rotation of the raw vectors keeps
         # every cosine similarity, so the full dim starts exact.
-        _, _, vh = torch.linalg.svd(train[: min(len(train), 100_000)], full_matrices=False)
+        sample = train[: min(len(train), 100_000)]
+        # Fewer rows than dims: the full basis completes the rotation with directions the data does not use.
+        _, _, vh = torch.linalg.svd(sample, full_matrices=len(sample) < d)
         with torch.no_grad():
             f.rotate.weight.copy_(vh)
         f.to(self.device)

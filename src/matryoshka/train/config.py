@@ -206,6 +206,11 @@ class TextModelConfig(_Strict):
     max_seq_length: int = Field(
         64, ge=8, description="tokens kept per text (longer texts are cut); step time grows with it"
     )
+    frozen_base: bool = Field(
+        False,
+        description="CPU fast path: keep the base frozen, encode the pairs once and fit a Matryoshka projection "
+        "(the supervised adaptor) on the cached embeddings; minutes instead of hours on a CPU",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TextModelConfig:
@@ -216,6 +221,7 @@ class TextModelConfig(_Strict):
 
 class TextOptimConfig(_Strict):
     lr: float = Field(5e-5, gt=0)
+    adaptor_lr: float = Field(1e-3, gt=0, description="frozen_base: the adaptor's learning rate")
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     grad_clip: float | None = Field(1.0, gt=0)
@@ -235,6 +241,7 @@ class TextTrainConfig(_Strict):
     log_every: int = Field(25, ge=0, description="a progress line (loss, rate, time left) every N steps; 0: none")
     keep_checkpoints: int = Field(2, ge=1)
     eval_k: int = Field(10, ge=1)
+    adaptor_steps: int = Field(2000, ge=1, description="frozen_base: optimizer steps of the adaptor")
     evaluate_base: bool = Field(True, description="also score the untouched base model on the test split")
 
 

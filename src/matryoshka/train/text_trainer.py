@@ -80,6 +80,13 @@ class TextTrainer(TrainingLoop):
         if len(self.pairs) < config.train.batch_size:
             raise InputError(f"{len(self.pairs)} training pairs are fewer than one batch of {config.train.batch_size}")
 
+    def fit(self) -> TextTrainResult:
+        if self.config.model.frozen_base:
+            from matryoshka.train.frozen_base import fit_frozen_base
+
+            return fit_frozen_base(self)
+        return super().fit()
+
     def build(self) -> None:
         cfg = self.config
         torch.manual_seed(cfg.train.seed)
@@ -117,6 +124,9 @@ class TextTrainer(TrainingLoop):
             "evaluate_base",
         ):
             cfg["train"].pop(key)
+        cfg["model"].pop("frozen_base")  # settings of the fast path, which never resumes from checkpoints
+        cfg["optim"].pop("adaptor_lr")
+        cfg["train"].pop("adaptor_steps")
         if not cfg["model"]["matryoshka"]:  # settings a full-dim-only run ignores do not make it another run
             for key in ("loss_weights", "distill"):
                 cfg["model"].pop(key)
@@ -182,15 +192,14 @@ class TextTrainer(TrainingLoop):
                 "test_corpus": len(corpus),
                 "train_pairs": len(self.pairs),
                 "train_seconds": train_seconds,
-                "machine": {
-                    "device": str(self.device),
-                    "cpus": os.cpu_count(),
-                    "torch": torch.__version__,
-                    "platform": platform.platform(),
-                },
+                "machine": system_info(self.device),
             },
         )
         return TextTrainResult(self.run_dir, self.nesting, as_str, base_str, self.history)
+
+
+def system_info(device: torch.device) -> dict[str, Any]:
+    return {"device": str(device), "cpus": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform()}
 
 
 def load_text_data(cfg: Any) -> WordNetData | PairsData:
