@@ -31,6 +31,7 @@ $(WORDNET):
 lint: install
 	$(BIN)/ruff check src tests examples
 	$(BIN)/ruff format --check src tests examples
+	$(BIN)/lint-imports
 
 # The docs site; strict, so a broken link or API reference fails (make test runs the same check).
 docs: install

@@ -33,12 +33,12 @@ def test_train_reports_bad_config_clearly(tmp_path):
     config.write_text("model: {embed_dims: 32}\n")
     result = runner.invoke(app, ["train", "-c", str(config), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2
-    assert "model.embed_dims: unknown key" in result.output
+    assert "model.embed_dims: unknown key (did you mean model.embed_dim?)" in " ".join(result.output.split())
 
 
 def test_encode_missing_checkpoint(tmp_path):
     result = runner.invoke(app, ["encode", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "z.npy")])
-    assert result.exit_code == 2 and "config.json is missing" in result.output
+    assert result.exit_code == 2 and "holds no trained model (no config.json" in result.output
 
 
 def test_eval_on_npy_embeddings(tmp_path, digits):

@@ -1,17 +1,19 @@
-"""A trained run with its data (load_run), one split's embeddings (embed_split), checked .npy reads."""
+"""A trained run with its data (TrainedRun.training_data), one split's embeddings (embed_split), checked .npy reads."""
 
 import numpy as np
 import pytest
 
 from matryoshka.errors import InputError
-from matryoshka.inference import embed_split, load_run
+from matryoshka.inference import embed_split
 from matryoshka.io import read_npy
+from matryoshka.runs import TrainedRun
 from matryoshka.train import CheckpointError, Trainer
 
 
-def test_load_run_and_embed_split(tmp_path, digits, digits_config):
+def test_a_run_its_training_data_and_embed_split(tmp_path, digits, digits_config):
     result = Trainer(digits_config(epochs=1), data=digits, progress=False).fit()
-    model, info, data = load_run(result.run_dir, "cpu")
+    run = TrainedRun.load(result.run_dir, "cpu")
+    model, info, data = run.model, run.info, run.training_data()
     assert info["nesting"] == model.nesting == [8, 16, 32] and len(data.test) == len(digits.test)
     z, y = embed_split(model, data, "val", dim=16)
     assert z.shape == (len(data.val), 16) and z.dtype == np.float32 and y.shape == (len(data.val),)
@@ -22,8 +24,8 @@ def test_load_run_and_embed_split(tmp_path, digits, digits_config):
         embed_split(model, data, "dev")
     with pytest.raises(InputError, match="cannot truncate a 32-dim embedding"):
         embed_split(model, data, dim=64)
-    with pytest.raises(CheckpointError, match="config.json is missing"):
-        load_run(tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match="no such run folder"):
+        TrainedRun.load(tmp_path / "nothing")
 
 
 def test_read_npy(tmp_path):

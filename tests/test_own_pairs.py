@@ -97,8 +97,7 @@ def test_info_nce_takes_hard_negatives_after_the_positives():
 
 
 def test_frozen_base_fast_path_trains_in_seconds_and_is_used_like_a_fine_tuned_run(tmp_path):
-    from matryoshka.evaluate.text import evaluate_text_run
-    from matryoshka.runs import TrainedRun
+    from matryoshka.runs import TrainedRun, evaluate_text_run
 
     path = _write_pairs(tmp_path / "faq.csv", n=200)
     cfg = _config(tmp_path, path)

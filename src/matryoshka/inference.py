@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -53,19 +52,6 @@ def encode_and_classify(
         model.train(was_training)
     per_dim = [torch.cat(parts) for parts in zip(*logits, strict=True)] if logits else []
     return torch.cat(zs) if zs else torch.empty(0), per_dim
-
-
-def load_run(
-    run_dir: str | Path, device: str | torch.device = "auto"
-) -> tuple[MatryoshkaClassifier, dict[str, Any], ImageData]:
-    """A trained model (on ``device``), its config.json, and the data it was trained on, with the same splits
-    (read again from the data source the run's config names: a built-in data set, or the user's folder or file)."""
-    from matryoshka.data import load_data
-    from matryoshka.train import load_model
-    from matryoshka.train.config import DataConfig
-
-    model, info = load_model(run_dir, resolve_device(device))
-    return model, info, load_data(DataConfig.model_validate(info["config"]["data"]))
 
 
 def embed_split(

@@ -54,6 +54,21 @@ class TrainedRun:
         pre = Preprocess.from_dict(info["preprocess"]) if info.get("preprocess") else None
         return cls(path, "image", model, info, pre)
 
+    def training_data(self) -> Any:
+        """The data the run was trained on, with the same splits, read again from the source its config names (a
+        built-in data set, or the user's folder or file): an ``ImageData``, or text pairs for a text run."""
+        if self.kind != "image":
+            from matryoshka.train.config import TextDataConfig
+            from matryoshka.train.text_trainer import load_text_data
+
+            if "config" not in self.info:
+                raise InputError(f"{self.path} has no results.json naming its data")
+            return load_text_data(TextDataConfig.model_validate(self.info["config"]["data"]))
+        from matryoshka.data import load_data
+        from matryoshka.train.config import DataConfig
+
+        return load_data(DataConfig.model_validate(self.info["config"]["data"]))
+
     @property
     def dim(self) -> int:
         if self.kind == "text":
@@ -152,3 +167,36 @@ class TrainedRun:
                 "raw files"
             )
         return self.preprocess
+
+
+def evaluate_text_run(
+    run_dir: Path,
+    dims: Sequence[int] | None = None,
+    k: int = 10,
+    queries: Path | None = None,
+    documents: Path | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Retrieval metrics per dim of a finished text run: on its own test split (rebuilt from the saved config), or
+    on the given query / document files."""
+    from matryoshka.evaluate.text import evaluate_text_retrieval, read_text_pairs
+    from matryoshka.inference import resolve_device
+    from matryoshka.nesting import halving_nesting, validate_nesting
+
+    run = TrainedRun.load(run_dir, resolve_device(device))
+    nesting = run.info.get("nesting") or halving_nesting(run.dim, 12)
+    chosen = validate_nesting(list(dims), run.dim) if dims else list(nesting)
+    if queries is not None and documents is not None:
+        q, corpus, relevant = read_text_pairs(queries, documents)
+        source = f"{queries.name} / {documents.name}"
+    else:
+        q, corpus, relevant = run.training_data().retrieval_set("test")
+        source = "the run's test split"
+    per_dim = evaluate_text_retrieval(run.model, q, corpus, relevant, chosen, k)
+    return {
+        "source": source,
+        "queries": len(q),
+        "documents": len(corpus),
+        "dims": chosen,
+        "per_dim": {str(m): v for m, v in per_dim.items()},
+    }

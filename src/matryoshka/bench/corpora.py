@@ -71,12 +71,14 @@ def shifted_embeddings(run: Path, size: int, n_queries: int) -> Corpus:
     import torch
 
     from matryoshka.data import load_data
-    from matryoshka.inference import encode, load_run
+    from matryoshka.inference import encode
+    from matryoshka.runs import TrainedRun
     from matryoshka.train import CheckpointError
     from matryoshka.train.config import DataConfig
 
     try:
-        model, info, _ = load_run(run, "cpu")
+        trained = TrainedRun.load(run, "cpu")
+        model, info = trained.model, trained.info
     except CheckpointError as e:
         raise InputError(f"{e}; train one with `mrl demo --quick` (or pass --synthetic)") from None
     cache = CACHE / f"{run.name}-{_model_key(run)}-{size}-{n_queries}.npz"

@@ -38,7 +38,7 @@ from matryoshka.bench.busy import busy_process
 from matryoshka.bench.corpora import Corpus, shifted_embeddings, synthetic, text_embeddings
 from matryoshka.bench.peers import PEERS, Peer, available
 from matryoshka.errors import InputError
-from matryoshka.evaluate.metrics import recall_against
+from matryoshka.evaluate.ranking import recall_against
 from matryoshka.index import MatryoshkaIndex
 from matryoshka.index.autotune import SHORTLIST_FACTORS, autotune, median_batch1_ms
 from matryoshka.index.plans import AdaptivePlan, parse_plan, plan_to_text

@@ -111,6 +111,16 @@ def fidelity(
     bench.run(models=models, texts=texts, queries=queries, out=out)
 
 
+@app.command("imports")
+@one_line_errors
+def imports(runs: Annotated[int, typer.Option(help="fresh processes per module (median)")] = 5) -> None:
+    """Import time of the package's entry points in fresh processes, and whether each loads torch (goal: the
+    service in <= 0.6 s without torch)."""
+    from matryoshka.bench.imports import run
+
+    run(runs)
+
+
 @app.command("defaults")
 @one_line_errors
 def defaults(

@@ -41,8 +41,9 @@ def eval_(
     """Evaluate at every dim: a trained model (--checkpoint) or any embeddings given as .npy files. A text run gets
     retrieval metrics per dim on its test split, or on --queries / --documents files."""
     from matryoshka.evaluate.per_dim import evaluate_embeddings, evaluate_model
-    from matryoshka.inference import load_run
+    from matryoshka.inference import resolve_device
     from matryoshka.io import read_npy
+    from matryoshka.runs import TrainedRun
 
     if (checkpoint is None) == (train_embeddings is None):
         raise InputError(
@@ -52,15 +53,15 @@ def eval_(
     if (queries is None) != (documents is None):
         raise InputError("--queries and --documents go together (line i of one is paired with line i of the other)")
     if checkpoint is not None and _is_text_run(checkpoint):
-        from matryoshka.evaluate.text import evaluate_text_run
+        from matryoshka.runs import evaluate_text_run
 
         results = evaluate_text_run(checkpoint, chosen, k, queries, documents, device)
         _print_text_eval(results, k)
     elif queries is not None:
         raise InputError("--queries / --documents evaluate text runs; this is not one")
     elif checkpoint is not None:
-        model, _, data = load_run(checkpoint, device)
-        results = evaluate_model(model, data, chosen, k, knn_queries)
+        run = TrainedRun.load(checkpoint, resolve_device(device))
+        results = evaluate_model(run.model, run.training_data(), chosen, k, knn_queries)
     else:
         files = {
             "train embeddings": train_embeddings,
@@ -132,9 +133,11 @@ def cascade(
 ) -> None:
     """Fit cascade thresholds on the validation split, then classify the test split adaptively."""
     from matryoshka.adaptive.evaluation import cascade_report, fit_model_cascade
-    from matryoshka.inference import load_run
+    from matryoshka.inference import resolve_device
+    from matryoshka.runs import TrainedRun
 
-    model, _, data = load_run(checkpoint, device)
+    run = TrainedRun.load(checkpoint, resolve_device(device))
+    model, data = run.model, run.training_data()
     fitted = fit_model_cascade(model, data.val, policy, target, tolerance, max_dim)
     _print_cascade(cascade_report(fitted, model, data.test), policy)
     if save is not None:

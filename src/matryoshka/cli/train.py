@@ -93,10 +93,11 @@ def encode(
             f"wrote {z.shape} embeddings of {inputs} to {out} (row names in {out.with_suffix('.names.txt')}){left_out}"
         )
         return
-    from matryoshka.inference import embed_split, load_run
+    from matryoshka.inference import embed_split, resolve_device
+    from matryoshka.runs import TrainedRun
 
-    model, _, data = load_run(checkpoint, device)
-    z, y = embed_split(model, data, split, dim, normalize)
+    run = TrainedRun.load(checkpoint, resolve_device(device))
+    z, y = embed_split(run.model, run.training_data(), split, dim, normalize)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, z)
     if labels is not None:

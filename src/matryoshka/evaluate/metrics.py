@@ -14,10 +14,20 @@ The official notebooks divide AP by k and hard-code the recall denominator; thes
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from matryoshka.errors import InputError
+from matryoshka.evaluate.ranking import class_ranking_metrics, ranking_metrics, recall_against
+
+__all__ = [
+    "accuracy",
+    "class_ranking_metrics",
+    "class_retrieval_metrics",
+    "knn_search",
+    "ranking_metrics",
+    "recall_against",
+    "reciprocal_ranks",
+]
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -27,31 +37,6 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     if len(labels) == 0:
         raise ValueError("cannot compute accuracy on an empty set")
     return (logits.argmax(1) == labels).float().mean().item()
-
-
-def ranking_metrics(relevance: torch.Tensor, num_relevant: torch.Tensor) -> dict[str, float]:
-    """mAP@k, P@k, R@k and top-1 from a (Q, k) 0/1 matrix of ranked results and each query's relevant count R."""
-    if relevance.ndim != 2 or num_relevant.shape != (relevance.shape[0],):
-        raise ValueError(
-            f"expected relevance (Q, k) and num_relevant (Q,), got {relevance.shape}, {num_relevant.shape}"
-        )
-    if relevance.shape[0] == 0 or relevance.shape[1] == 0:
-        raise ValueError("ranking metrics need at least one query and k >= 1")
-    rel = relevance.double()
-    k = rel.shape[1]
-    r = num_relevant.double()
-    hits_at_i = rel.cumsum(1)
-    precision_at_i = hits_at_i / torch.arange(1, k + 1, dtype=torch.float64)
-    denom = torch.clamp(r, max=k)
-    ap = torch.where(denom > 0, (precision_at_i * rel).sum(1) / denom.clamp(min=1), torch.zeros_like(r))
-    hits = hits_at_i[:, -1]
-    recall = torch.where(r > 0, hits / r.clamp(min=1), torch.zeros_like(r))
-    return {
-        f"map@{k}": ap.mean().item(),
-        f"p@{k}": (hits / k).mean().item(),
-        f"r@{k}": recall.mean().item(),
-        "top1": rel[:, 0].mean().item(),
-    }
 
 
 @torch.no_grad()
@@ -114,15 +99,3 @@ def reciprocal_ranks(
         ranks = (scores >= best[:, None]).sum(1)
         out.append(1.0 / ranks.double())
     return torch.cat(out)
-
-
-def recall_against(ids: np.ndarray, truth: np.ndarray) -> float:
-    """Mean fraction of each row of ``truth`` (exact results) found in the same row of ``ids``."""
-    return float(np.mean([len(np.intersect1d(a, b)) / truth.shape[1] for a, b in zip(ids, truth, strict=True)]))
-
-
-def class_ranking_metrics(ids: np.ndarray, index_labels: np.ndarray, query_labels: np.ndarray) -> dict[str, float]:
-    """mAP@k / P@k / R@k / top-1 of result ids (positions into ``index_labels``) under same-class relevance."""
-    counts = np.bincount(index_labels, minlength=int(max(index_labels.max(), query_labels.max())) + 1)
-    relevance = torch.from_numpy(index_labels[ids] == query_labels[:, None])
-    return ranking_metrics(relevance, torch.from_numpy(counts[query_labels]))

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 
 from matryoshka.errors import InputError
-from matryoshka.evaluate.metrics import recall_against
+from matryoshka.evaluate.ranking import recall_against
 
 Transform = Callable[[np.ndarray], np.ndarray]
 

@@ -24,7 +24,6 @@ import torch
 
 from matryoshka.errors import InputError
 from matryoshka.evaluate.metrics import knn_search, ranking_metrics, reciprocal_ranks
-from matryoshka.nesting import halving_nesting, validate_nesting
 from matryoshka.truncate import truncate
 
 
@@ -89,41 +88,3 @@ def read_text_pairs(queries: Path, documents: Path) -> tuple[list[str], list[str
     if not pairs:
         raise InputError(f"{queries} and {documents} hold no non-empty pairs")
     return PairsData({"test": pairs}).retrieval_set("test")
-
-
-def evaluate_text_run(
-    run_dir: Path,
-    dims: Sequence[int] | None = None,
-    k: int = 10,
-    queries: Path | None = None,
-    documents: Path | None = None,
-    device: str = "auto",
-) -> dict[str, Any]:
-    """Retrieval metrics per dim of a finished text run: on its own test split (rebuilt from the saved config), or
-    on the given query / document files."""
-    from matryoshka.inference import resolve_device
-    from matryoshka.runs import TrainedRun
-
-    run = TrainedRun.load(run_dir, resolve_device(device))
-    nesting = run.info.get("nesting") or halving_nesting(run.dim, 12)
-    chosen = validate_nesting(list(dims), run.dim) if dims else list(nesting)
-    if queries is not None and documents is not None:
-        q, corpus, relevant = read_text_pairs(queries, documents)
-        source = f"{queries.name} / {documents.name}"
-    else:
-        from matryoshka.train.config import TextDataConfig
-        from matryoshka.train.text_trainer import load_text_data
-
-        if "config" not in run.info:
-            raise InputError(f"{run_dir} has no results.json with its config; pass --queries and --documents")
-        data = load_text_data(TextDataConfig.model_validate(run.info["config"]["data"]))
-        q, corpus, relevant = data.retrieval_set("test")
-        source = "the run's test split"
-    per_dim = evaluate_text_retrieval(run.model, q, corpus, relevant, chosen, k)
-    return {
-        "source": source,
-        "queries": len(q),
-        "documents": len(corpus),
-        "dims": chosen,
-        "per_dim": {str(m): v for m, v in per_dim.items()},
-    }

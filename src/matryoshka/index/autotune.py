@@ -26,7 +26,7 @@ import numpy as np
 from rich.console import Console
 
 from matryoshka.errors import InputError
-from matryoshka.evaluate.metrics import recall_against
+from matryoshka.evaluate.ranking import recall_against
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, Plan, plan_to_text
 

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from matryoshka.evaluate.metrics import class_ranking_metrics, recall_against
+from matryoshka.evaluate.ranking import class_ranking_metrics, recall_against
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import FullPlan, Plan, plan_to_text
 

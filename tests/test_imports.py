@@ -1,0 +1,26 @@
+"""Light imports: the index and the service load neither torch nor the training code (each checked in a fresh
+interpreter, since this test process has long imported everything)."""
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "matryoshka.train", "matryoshka.data", "matryoshka.nn")
+
+
+@pytest.mark.parametrize("module", ["matryoshka", "matryoshka.index", "matryoshka.service", "matryoshka.evaluate"])
+def test_importing_loads_no_torch(module):
+    code = f"import sys, {module}; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert loaded.stdout.strip() == "", f"import {module} loaded {loaded.stdout.strip()}"
+
+
+def test_the_public_names_load_on_first_use():
+    import matryoshka
+
+    for name in matryoshka.__all__:
+        assert getattr(matryoshka, name) is not None, name
+    assert set(matryoshka.__all__) <= set(dir(matryoshka))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        matryoshka.nope  # noqa: B018
