@@ -207,3 +207,35 @@ def test_ids_are_strict(client):
     assert "valid string" not in minus_one.text  # one message, not one per type of id
     long = client.post("/vectors", json={"vectors": v, "ids": ["é" * 300]}, headers=headers)  # 600 bytes
     assert long.status_code == 422 and "512 bytes" in long.text
+
+
+def test_a_router_mounts_alone_and_error_types_choose_the_status(index_dir):
+    from fastapi import FastAPI
+
+    from matryoshka.index import IndexStore
+    from matryoshka.service.errors import install_error_handlers, status_of
+    from matryoshka.service.routes import Service, vectors_router
+
+    store = IndexStore.open(index_dir, writable=True)
+    try:
+        app = FastAPI()
+        install_error_handlers(app)
+        app.include_router(vectors_router(Service(store, key=KEY)))
+        client = TestClient(app)
+        headers = {"X-API-Key": KEY}
+        added = client.post("/vectors", json={"vectors": _corpus(1).tolist(), "ids": [5000]}, headers=headers)
+        assert added.status_code == 200, added.text
+        again = client.post("/vectors", json={"vectors": _corpus(1).tolist(), "ids": [5000]}, headers=headers)
+        assert again.status_code == 409 and "already" in again.json()["detail"]
+        missing = client.delete("/vectors/123456", headers=headers)
+        assert missing.status_code == 404 and "not in the index" in missing.json()["detail"]
+        assert client.post("/search", json={"vectors": []}).status_code == 404  # not mounted here
+    finally:
+        store.close()
+    from matryoshka.errors import InputError, MatryoshkaError
+    from matryoshka.index import DuplicateIdError, IndexInputError, UnknownIdError
+
+    # The status follows the type, never the message: an input error that happens to say "already" stays a 422.
+    assert status_of(IndexInputError("ids already seen")) == 422 and status_of(DuplicateIdError("x")) == 409
+    assert status_of(UnknownIdError("x")) == 404 and status_of(InputError("x")) == 422
+    assert status_of(MatryoshkaError("x")) == 422

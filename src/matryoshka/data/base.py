@@ -7,18 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from matryoshka.errors import InputError, MatryoshkaError
+from matryoshka.errors import InputError
 
 if TYPE_CHECKING:
     from matryoshka.data.files import ImageFileSplit
-
-
-class DataNotFoundError(MatryoshkaError, FileNotFoundError):
-    """A data set's files are missing; the message says which package provides them."""
-
-
-class CorruptDataError(MatryoshkaError, ValueError):
-    """A data file exists but cannot be parsed."""
 
 
 @dataclass

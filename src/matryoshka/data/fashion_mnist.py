@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from matryoshka.data.base import CorruptDataError, DataNotFoundError, ImageData, Split, split_train_val
+from matryoshka.data.base import ImageData, Split, split_train_val
+from matryoshka.data.errors import CorruptDataError, DataNotFoundError
 from matryoshka.data.images import Preprocess
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from matryoshka.data.base import CorruptDataError
+from matryoshka.data.errors import CorruptDataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 BACKGROUNDS = ("white", "black", "mean")

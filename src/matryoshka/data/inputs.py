@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from matryoshka.data.base import CorruptDataError, DataNotFoundError
+from matryoshka.data.errors import CorruptDataError, DataNotFoundError
 from matryoshka.data.images import IMAGE_EXTENSIONS, Preprocess
 from matryoshka.data.sources import TABLE_BUILDERS, _need_columns, read_table
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from matryoshka.data.base import CorruptDataError
+from matryoshka.data.errors import CorruptDataError
 from matryoshka.data.sources import _need_columns, read_table
 from matryoshka.errors import InputError
 

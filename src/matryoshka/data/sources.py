@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from matryoshka.data.base import CorruptDataError, DataNotFoundError, ImageData, Split
+from matryoshka.data.base import ImageData, Split
+from matryoshka.data.errors import CorruptDataError, DataNotFoundError
 from matryoshka.data.files import ImageFileSplit
 from matryoshka.data.images import IMAGE_EXTENSIONS, Preprocess, channel_stats, decode_image, resolve_background
 

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matryoshka.data.base import CorruptDataError, DataNotFoundError
+from matryoshka.data.errors import CorruptDataError, DataNotFoundError
 from matryoshka.errors import InputError
 
 DEFAULT_ROOT = "/usr/share/wordnet"

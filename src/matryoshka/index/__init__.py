@@ -1,7 +1,14 @@
 """Retrieval over Matryoshka embeddings: adaptive and funnel search plans over an in-memory index, and the
 store (write-ahead log, compaction, concurrent searches) that keeps one in a folder."""
 
-from matryoshka.index.errors import CompactionError, CorruptIndexError, IndexInputError, StoreBusyError
+from matryoshka.index.errors import (
+    CompactionError,
+    CorruptIndexError,
+    DuplicateIdError,
+    IndexInputError,
+    StoreBusyError,
+    UnknownIdError,
+)
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, parse_plan
 from matryoshka.index.store import IndexStore
@@ -10,11 +17,13 @@ __all__ = [
     "AdaptivePlan",
     "CompactionError",
     "CorruptIndexError",
+    "DuplicateIdError",
     "FullPlan",
     "FunnelPlan",
     "IndexInputError",
     "IndexStore",
     "MatryoshkaIndex",
     "StoreBusyError",
+    "UnknownIdError",
     "parse_plan",
 ]

@@ -1,11 +1,19 @@
 """The index's errors: all are :class:`matryoshka.errors.MatryoshkaError`, so the CLI and the service report them
 as one clean line (or a 4xx)."""
 
-from matryoshka.errors import MatryoshkaError
+from matryoshka.errors import InputError, MatryoshkaError
 
 
-class IndexInputError(MatryoshkaError, ValueError):
-    """Bad input to an index operation (wrong dim, NaN, unknown or duplicate ids, ...)."""
+class IndexInputError(InputError):
+    """Bad input to an index operation (wrong dim, NaN, a bad plan, ...)."""
+
+
+class DuplicateIdError(IndexInputError):
+    """Adding an id the index already holds (the service answers 409)."""
+
+
+class UnknownIdError(IndexInputError):
+    """Removing or reading an id the index does not hold (the service answers 404)."""
 
 
 class CorruptIndexError(MatryoshkaError, RuntimeError):

@@ -120,7 +120,7 @@ def check_new_ids(ids: Iterable, n: int, kind: str | None) -> np.ndarray:
     """Ids for ``n`` new vectors in an index of id ``kind``: checked for kind, range and uniqueness."""
     try:
         new_ids, _ = check_ids(ids, kind)
-    except ValueError as e:
+    except InputError as e:
         raise IndexInputError(str(e)) from None
     if new_ids.shape != (n,):
         raise IndexInputError(f"got {new_ids.size} ids for {n} vectors")

@@ -26,9 +26,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from matryoshka.errors import InputError
 from matryoshka.index import storage
 from matryoshka.index.disk import DiskRows, check_tier
-from matryoshka.index.errors import IndexInputError
+from matryoshka.index.errors import DuplicateIdError, IndexInputError, UnknownIdError
 from matryoshka.index.ids import check_ids, check_new_ids, empty_ids, listed
 from matryoshka.index.plans import Plan, checked_stages, parse_plan, scaled
 from matryoshka.index.stages import EXACT_CHUNK, StagedSearch
@@ -240,7 +241,7 @@ class MatryoshkaIndex(StagedSearch):
             kind = "str" if new_ids.dtype == object else "int"
             clash = np.intersect1d(new_ids, self.ids) if kind == "int" else sorted(set(new_ids) & set(self.ids))
             if len(clash):
-                raise IndexInputError(f"ids already in the index: {listed(list(clash))}")
+                raise DuplicateIdError(f"ids already in the index: {listed(list(clash))}")
         self.append(normalize(x), new_ids, kind)
         return new_ids
 
@@ -271,12 +272,12 @@ class MatryoshkaIndex(StagedSearch):
             ids = [ids]
         try:
             ids, _ = check_ids(ids, self.id_kind)
-        except ValueError as e:
+        except InputError as e:
             raise IndexInputError(str(e)) from None
         positions = np.flatnonzero(np.isin(self._ids, ids) & ~self._dead)
         missing = sorted(set(ids.tolist()) - set(self._ids[positions].tolist()))
         if missing:
-            raise IndexInputError(f"ids not in the index: {listed(missing)}")
+            raise UnknownIdError(f"ids not in the index: {listed(missing)}")
         self.delete_positions(positions)
         return int(positions.size)
 
@@ -342,7 +343,7 @@ class MatryoshkaIndex(StagedSearch):
                 plan = scaled(plan, k / self.default_plan_k)
         try:
             return checked_stages(plan, k, self.dim, self.shortlist_dims, max(self.ntotal, 1), exact)
-        except ValueError as e:
+        except InputError as e:
             raise IndexInputError(str(e)) from None
 
     def check_prefix(self, q: np.ndarray, d0: int) -> None:

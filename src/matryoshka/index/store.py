@@ -30,9 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
+from matryoshka.errors import InputError
 from matryoshka.index import versions, wal
 from matryoshka.index.disk import DiskRows
-from matryoshka.index.errors import CompactionError, CorruptIndexError, IndexInputError
+from matryoshka.index.errors import (
+    CompactionError,
+    CorruptIndexError,
+    DuplicateIdError,
+    IndexInputError,
+    UnknownIdError,
+)
 from matryoshka.index.ids import check_ids, check_new_ids, listed
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import Plan
@@ -260,7 +267,7 @@ class IndexStore:
                 new_ids = check_new_ids(ids, len(x), self.id_kind)
                 clash = [i for i in new_ids.tolist() if i in self._where]
                 if clash:
-                    raise IndexInputError(f"ids already in the index: {listed(clash)}")
+                    raise DuplicateIdError(f"ids already in the index: {listed(clash)}")
             unit = normalize(x).astype(np.float32)
             self._wal.append(wal.encode_record(wal.ADD, new_ids.tolist(), unit))
             self._apply_add(unit, new_ids)
@@ -276,14 +283,14 @@ class IndexStore:
             self._require_writable()
             try:
                 ids, _ = check_ids(ids, self.id_kind)
-            except ValueError as e:
+            except InputError as e:
                 raise IndexInputError(str(e)) from None
             values = ids.tolist()
             if len(set(values)) != len(values):
                 raise IndexInputError("ids must be unique")
             missing = [i for i in values if i not in self._where]
             if missing:
-                raise IndexInputError(f"ids not in the index: {listed(missing)}")
+                raise UnknownIdError(f"ids not in the index: {listed(missing)}")
             self._wal.append(wal.encode_record(wal.DELETE, values))
             self._apply_delete(ids)
         self._maybe_compact()

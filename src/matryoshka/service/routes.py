@@ -1,0 +1,150 @@
+"""The service's routes, in two routers over one :class:`Service` (the store, the optional run, the limits).
+
+``search_router``: ``GET /health``, ``POST /embed``, ``POST /search``; ``vectors_router`` (writes, behind the API
+key): ``POST /vectors``, ``DELETE /vectors/{id}``, ``POST /vectors/delete``. Each can be mounted alone, e.g. in a
+test or in an app of your own. Errors are the library's own types, mapped to status codes in ``errors.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+
+from matryoshka.index import IndexStore, parse_plan
+from matryoshka.index.ids import MAX_ID_BYTES, parse_id
+from matryoshka.service.schemas import (
+    AddRequest,
+    AddResponse,
+    DeleteRequest,
+    DeleteResponse,
+    EmbedRequest,
+    EmbedResponse,
+    RawInputs,
+    SearchRequest,
+    SearchResponse,
+)
+
+API_KEY_ENV = "MRL_API_KEY"
+
+
+def json_response(content: dict) -> Response:
+    """A JSON response written directly: for a sync endpoint FastAPI would validate a returned model or dict in a
+    second trip through the thread pool, which under load doubles the queueing."""
+    return Response(json.dumps(content, separators=(",", ":")), media_type="application/json")
+
+
+@dataclass
+class Service:
+    """What the routes share: the store, the run that embeds raw inputs (or None), the write key and the limits."""
+
+    store: IndexStore
+    run: Any = None
+    key: str | None = None
+    max_queries: int = 1024
+    max_k: int = 1000
+
+    async def require_key(self, x_api_key: Annotated[str | None, Header()] = None) -> None:  # async: no thread hop
+        if self.key is None:
+            raise HTTPException(403, f"writes are disabled: start the server with ${API_KEY_ENV} set")
+        if x_api_key is None or not hmac.compare_digest(x_api_key, self.key):
+            raise HTTPException(401, "missing or wrong X-API-Key header")
+
+    def as_matrix(self, rows: list[list[float]], what: str = "vectors") -> np.ndarray:
+        width = self.store.dim
+        if not rows:
+            raise HTTPException(422, f"{what} must not be empty")
+        if len(rows) > self.max_queries:
+            raise HTTPException(413, f"at most {self.max_queries} {what} per request, got {len(rows)}")
+        if any(len(r) != width for r in rows):
+            raise HTTPException(422, f"each of the {what} must have {width} numbers")
+        return np.asarray(rows, dtype=np.float32)
+
+    def embed_raw(self, req: RawInputs, dim: int | None = None) -> np.ndarray:
+        """Unit embeddings of a request's raw inputs, with the run's stored preprocessing."""
+        if self.run is None:
+            raise HTTPException(422, "this server has no model: send 'vectors', or start it with --model")
+        rows = req.images or req.texts or req.inputs or []
+        if not rows:
+            raise HTTPException(422, "the inputs must not be empty")
+        if len(rows) > self.max_queries:
+            raise HTTPException(413, f"at most {self.max_queries} inputs per request, got {len(rows)}")
+        if req.texts is not None:
+            return self.run.encode_texts(req.texts, dim)
+        if req.images is not None:
+            try:
+                files = [base64.b64decode(img, validate=True) for img in req.images]
+            except (binascii.Error, ValueError):
+                raise HTTPException(422, "images must be base64-encoded image files") from None
+            return self.run.encode_images(files, dim)
+        return self.run.encode_raw(np.asarray(req.inputs, dtype=np.float32), dim)
+
+    def queries(self, req: SearchRequest) -> np.ndarray:
+        """The request's query embeddings: its vectors, or its raw inputs embedded (a wider model's prefix when the
+        server was started with ``model_prefix``)."""
+        if req.vectors is not None:
+            return self.as_matrix(req.vectors)
+        queries = self.embed_raw(req)
+        if queries.shape[1] > self.store.dim:
+            queries = queries[:, : self.store.dim]
+            queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(queries, dtype=np.float32)
+
+
+def search_router(service: Service) -> APIRouter:
+    router = APIRouter()
+    store = service.store
+
+    @router.get("/health")
+    def health() -> dict:
+        return {"status": "ok", **store.info(), "model": service.run is not None, "writable": store.writable}
+
+    @router.post("/embed", response_model=EmbedResponse)
+    def embed(req: EmbedRequest) -> EmbedResponse:
+        if len(req.given()) != 1:
+            raise HTTPException(422, "give exactly one of 'images', 'texts' or 'inputs'")
+        return EmbedResponse(embeddings=service.embed_raw(req, req.dim).tolist())
+
+    @router.post("/search", response_model=SearchResponse)
+    def search(req: SearchRequest) -> Response:
+        if len(req.given()) + (req.vectors is not None) != 1:
+            raise HTTPException(422, "give exactly one of 'vectors', 'images', 'texts' or 'inputs'")
+        if req.k > service.max_k:
+            raise HTTPException(422, f"k must be at most {service.max_k}")
+        plan = parse_plan(req.plan) if req.plan is not None else None
+        scores, ids = store.search(service.queries(req), req.k, plan, exact=req.exact)
+        return json_response({"ids": ids.tolist(), "scores": scores.tolist()})
+
+    return router
+
+
+def vectors_router(service: Service) -> APIRouter:
+    router = APIRouter(dependencies=[Depends(service.require_key)])
+    store = service.store
+
+    @router.post("/vectors", response_model=AddResponse)
+    def add(req: AddRequest) -> Response:
+        ids = store.add(service.as_matrix(req.vectors), req.ids)  # in the fsynced log before the 200
+        return json_response({"ids": ids.tolist(), "ntotal": store.ntotal})
+
+    @router.delete("/vectors/{vector_id:path}", response_model=DeleteResponse)
+    def delete(vector_id: Annotated[str, PathParam(min_length=1, max_length=3 * MAX_ID_BYTES)]) -> Response:
+        """Delete one vector; the path is read as an integer id when the index has integer ids."""
+        id_ = parse_id(vector_id, store.id_kind)
+        store.delete([id_])
+        return json_response({"deleted": id_, "ntotal": store.ntotal})
+
+    @router.post("/vectors/delete", response_model=DeleteResponse)
+    def delete_many(req: DeleteRequest) -> Response:
+        """Delete vectors by id (all or none)."""
+        return json_response({"deleted": store.delete(req.ids), "ntotal": store.ntotal})
+
+    return router
