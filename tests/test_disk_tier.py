@@ -30,7 +30,7 @@ def test_disk_tier_returns_the_in_ram_results(tmp_path, shortlist, encoding):
     index = MatryoshkaIndex.build(x, ids, shortlist_dims=[12], shortlist=shortlist, encoding=encoding)
     index.save(tmp_path / "ix")
     on_disk = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="disk")
-    assert isinstance(on_disk._codes, DiskRows) and on_disk._codes.direct
+    assert isinstance(on_disk.arrays().codes, DiskRows) and on_disk.arrays().codes.direct
     for plan in PLANS:
         ram_s, ram_ids = index.search(q, 10, plan, exact=True)
         for batch in (q, q[:1]):  # a batch and a single query (its own path through the threads)
@@ -64,7 +64,7 @@ def test_falls_back_with_a_warning_where_direct_io_is_refused(tmp_path, monkeypa
     monkeypatch.setattr(disk.os, "open", no_direct)
     with pytest.warns(UserWarning, match="direct I/O is not available here"):
         fallback = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="disk")
-    assert not fallback._codes.direct
+    assert not fallback.arrays().codes.direct
     np.testing.assert_array_equal(
         fallback.search(q, 10, "adaptive:12:50:96")[1], index.search(q, 10, "adaptive:12:50:96")[1]
     )
@@ -102,10 +102,10 @@ def test_built_for_the_disk_tier_the_store_opens_and_compacts_there(tmp_path):
     result = CliRunner().invoke(app, [*args, "--shortlist-dims", "12", "--full-vectors", "disk"])
     assert result.exit_code == 0, result.output
     with IndexStore.open(tmp_path / "ix", compact_threshold=0) as store:
-        assert isinstance(store.index._codes, DiskRows)
+        assert isinstance(store.index.arrays().codes, DiskRows)
         store.add(x[:100] + 0.01)
         store.compact()
-        assert isinstance(store.index._codes, DiskRows)  # the new version's rows stay on the disk too
+        assert isinstance(store.index.arrays().codes, DiskRows)  # the new version's rows stay on the disk too
         after = store.search(q, 10, "adaptive:12:60:96")
     in_ram = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="ram").search(q, 10, "adaptive:12:60:96")
     np.testing.assert_array_equal(after[1], in_ram[1])

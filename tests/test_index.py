@@ -393,3 +393,26 @@ def test_the_default_plan_scales_to_a_larger_k():
     np.testing.assert_array_equal(index.search(q, 50)[1], index.search(q, 50, "adaptive:8:150:64")[1])
     graph = index.with_shortlists([16], "hnsw")
     assert graph.default_plan is None  # a plan tuned for other structures does not carry over
+
+
+def test_state_api_round_trip_and_memory(tmp_path):
+    from matryoshka.index.state import IndexArrays
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 32)).astype(np.float32)
+    index = MatryoshkaIndex(32, [8], encoding="int8")
+    index.add(x)
+    index.remove([3, 4])
+    state = index.arrays()
+    assert isinstance(state, IndexArrays) and state.dead.sum() == 2 and state.scales is not None
+    copy = MatryoshkaIndex.from_arrays(state, **index.options())
+    assert copy.ntotal == index.ntotal == 298 and copy.n_deleted == 2
+    q = x[:5]
+    for a, b in zip(copy.search(q, 5), index.search(q, 5), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # RAM: int8 rows + scales + ids + flags + the 8-dim flat shortlist; a memory map holds none of the rows.
+    expected = 300 * 32 + 300 * 4 + 300 * 8 + 300 + 300 * 8 * 4
+    assert index.memory_bytes() == expected
+    index.compacted().save(tmp_path / "ix")
+    mapped = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="mmap")
+    assert mapped.memory_bytes() == 298 * (4 + 8 + 1 + 8 * 4)  # scales, ids, flags, shortlist; no rows

@@ -243,7 +243,7 @@ def test_kill_9_mid_append_or_mid_compaction_keeps_every_acknowledged_write(tmp_
             assert (i in store) == (i % 7 != 3), i
         assert 100_000 + acked + 2 not in store  # nothing beyond the one write that may have been in flight
         assert (int(store.version[2:]) > 1) == (threshold > 0)  # compactions ran (and one was likely cut short)
-        assert (type(store.index._codes).__name__ == "DiskRows") == (tier == "disk")
+        assert (type(store.index.arrays().codes).__name__ == "DiskRows") == (tier == "disk")
 
 
 def test_a_failed_background_compaction_loses_nothing_and_is_reported_once(folder, monkeypatch):

@@ -210,9 +210,11 @@ def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[s
     for tier, (label, family) in tiers.items():
         opened = MatryoshkaIndex.load(folder, full_vectors=tier)
         if tier == "mmap":
-            note = f"+{opened._codes.nbytes / len(corpus.vectors):.0f} B/vector in a mapped file (page cache)"
+            note = f"+{opened.arrays().codes.nbytes / len(corpus.vectors):.0f} B/vector in a mapped file (page cache)"
         else:
-            note = "full-dim rows read per query with direct I/O" if opened._codes.direct else "no direct I/O here"
+            note = (
+                "full-dim rows read per query with direct I/O" if opened.arrays().codes.direct else "no direct I/O here"
+            )
         methods.append(
             Method(
                 f"{tag} {label} {info['plan']}",

@@ -256,7 +256,7 @@ def autotune(
     if id(best["structure"]) in siblings:
         index.adopt_shortlists(siblings[id(best["structure"])])
     if isinstance(index, MatryoshkaIndex):
-        index._norms.clear()  # prefix lengths of the plans tried; searches compute the ones they need again
+        index.forget_prefix_norms()  # of the plans tried; searches compute the ones they need again
         # Searches that name no plan follow it (saved with the index).
         index.default_plan, index.default_plan_k = plan_to_text(best["plan"]), k
     console.print(f"chosen: {plan_to_text(best['plan'])} on {best['structure']}")

@@ -33,6 +33,7 @@ from matryoshka.index.errors import DuplicateIdError, IndexInputError, UnknownId
 from matryoshka.index.ids import check_ids, check_new_ids, empty_ids, listed
 from matryoshka.index.plans import Plan, checked_stages, parse_plan, scaled
 from matryoshka.index.stages import EXACT_CHUNK, StagedSearch
+from matryoshka.index.state import IndexArrays
 from matryoshka.index.storage import normalize, row_squares
 from matryoshka.index.threads import search_threads
 
@@ -171,6 +172,31 @@ class MatryoshkaIndex(StagedSearch):
         return index
 
     # -- contents -------------------------------------------------------------------------------------------
+    # -- state ----------------------------------------------------------------------------------------------
+    def arrays(self) -> IndexArrays:
+        """What the index holds, as arrays (no copy): see :mod:`matryoshka.index.state`."""
+        return IndexArrays(self._codes, self._scales, self._ids, self._dead, dict(self._shortlist), self.id_kind)
+
+    @classmethod
+    def from_arrays(cls, arrays: IndexArrays, **options) -> MatryoshkaIndex:
+        """An index around ``arrays`` (no copy) with ``options`` as for the constructor (see :meth:`options`)."""
+        index = cls(**options)
+        index.id_kind = arrays.id_kind
+        index._codes, index._scales, index._ids = arrays.codes, arrays.scales, arrays.ids
+        index._dead = arrays.dead
+        index._dead_bits = np.packbits(arrays.dead, bitorder="little")
+        index._n_dead = int(arrays.dead.sum())
+        index._shortlist.update(arrays.shortlists)
+        return index
+
+    def memory_bytes(self) -> int:
+        """Bytes held in RAM: rows (unless memory-mapped or on the disk), ids and shortlist structures."""
+        return self.arrays().memory_bytes()
+
+    def forget_prefix_norms(self) -> None:
+        """Drop the cached prefix lengths (autotune tries many plans; later searches compute what they need)."""
+        self._norms.clear()
+
     @property
     def rows(self) -> int:
         """Stored rows, deleted ones included (row numbers are positions in the stored arrays)."""

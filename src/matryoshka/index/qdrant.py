@@ -52,7 +52,7 @@ def export_index(
         vectors_config={vector_name(d): models.VectorParams(size=d, distance=models.Distance.COSINE) for d in dims},
     )
     alive = index.alive_positions()
-    ids = index._ids.tolist()  # Python ints and strings, as JSON takes them
+    ids = index.arrays().ids.tolist()  # Python ints and strings, as JSON takes them
     for start in range(0, len(alive), batch_size):
         pos = alive[start : start + batch_size]
         rows = index.vectors(pos)

@@ -122,8 +122,9 @@ class IndexStore:
         self._state = (base, Segment(base.dim, base.id_kind))
         self.id_kind = base.id_kind
         alive = base.alive_positions()
-        self._where: dict = dict(zip(base._ids[alive].tolist(), alive.tolist(), strict=True))
-        self._next_id = int(base._ids.max()) + 1 if base.rows and base.id_kind == "int" else 0
+        stored_ids = base.arrays().ids
+        self._where: dict = dict(zip(stored_ids[alive].tolist(), alive.tolist(), strict=True))
+        self._next_id = int(stored_ids.max()) + 1 if base.rows and base.id_kind == "int" else 0
         for number, record in enumerate(records):
             try:
                 if record.op == wal.ADD:
@@ -236,7 +237,7 @@ class IndexStore:
         if segment.n == 0 and base.n_deleted == 0:
             return base  # nothing to fold in: no copy (a memory-mapped index stays mapped)
         vectors, ids, dead = segment.rows()
-        if isinstance(base._codes, DiskRows):
+        if isinstance(base.arrays().codes, DiskRows):
             warnings.warn(
                 f"{self.root} has writes logged since its last compaction: folding them in reads every row into RAM; "
                 "serve it through IndexStore (mrl serve) or run mrl index compact to keep the rows on the disk",
@@ -354,13 +355,15 @@ class IndexStore:
                     return self.version  # nothing logged since the last compaction
                 n0, log_offset = segment.n, self._wal.size
                 vectors, ids, dead = (a.copy() for a in segment.rows())
-                base_dead = base._dead.copy()
+                base_dead = base.arrays().dead.copy()
                 self._deleted_during = []
             new_base = base.compacted(vectors[~dead], ids[~dead], dead=base_dead)  # the state at the snapshot
             name = versions.write_version(new_base, self.root)
-            if isinstance(base._codes, DiskRows):  # the new version's rows stay on the disk as well
-                new_base._codes = DiskRows(self.root / name / "codes.npy")
-            where = dict(zip(new_base._ids.tolist(), range(new_base.rows), strict=True))
+            if isinstance(base.arrays().codes, DiskRows):  # the new version's rows stay on the disk as well
+                state = new_base.arrays()
+                state.codes = DiskRows(self.root / name / "codes.npy")
+                new_base = MatryoshkaIndex.from_arrays(state, **new_base.options())
+            where = dict(zip(new_base.arrays().ids.tolist(), range(new_base.rows), strict=True))
             with self._write_lock:
                 try:
                     for id_ in self._deleted_during:
@@ -412,7 +415,7 @@ class IndexStore:
             if base.ntotal:
                 s, p = base.search_positions(q, stages)
                 scores.append(s[:, :k])
-                ids.append(base._ids[p[:, :k]])
+                ids.append(base.arrays().ids[p[:, :k]])
             if segment.alive:
                 s, i = segment.search(q, stages[-1][0], k)
                 scores.append(s)

@@ -23,6 +23,7 @@ from matryoshka.index.disk import DiskRows, check_tier
 from matryoshka.index.errors import CorruptIndexError, StoreBusyError
 from matryoshka.index.ids import load_ids, save_ids
 from matryoshka.index.index import MatryoshkaIndex
+from matryoshka.index.state import IndexArrays
 from matryoshka.io import DIR_MODE, atomic_write_bytes, atomic_write_json, fsync_dir, fsync_file, sha256_file
 
 FORMAT_VERSION = 2  # 2: string ids (id_kind, id_bytes/id_offsets); 1 (int64 ids.npy only) still reads
@@ -54,13 +55,14 @@ def write_version(index: MatryoshkaIndex, root: Path) -> str:
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     os.chmod(tmp, DIR_MODE)
     try:
+        state = index.arrays()
         files = {"codes": tmp / "codes.npy"}
-        np.save(files["codes"], np.ascontiguousarray(index._codes))
-        if index._scales is not None:
+        np.save(files["codes"], np.ascontiguousarray(state.codes))
+        if state.scales is not None:
             files["scales"] = tmp / "scales.npy"
-            np.save(files["scales"], np.ascontiguousarray(index._scales))
-        files.update(save_ids(tmp, index._ids, index.id_kind or "int"))
-        for d, shortlist in index._shortlist.items():
+            np.save(files["scales"], np.ascontiguousarray(state.scales))
+        files.update(save_ids(tmp, state.ids, index.id_kind or "int"))
+        for d, shortlist in state.shortlists.items():
             files[f"shortlist-{d}"] = tmp / f"shortlist-{d}.faiss"
             faiss.write_index(shortlist, str(files[f"shortlist-{d}"]))
         for file in files.values():
@@ -151,17 +153,17 @@ def read_version(
                 arrays[key] = np.load(file, mmap_mode="r" if (tier == "mmap" and key == "codes") else None)
         except (ValueError, OSError, RuntimeError) as e:
             raise CorruptIndexError(f"{file} is not a readable array (truncated?): {e}") from e
-    index = MatryoshkaIndex(
-        meta["dim"],
-        meta["shortlist_dims"],
-        meta["encoding"],
-        meta.get("shortlist", "flat"),
-        meta.get("hnsw_m", 32),
-        meta.get("hnsw_ef_search", 128),
-        tier,  # where the rows live now (a later save records it)
-        meta.get("default_plan"),
-        meta.get("default_plan_k", 10),
-    )
+    options = {
+        "dim": meta["dim"],
+        "shortlist_dims": meta["shortlist_dims"],
+        "encoding": meta["encoding"],
+        "shortlist": meta.get("shortlist", "flat"),
+        "hnsw_m": meta.get("hnsw_m", 32),
+        "hnsw_ef_search": meta.get("hnsw_ef_search", 128),
+        "full_vectors": tier,  # where the rows live now (a later save records it)
+        "default_plan": meta.get("default_plan"),
+        "default_plan_k": meta.get("default_plan_k", 10),
+    }
     kind = meta.get("id_kind", "int")
     codes = arrays["codes"]
     try:
@@ -170,14 +172,14 @@ def read_version(
         raise CorruptIndexError(f"{folder}: cannot read its ids: {e}") from e
     if codes.shape != (meta["ntotal"], meta["dim"]) or ids.shape != (meta["ntotal"],):
         raise CorruptIndexError(f"{folder} arrays do not match its meta.json ({codes.shape}, {ids.shape})")
-    index.id_kind = kind if len(ids) else None
-    index._codes, index._ids = codes, ids
-    index._scales = arrays.get("scales")
-    index._dead = np.zeros(len(ids), dtype=bool)
-    index._dead_bits = np.packbits(index._dead, bitorder="little")
-    for d in index.shortlist_dims:
+    shortlists = {}
+    for d in options["shortlist_dims"]:
         shortlist = arrays.get(f"shortlist-{d}")
-        if shortlist is None or shortlist.ntotal != index.ntotal or shortlist.d != d:
+        if shortlist is None or shortlist.ntotal != meta["ntotal"] or shortlist.d != d:
             raise CorruptIndexError(f"{folder}: the shortlist index for dim {d} is missing or does not match")
-        index._shortlist[d] = shortlist
+        shortlists[d] = shortlist
+    state = IndexArrays(
+        codes, arrays.get("scales"), ids, np.zeros(len(ids), dtype=bool), shortlists, kind if len(ids) else None
+    )
+    index = MatryoshkaIndex.from_arrays(state, **options)
     return index
