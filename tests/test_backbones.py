@@ -68,7 +68,7 @@ def _tiny_vit(folder):
 
 
 def test_registry_round_trip_and_config(monkeypatch, tmp_path):
-    monkeypatch.setattr(backbone_registry, "_FACTORIES", dict(backbone_registry._FACTORIES))
+    monkeypatch.setattr(backbone_registry.BACKBONES, "_items", dict(backbone_registry.BACKBONES._items))
     calls = []
 
     @register_backbone("tiny_flat")
@@ -89,7 +89,9 @@ def test_registry_round_trip_and_config(monkeypatch, tmp_path):
 
 
 def test_unknown_backbones_name_the_registered_ones(tmp_path):
-    with pytest.raises(BackboneError, match=r"unknown backbone 'resnet9000'; registered backbones: cnn, mlp, resnet,"):
+    with pytest.raises(
+        BackboneError, match=r"unknown backbone 'resnet9000' \(did you mean resnet\?\); registered: cnn, mlp, resnet,"
+    ):
         create_backbone("resnet9000", 16, SHAPE)
     assert issubclass(BackboneError, MatryoshkaError) and issubclass(BackboneError, ValueError)
     with pytest.raises(ConfigError, match=r"model.backbone: .*unknown backbone 'resnet9000'.*cnn, mlp, resnet, vit"):
@@ -285,3 +287,23 @@ def test_freeze_backbone_trains_only_projection_and_heads(digits, tmp_path, back
     assert not any(p.requires_grad for p in result.model.backbone.features.parameters())
     assert result.model.training and not result.model.backbone.features.training
     assert result.model.backbone.project.training
+
+
+def test_data_sources_follow_the_same_registry_rules(monkeypatch):
+    from matryoshka.data import register_data
+    from matryoshka.data.registry import SOURCES
+    from matryoshka.errors import InputError
+
+    monkeypatch.setattr(SOURCES, "_items", dict(SOURCES._items))
+
+    @register_data("my_scans")
+    def first(cfg):
+        return None
+
+    with pytest.raises(InputError, match="registered already"):
+        register_data("my_scans")(lambda cfg: None)  # used to replace it silently
+    register_data("my_scans", overwrite=True)(lambda cfg: None)
+    with pytest.raises(InputError, match=r"unknown data source 'my_scan' \(did you mean my_scans\?\)"):
+        SOURCES.get("my_scan")
+    with pytest.raises(InputError, match="no ':'"):
+        register_data("a:b")

@@ -23,35 +23,32 @@ from matryoshka.data.base import ImageData
 from matryoshka.data.digits import load_digits
 from matryoshka.data.fashion_mnist import load_fashion_mnist
 from matryoshka.errors import InputError
+from matryoshka.registry import Registry
 
 Loader = Callable[[Any], ImageData]
 _MODULE_LOADER = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
-_SOURCES: dict[str, Loader] = {}
+SOURCES: Registry[Loader] = Registry("data source")
 
 
-def register_data(name: str) -> Callable[[Loader], Loader]:
-    """Register ``loader(cfg) -> ImageData`` under ``name`` (the value of ``data.name`` in a config)."""
-
-    def add(loader: Loader) -> Loader:
-        _SOURCES[name] = loader
-        return loader
-
-    return add
+def register_data(name: str, *, overwrite: bool = False) -> Callable[[Loader], Loader]:
+    """Register ``loader(cfg) -> ImageData`` under ``name`` (the value of ``data.name`` in a config). A name taken
+    by another function is refused unless ``overwrite=True`` (the rules of :class:`matryoshka.registry.Registry`)."""
+    return SOURCES.register(name, overwrite=overwrite)
 
 
 def data_sources() -> list[str]:
-    return sorted(_SOURCES)
+    return SOURCES.names()
 
 
 def is_data_source(name: str) -> bool:
     """A registered name, or ``package.module:loader`` (a loader function in the user's own importable file)."""
-    return name in _SOURCES or _MODULE_LOADER.fullmatch(name) is not None
+    return name in SOURCES or _MODULE_LOADER.fullmatch(name) is not None
 
 
 def find_loader(name: str) -> Loader:
     """The loader a ``data.name`` names; ``package.module:loader`` is imported (its decorators register too)."""
-    if name in _SOURCES:
-        return _SOURCES[name]
+    if name in SOURCES:
+        return SOURCES.get(name)
     if _MODULE_LOADER.fullmatch(name):
         module_name, attr = name.split(":")
         try:
@@ -64,7 +61,7 @@ def find_loader(name: str) -> Loader:
         if not callable(loader):
             raise InputError(f"data source {name}: {module_name} has no function {attr}")
         return loader
-    raise InputError(f"unknown data source {name!r}; registered: {', '.join(data_sources())}, or package.module:loader")
+    raise InputError(f"{SOURCES.unknown(name)}, or package.module:loader")
 
 
 def load_data(cfg: Any) -> ImageData:
@@ -138,4 +135,4 @@ def load_dataset(name: str, root: str | None = None, val_size: int | None = None
     """Load a built-in data set by name; ``val_size`` defaults to each data set's own (5,000 / 180)."""
     if name not in DATASETS:
         raise InputError(f"unknown data set {name!r}; choose one of {DATASETS}")
-    return _SOURCES[name](SimpleNamespace(name=name, root=root, val_size=val_size, seed=seed))
+    return SOURCES.get(name)(SimpleNamespace(name=name, root=root, val_size=val_size, seed=seed))

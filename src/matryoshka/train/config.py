@@ -49,11 +49,11 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
-        from matryoshka.data import data_sources, is_data_source
+        from matryoshka.data import is_data_source
+        from matryoshka.data.registry import SOURCES
 
         if not is_data_source(self.name):
-            choices = ", ".join(data_sources())
-            raise ValueError(f"unknown data source {self.name!r}; choose one of {choices}, or package.module:loader")
+            raise ValueError(f"{SOURCES.unknown(self.name)}, or package.module:loader")
         if self.name in ("imagefolder", "table") and not self.path:
             raise ValueError(f"data.name={self.name} needs data.path (the folder or file to read)")
         if self.val_fraction + self.test_fraction >= 1:

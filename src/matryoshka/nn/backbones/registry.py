@@ -19,13 +19,13 @@ from typing import Literal
 from torch import nn
 
 from matryoshka.errors import MatryoshkaError
+from matryoshka.registry import Registry
 
 BackboneFactory = Callable[[int, tuple[int, ...], int | None], nn.Module]
 SpecKind = Literal["name", "hf", "timm", "module"]
 
 SPEC_FORMS = "hf:FOLDER (a transformers save_pretrained folder), timm:MODEL or package.module:factory"
 
-_FACTORIES: dict[str, BackboneFactory] = {}
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _MODULE_SPEC = re.compile(rf"{_DOTTED}:{_DOTTED}")
 _NAME = re.compile(r"[A-Za-z0-9_][\w.-]*")
@@ -33,6 +33,9 @@ _NAME = re.compile(r"[A-Za-z0-9_][\w.-]*")
 
 class BackboneError(MatryoshkaError, ValueError):
     """A backbone spec that names nothing known, cannot be built, or does not fit the data or the weights given."""
+
+
+BACKBONES: Registry[BackboneFactory] = Registry("backbone", BackboneError)
 
 
 def register_backbone(name: str, *, overwrite: bool = False) -> Callable[[BackboneFactory], BackboneFactory]:
@@ -47,34 +50,21 @@ def register_backbone(name: str, *, overwrite: bool = False) -> Callable[[Backbo
                                  nn.Linear(width or 1024, embed_dim))
 
     A name already taken raises :class:`BackboneError` unless ``overwrite=True`` (re-running the same definition,
-    e.g. a reloaded module, is allowed).
+    e.g. a reloaded module, is allowed). The rules are those of :class:`matryoshka.registry.Registry`.
     """
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise BackboneError(f"backbone name {name!r} must be letters, digits, '_', '.' or '-' (no ':')")
-
-    def decorate(factory: BackboneFactory) -> BackboneFactory:
-        old = _FACTORIES.get(name)
-        same = old is not None and (old.__module__, old.__qualname__) == (factory.__module__, factory.__qualname__)
-        if old is not None and not (overwrite or same):
-            raise BackboneError(f"a backbone named {name!r} is registered already; pass overwrite=True to replace it")
-        _FACTORIES[name] = factory
-        return factory
-
-    return decorate
+    return BACKBONES.register(name, overwrite=overwrite)
 
 
 def registered_backbones() -> list[str]:
     """The registered backbone names, sorted."""
-    return sorted(_FACTORIES)
+    return BACKBONES.names()
 
 
 def backbone_factory(name: str) -> BackboneFactory:
     """The factory registered under ``name``."""
-    if name not in _FACTORIES:
-        raise BackboneError(
-            f"unknown backbone {name!r}; registered backbones: {', '.join(registered_backbones())} (or {SPEC_FORMS})"
-        )
-    return _FACTORIES[name]
+    if name not in BACKBONES:
+        raise BackboneError(f"{BACKBONES.unknown(name)} (or {SPEC_FORMS})")
+    return BACKBONES.get(name)
 
 
 @dataclass(frozen=True)
