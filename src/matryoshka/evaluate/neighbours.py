@@ -20,17 +20,14 @@ import numpy as np
 
 from matryoshka.errors import InputError
 from matryoshka.evaluate.ranking import recall_against
+from matryoshka.normalize import normalize
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
 
-def normalized(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), dtype=np.float32)
-
-
 def cosine_neighbours(corpus: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
     """Indices (Q, k) of each query's exact top-k corpus rows by cosine similarity."""
-    return faiss.knn(normalized(queries), normalized(corpus), k, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    return faiss.knn(normalize(queries), normalize(corpus), k, metric=faiss.METRIC_INNER_PRODUCT)[1]
 
 
 def svd_basis(corpus: np.ndarray, sample: int = 100_000) -> dict[str, Transform]:

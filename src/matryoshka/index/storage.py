@@ -9,6 +9,7 @@ import faiss
 import numpy as np
 
 from matryoshka.errors import InputError
+from matryoshka.normalize import normalize as normalize  # re-exported: the index modules import it from here
 
 Encoding = Literal["float32", "float16", "int8"]
 ENCODINGS: tuple[str, ...] = ("float32", "float16", "int8")
@@ -45,16 +46,6 @@ def row_squares(x: np.ndarray) -> np.ndarray:
     if len(x):
         faiss.fvec_norms_L2sqr(faiss.swig_ptr(out), faiss.swig_ptr(x), x.shape[1], len(x))
     return out
-
-
-def normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (a new C-contiguous float32 array; all-zero rows stay zero)."""
-    y = np.array(x, dtype=np.float32, order="C")
-    if y.ndim == 2 and y.size:
-        faiss.fvec_renorm_L2(y.shape[1], len(y), faiss.swig_ptr(y))  # in place, compiled
-    elif y.size:
-        y /= np.maximum(np.sqrt(np.einsum("...d,...d->...", y, y))[..., None], 1e-12)
-    return y
 
 
 def best_first(scores: np.ndarray, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from fastapi.responses import Response
 
 from matryoshka.index import IndexStore, parse_plan
 from matryoshka.index.ids import MAX_ID_BYTES, parse_id
+from matryoshka.normalize import normalize
 from matryoshka.service.schemas import (
     AddRequest,
     AddResponse,
@@ -94,8 +95,7 @@ class Service:
             return self.as_matrix(req.vectors)
         queries = self.embed_raw(req)
         if queries.shape[1] > self.store.dim:
-            queries = queries[:, : self.store.dim]
-            queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+            return normalize(queries[:, : self.store.dim])
         return np.ascontiguousarray(queries, dtype=np.float32)
 
 
