@@ -8,8 +8,8 @@ classifies the test split: each example stops at the first dim whose head is con
 
 import tempfile
 
+from matryoshka import encode_and_classify
 from matryoshka.adaptive import Cascade
-from matryoshka.inference import encode_and_classify
 from matryoshka.train import Trainer, parse_config
 
 config = parse_config(

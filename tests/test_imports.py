@@ -24,3 +24,12 @@ def test_the_public_names_load_on_first_use():
     assert set(matryoshka.__all__) <= set(dir(matryoshka))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         matryoshka.nope  # noqa: B018
+
+
+def test_a_name_shared_with_a_submodule_stays_the_function():
+    import importlib
+
+    import matryoshka
+
+    importlib.import_module("matryoshka.truncate")  # the import system binds submodules on their package
+    assert callable(matryoshka.truncate) and matryoshka.truncate.__name__ == "truncate"

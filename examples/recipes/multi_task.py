@@ -11,10 +11,9 @@ import torch
 from _common import fashion_mnist, recipe_args, save_results, train_loop
 from torch import nn
 
-from matryoshka import FixedFeatureHead, MatryoshkaLoss, MRLHead, nesting_list
-from matryoshka.data.fashion_mnist import SUPERCLASS
+from matryoshka import FixedFeatureHead, MatryoshkaLoss, MRLHead, create_backbone, nesting_list
+from matryoshka.data import SUPERCLASS
 from matryoshka.evaluate import accuracy
-from matryoshka.nn import build_backbone
 
 args = recipe_args(__doc__, "multi_task", coarse_dim=8, embed_dim=64)
 data = fashion_mnist(args.quick, args.seed)
@@ -27,7 +26,7 @@ fine_loss, ce = MatryoshkaLoss(nn.CrossEntropyLoss(), nesting), nn.CrossEntropyL
 
 def model(fine: bool, coarse: bool):
     torch.manual_seed(args.seed)
-    encoder = build_backbone("cnn", d, data.input_shape, width=16)
+    encoder = create_backbone("cnn", d, data.input_shape, width=16)
     heads = {}
     if fine:
         heads["fine"] = MRLHead(d, 10, nesting)

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.functional import mse_loss, pad
 
 from matryoshka import MatryoshkaLoss, nesting_list
-from matryoshka.data.fashion_mnist import CLASS_NAMES
+from matryoshka.data import CLASS_NAMES
 
 args = recipe_args(__doc__, "nested_autoencoder", code_dim=32, epochs=8)
 data = fashion_mnist(args.quick, args.seed)

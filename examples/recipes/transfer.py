@@ -14,10 +14,9 @@ from _common import fashion_mnist, recipe_args, save_results, train_loop
 from torch import nn
 from torch.nn.functional import interpolate
 
-from matryoshka import MatryoshkaLoss, MRLHead, nesting_list
+from matryoshka import MatryoshkaLoss, MRLHead, create_backbone, nesting_list
 from matryoshka.data import load_dataset
 from matryoshka.evaluate import LinearProbe, accuracy
-from matryoshka.nn import build_backbone
 
 args = recipe_args(__doc__, "transfer", embed_dim=64, finetune_epochs=15)
 source = fashion_mnist(args.quick, args.seed)
@@ -48,7 +47,7 @@ def per_dim_accuracy(encoder, head):
 
 
 torch.manual_seed(args.seed)
-encoder, head = build_backbone("cnn", d, (1, 28, 28), width=16), MRLHead(d, 10, nesting)
+encoder, head = create_backbone("cnn", d, (1, 28, 28), width=16), MRLHead(d, 10, nesting)
 train_loop(
     [encoder, head],
     lambda idx: loss_fn(head(encoder(source.train.x[idx])), source.train.y[idx]),
@@ -65,7 +64,7 @@ train(tuned_encoder, tuned_head, train_x, train_y, finetune_epochs, 1e-3, "fine-
 finetuned = per_dim_accuracy(tuned_encoder, tuned_head)
 
 torch.manual_seed(args.seed)
-scratch_encoder, scratch_head = build_backbone("cnn", d, (1, 28, 28), width=16), MRLHead(d, 10, nesting)
+scratch_encoder, scratch_head = create_backbone("cnn", d, (1, 28, 28), width=16), MRLHead(d, 10, nesting)
 train(scratch_encoder, scratch_head, train_x, train_y, finetune_epochs, 3e-3, "digits from scratch")
 scratch = per_dim_accuracy(scratch_encoder, scratch_head)
 

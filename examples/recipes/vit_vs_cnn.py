@@ -9,9 +9,9 @@ Their embeddings are 64-dim, trained with Matryoshka heads at 8, 16, 32, 64.
 
 from _common import fashion_mnist, recipe_args, save_results
 
+from matryoshka import encode_and_classify
 from matryoshka.evaluate import accuracy
-from matryoshka.inference import encode_and_classify
-from matryoshka.report.plots import per_dim_plot
+from matryoshka.report import per_dim_plot
 from matryoshka.train import Trainer, parse_config
 
 args = recipe_args(__doc__, "vit_vs_cnn", epochs=5, embed_dim=64)

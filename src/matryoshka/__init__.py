@@ -19,6 +19,9 @@ from importlib import import_module
 from importlib.metadata import version as _version
 from typing import Any
 
+# Eager: this name is also a submodule's, which the import system would otherwise bind here once it is imported.
+from matryoshka.truncate import truncate
+
 __version__ = _version("matryoshka-mrl")
 
 # public name -> module that defines it
@@ -32,7 +35,6 @@ _EXPORTS = {
     "nesting_weights": "matryoshka.nesting",
     "small_dim_weights": "matryoshka.nesting",
     "validate_nesting": "matryoshka.nesting",
-    "truncate": "matryoshka.truncate",
     "MRLHead": "matryoshka.nn.heads",
     "FixedFeatureHead": "matryoshka.nn.heads",
     "MatryoshkaLoss": "matryoshka.nn.losses",
@@ -48,6 +50,7 @@ _EXPORTS = {
     # a finished run
     "TrainedRun": "matryoshka.runs",
     "encode": "matryoshka.inference",
+    "encode_and_classify": "matryoshka.inference",
     "evaluate_embeddings": "matryoshka.evaluate.per_dim",
     # retrieval
     "MatryoshkaIndex": "matryoshka.index",
@@ -62,7 +65,7 @@ _EXPORTS = {
     "Cascade": "matryoshka.adaptive",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "truncate"])
 
 
 def __getattr__(name: str) -> Any:

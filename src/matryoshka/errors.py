@@ -8,8 +8,29 @@ from __future__ import annotations
 
 
 class MatryoshkaError(Exception):
-    """Base of the errors whose message is meant for the user (bad input, missing files, corrupt data)."""
+    """Base of the errors whose message is meant for the user (bad input, missing files, corrupt data).
+
+    Example::
+
+        from matryoshka import MatryoshkaError, load_config
+
+        try:
+            load_config("no_such_file.yaml")
+        except MatryoshkaError as e:          # every error meant for the user: one line to print
+            print(e)
+    """
 
 
 class InputError(MatryoshkaError, ValueError):
-    """An argument or array the user passed is malformed (wrong shape, empty, out of range)."""
+    """An argument or array the user passed is malformed (wrong shape, empty, out of range).
+
+    Example::
+
+        import numpy as np
+        from matryoshka import InputError, truncate
+
+        try:
+            truncate(np.ones((2, 4)), 8)
+        except InputError as e:               # also a ValueError
+            print(e)
+    """

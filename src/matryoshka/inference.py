@@ -25,7 +25,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 @torch.no_grad()
 def encode(model: MatryoshkaClassifier, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Full-dim embeddings z (float32, on the CPU) of every input, computed in eval mode."""
+    """Full-dim embeddings z (float32, on the CPU) of every input, computed in eval mode.
+
+    Example::
+
+        import torch
+        from matryoshka import MatryoshkaClassifier, MRLHead, create_backbone, encode
+
+        model = MatryoshkaClassifier(create_backbone("mlp", 16, (20,)), MRLHead(16, 3, [4, 8, 16]))
+        z = encode(model, torch.randn(1000, 20), batch_size=256)   # (1000, 16), batched, in eval mode
+    """
     z, _ = encode_and_classify(model, x, batch_size, with_logits=False)
     return z
 
@@ -37,6 +46,14 @@ def encode_and_classify(
     """Embeddings and per-dim logits of every input (both on the CPU), in one pass.
 
     Moderate batches are fastest on a CPU (they stay in cache); 256 is about 2x faster than 1024 there.
+
+    Example::
+
+        import torch
+        from matryoshka import MatryoshkaClassifier, MRLHead, create_backbone, encode_and_classify
+
+        model = MatryoshkaClassifier(create_backbone("mlp", 16, (20,)), MRLHead(16, 3, [4, 8, 16]))
+        z, logits = encode_and_classify(model, torch.randn(100, 20))   # logits: one (100, 3) tensor per dim
     """
     was_training = model.training
     model.eval()

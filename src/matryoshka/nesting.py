@@ -15,7 +15,18 @@ from matryoshka.errors import MatryoshkaError
 
 
 class NestingError(MatryoshkaError, ValueError):
-    """A nesting list that cannot be used (empty, unsorted, out of range, ...)."""
+    """A nesting list that cannot be used (empty, unsorted, out of range, ...).
+
+    Example::
+
+        from matryoshka import NestingError, validate_nesting
+
+        assert validate_nesting([8, 16, 32], 32) == [8, 16, 32]
+        try:
+            validate_nesting([16, 8])
+        except NestingError as e:
+            print(e)                          # the dims must increase
+    """
 
 
 def nesting_list(d: int, min_dim: int = 8) -> list[int]:
@@ -63,6 +74,16 @@ def validate_nesting(nesting: Sequence[int], d: int | None = None) -> list[int]:
     Rejects empty, non-integer, non-positive, unsorted or repeated dims, and dims larger than ``d``.
     Dims are never sorted silently: an out-of-order list usually means a bug upstream.
     Warns when ``d`` is given and missing from the list (the full embedding would go untrained).
+
+    Example::
+
+        from matryoshka import NestingError, validate_nesting
+
+        assert validate_nesting([8, 16, 32], 32) == [8, 16, 32]
+        try:
+            validate_nesting([16, 8])
+        except NestingError as e:
+            print(e)                          # the dims must increase
     """
     dims = list(nesting)
     if not dims:
@@ -96,12 +117,26 @@ def small_dim_weights(nesting: Sequence[int], pivot: int = SMALL_DIM_PIVOT) -> l
 
     The trainers' default. With the paper's equal weights the smallest prefixes get a small share of the gradient
     and trail a model trained for their dim alone (FF-k); ``mrl bench defaults`` measures both.
+
+    Example::
+
+        from matryoshka import small_dim_weights
+
+        assert small_dim_weights([2, 4, 8, 16, 32, 64]) == [8.0, 4.0, 2.0, 1.0, 1.0, 1.0]
     """
     return [max(1.0, pivot / m) for m in validate_nesting(nesting)]
 
 
 def nesting_weights(nesting: Sequence[int], weights: Sequence[float] | None = None) -> list[float]:
-    """Relative importance c_m per dim; all ones by default (as in the paper)."""
+    """Relative importance c_m per dim; all ones by default (as in the paper).
+
+    Example::
+
+        from matryoshka import nesting_weights
+
+        assert nesting_weights([8, 16, 32]) == [1.0, 1.0, 1.0]
+        assert nesting_weights([8, 16, 32], [2, 1, 1]) == [2.0, 1.0, 1.0]
+    """
     if weights is None:
         return [1.0] * len(nesting)
     w = [float(x) for x in weights]

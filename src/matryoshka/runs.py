@@ -29,6 +29,23 @@ from matryoshka.truncate import truncate
 
 @dataclass
 class TrainedRun:
+    """A finished run folder: its model, how it preprocesses raw inputs, its class names and config.
+
+    Example::
+
+        import tempfile
+        import numpy as np
+        from matryoshka import TrainedRun, Trainer
+        from matryoshka.train import parse_config
+
+        out = tempfile.mkdtemp()
+        config = {"data": {"name": "digits"}, "model": {"embed_dim": 16, "min_dim": 4}, "train": {"epochs": 1, "out_dir": out}}
+        Trainer(parse_config(config), progress=False).fit()
+        run = TrainedRun.load(out)                    # a finished run folder: model, preprocessing, class names
+        z = run.encode_raw(np.full((3, 64), 8.0), dim=8)   # raw inputs: 3 flattened 8x8 images of 0-16 values
+        print(run.kind, run.dim, z.shape)                   # image 16 (3, 8)
+    """
+
     path: Path
     kind: str  # "image" (a classifier on images or feature vectors) or "text" (a SentenceTransformer)
     model: Any

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
 
 from matryoshka.errors import InputError
 
-Array = TypeVar("Array", torch.Tensor, np.ndarray)
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported only when a tensor comes in, so that numpy users (the index, the service) do not load it.
+Array = TypeVar("Array", "torch.Tensor", np.ndarray)
 
 
 def truncate(z: Array, m: int, normalize: bool = True, eps: float = 1e-12) -> Array:
@@ -30,7 +33,9 @@ def truncate(z: Array, m: int, normalize: bool = True, eps: float = 1e-12) -> Ar
     prefix = z[..., :m]
     if not normalize:
         return prefix
-    if isinstance(prefix, torch.Tensor):
+    if not isinstance(prefix, np.ndarray):
+        import torch
+
         return torch.nn.functional.normalize(prefix, dim=-1, eps=eps)
     norms = np.linalg.norm(prefix, axis=-1, keepdims=True)
     return prefix / np.maximum(norms, eps)

@@ -90,6 +90,17 @@ class Cascade:
     Args:
         nesting: the dims of the heads, increasing.
         max_dim: the largest dim the cascade may reach (a prefix of the nesting list); default all.
+
+    Example::
+
+        import torch
+        from matryoshka import Cascade
+
+        # Per-dim logits of 100 validation examples at dims 8, 16, 32 (from MRLHead), and their labels.
+        logits, labels = [torch.randn(100, 10) * s for s in (1, 2, 4)], torch.randint(0, 10, (100,))
+        cascade = Cascade([8, 16, 32]).fit(logits, labels)      # thresholds learned on held-out data
+        result = cascade.predict(logits)
+        print(result.expected_dim)
     """
 
     def __init__(self, nesting: Sequence[int], max_dim: int | None = None) -> None:

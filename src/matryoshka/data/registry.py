@@ -32,7 +32,17 @@ SOURCES: Registry[Loader] = Registry("data source")
 
 def register_data(name: str, *, overwrite: bool = False) -> Callable[[Loader], Loader]:
     """Register ``loader(cfg) -> ImageData`` under ``name`` (the value of ``data.name`` in a config). A name taken
-    by another function is refused unless ``overwrite=True`` (the rules of :class:`matryoshka.registry.Registry`)."""
+    by another function is refused unless ``overwrite=True`` (the rules of :class:`matryoshka.registry.Registry`).
+
+    Example::
+
+        from matryoshka import register_data
+        from matryoshka.data import load_dataset
+
+        @register_data("digits_again", overwrite=True)
+        def digits_again(cfg):                # cfg: the data: section of a config
+            return load_dataset("digits", seed=cfg.seed)
+    """
     return SOURCES.register(name, overwrite=overwrite)
 
 

@@ -135,7 +135,19 @@ def evaluate_embeddings(
     max_queries: int | None = None,
 ) -> dict[str, object]:
     """:func:`evaluate_views` of the prefixes of any labelled embeddings; ``dims`` default to ``nesting_list(d)``.
-    Returns ``{"dims": [...], "probe": ..., "knn1": ..., "retrieval": ...}``."""
+    Returns ``{"dims": [...], "probe": ..., "knn1": ..., "retrieval": ...}``.
+
+    Example::
+
+        import numpy as np
+        from matryoshka import evaluate_embeddings
+
+        rng = np.random.default_rng(0)
+        train_z, test_z = rng.standard_normal((500, 32)), rng.standard_normal((100, 32))
+        train_y, test_y = rng.integers(0, 5, 500), rng.integers(0, 5, 100)
+        results = evaluate_embeddings(train_z, train_y, test_z, test_y, dims=[8, 32])
+        print(results["knn1"]["8"], results["retrieval"]["32"]["map@10"])
+    """
     train_z, train_y, test_z, test_y = labelled_embeddings(train_z, train_y, test_z, test_y)
     width = train_z.shape[1]
     chosen = select_dims(dims, nesting_list(width), width)

@@ -1,6 +1,7 @@
 """Retrieval over Matryoshka embeddings: adaptive and funnel search plans over an in-memory index, and the
 store (write-ahead log, compaction, concurrent searches) that keeps one in a folder."""
 
+from matryoshka.index import qdrant
 from matryoshka.index.errors import (
     CompactionError,
     CorruptIndexError,
@@ -26,4 +27,5 @@ __all__ = [
     "StoreBusyError",
     "UnknownIdError",
     "parse_plan",
+    "qdrant",
 ]

@@ -221,6 +221,18 @@ def autotune(
     ``objective="memory"`` also tries every structure with float16 and int8 full-dim codes and keeps the
     smallest index (bytes per vector) whose plan reaches the target, the fastest among equals: compact codes are
     chosen only where the recall holds.
+
+    Example::
+
+        import numpy as np
+        from matryoshka import MatryoshkaIndex, autotune
+
+        rng = np.random.default_rng(0)
+        corpus = (rng.standard_normal((4000, 64)) * np.linspace(2, 0.2, 64)).astype("float32")  # coarse dims first
+        index = MatryoshkaIndex(64, shortlist_dims=[16])
+        index.add(corpus)
+        result = autotune(index, corpus[:200], k=10, target_recall=0.95, structures="keep")
+        print(result.plan, result.recall)      # the plan is also the index's default now
     """
     if not 0 < target_recall <= 1:
         raise InputError(f"target_recall must be in (0, 1], got {target_recall}")

@@ -57,6 +57,17 @@ class MatryoshkaIndex(StagedSearch):
 
     Ids are integers in [0, 2^63 - 1] or strings (at most 512 bytes), one kind per index. A removal only marks
     the row deleted (searches skip it); :meth:`compacted` and :meth:`save` drop deleted rows for good.
+
+    Example::
+
+        import numpy as np
+        from matryoshka import AdaptivePlan, MatryoshkaIndex
+
+        corpus = np.random.default_rng(0).standard_normal((5000, 128)).astype("float32")
+        index = MatryoshkaIndex(dim=128, shortlist_dims=[16], encoding="int8")
+        index.add(corpus)                                      # ids 0..N-1 unless given
+        scores, ids = index.search(corpus[:3], k=10, plan=AdaptivePlan(16, 200, 128))
+        index.remove([4, 5])
     """
 
     def __init__(

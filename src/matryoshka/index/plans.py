@@ -21,12 +21,39 @@ from matryoshka.errors import InputError
 
 @dataclass(frozen=True)
 class FullPlan:
+    """Exact search at the full dim (the reference every other plan is measured against).
+
+    Example::
+
+        import numpy as np
+        from matryoshka import FullPlan, MatryoshkaIndex
+
+        x = np.random.default_rng(0).standard_normal((500, 32)).astype("float32")
+        index = MatryoshkaIndex(32, shortlist_dims=[8])
+        index.add(x)
+        scores, ids = index.search(x[:1], k=3, plan=FullPlan())  # exact cosine search at the full dim
+    """
+
     def stages(self, dim: int, k: int) -> list[tuple[int, int]]:
         return [(dim, k)]
 
 
 @dataclass(frozen=True)
 class AdaptivePlan:
+    """Shortlist ``shortlist_k`` candidates at ``shortlist_dim`` dims, re-rank them at ``rerank_dim``.
+
+    Example::
+
+        import numpy as np
+        from matryoshka import AdaptivePlan, MatryoshkaIndex
+
+        x = np.random.default_rng(0).standard_normal((2000, 64)).astype("float32")
+        index = MatryoshkaIndex(64, shortlist_dims=[16])
+        index.add(x)
+        scores, ids = index.search(x[:2], k=5, plan=AdaptivePlan(16, 100, 64))  # 100 candidates at 16 dims, re-ranked at 64
+        assert ids[0, 0] == 0
+    """
+
     shortlist_dim: int
     shortlist_k: int
     rerank_dim: int
@@ -37,6 +64,20 @@ class AdaptivePlan:
 
 @dataclass(frozen=True)
 class FunnelPlan:
+    """Shortlist and re-rank repeatedly: ``steps`` are (dim, candidates kept) with growing dims.
+
+    Example::
+
+        import numpy as np
+        from matryoshka import FunnelPlan, MatryoshkaIndex
+
+        x = np.random.default_rng(0).standard_normal((2000, 64)).astype("float32")
+        index = MatryoshkaIndex(64, shortlist_dims=[8])
+        index.add(x)
+        plan = FunnelPlan([(8, 400), (32, 50), (64, 10)])  # growing dims, shrinking candidate counts
+        scores, ids = index.search(x[:2], k=10, plan=plan)
+    """
+
     steps: tuple[tuple[int, int], ...]
 
     def __init__(self, steps) -> None:
@@ -104,7 +145,15 @@ def checked_stages(
 
 
 def parse_plan(text: str) -> Plan:
-    """``full``, ``adaptive:DS:K:DR`` or ``funnel:D1xK1,D2xK2,...``."""
+    """``full``, ``adaptive:DS:K:DR`` or ``funnel:D1xK1,D2xK2,...``.
+
+    Example::
+
+        from matryoshka import AdaptivePlan, parse_plan
+
+        assert parse_plan("adaptive:16:200:512") == AdaptivePlan(16, 200, 512)
+        print(parse_plan("funnel:16x200,64x50,512x10"))
+    """
     kind, _, rest = text.strip().partition(":")
     try:
         if kind == "full" and not rest:

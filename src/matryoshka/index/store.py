@@ -53,6 +53,20 @@ class IndexStore:
 
     Open with :meth:`open` (or :meth:`create` for a new, empty one); use as a context manager or call
     :meth:`close`. ``writable=False`` opens a read-only snapshot (no lock: many readers may open it).
+
+    Example::
+
+        import tempfile
+        import numpy as np
+        from matryoshka import IndexStore
+
+        folder = tempfile.mkdtemp() + "/store"
+        x = np.random.default_rng(0).standard_normal((1000, 32)).astype("float32")
+        with IndexStore.create(folder, dim=32, shortlist_dims=[8]) as store:
+            store.add(x, ids=[f"doc-{i}" for i in range(1000)])  # in the fsynced log before it returns
+            store.delete(["doc-3"])
+            scores, ids = store.search(x[:2], k=5)
+            assert ids[0][0] == "doc-0"
     """
 
     def __init__(self, root: Path, writable: bool, compact_threshold: int | None) -> None:

@@ -44,6 +44,15 @@ class MRLHead(nn.Module):
         bias: whether each classifier has a bias.
 
     ``forward(z)`` returns a list of logits, one ``(batch, num_classes)`` tensor per nesting dim.
+
+    Example::
+
+        import torch
+        from matryoshka import MRLHead
+
+        head = MRLHead(in_dim=64, num_classes=10, nesting=[8, 16, 32, 64])
+        logits = head(torch.randn(32, 64))                 # a list: one (32, 10) tensor per nesting dim
+        tied = MRLHead(64, 10, [8, 16, 32, 64], tied=True)  # MRL-E: one weight, sliced per dim
     """
 
     def __init__(
@@ -98,6 +107,14 @@ class FixedFeatureHead(nn.Module):
     """FF-k baseline head: one classifier on the first ``k`` features only.
 
     ``forward(z)`` returns a one-element list so that it is interchangeable with :class:`MRLHead`.
+
+    Example::
+
+        import torch
+        from matryoshka import FixedFeatureHead
+
+        head = FixedFeatureHead(in_dim=64, num_classes=10, k=8)  # FF-8: only z[:, :8] is read
+        (logits,) = head(torch.randn(4, 64))
     """
 
     def __init__(self, in_dim: int, num_classes: int, k: int | None = None, bias: bool = True) -> None:

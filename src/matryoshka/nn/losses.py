@@ -38,6 +38,15 @@ class MatryoshkaLoss(nn.Module):
         weights: relative importance c_m per dim (default all ones). Stored as a buffer, so it follows
             ``.to(device)``; it is also moved to the outputs' device in ``forward``.
         normalize: re-normalise each embedding prefix (embedding path only).
+
+    Example::
+
+        import torch
+        from matryoshka import MatryoshkaLoss, MRLHead
+
+        head = MRLHead(64, 10, [8, 16, 32, 64])
+        loss = MatryoshkaLoss(torch.nn.CrossEntropyLoss(), head.nesting)(head(torch.randn(32, 64)), torch.randint(0, 10, (32,)))
+        loss.backward()
     """
 
     def __init__(
@@ -98,6 +107,14 @@ class InfoNCELoss(nn.Module):
     Inputs are expected to be L2-normalised (``MatryoshkaLoss`` does this per prefix); ``scale`` is the
     inverse temperature. ``symmetric=True`` averages the a->b and b->a directions. ``b`` may hold extra rows after
     the batch's positives (hard negatives): they are candidates for every query, and not queries themselves.
+
+    Example::
+
+        import torch
+        from matryoshka import InfoNCELoss, MatryoshkaLoss
+
+        queries, documents = torch.randn(16, 64), torch.randn(16, 64)   # row i of one is paired with row i of the other
+        loss = MatryoshkaLoss(InfoNCELoss(scale=20.0), nesting=[16, 32, 64])(queries, documents)
     """
 
     accepts_extra_candidates = True

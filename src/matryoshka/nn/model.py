@@ -15,7 +15,17 @@ if TYPE_CHECKING:
 
 
 class MatryoshkaClassifier(nn.Module):
-    """``backbone`` maps inputs to z in R^d; ``head`` (MRLHead or FixedFeatureHead) maps z to per-dim logits."""
+    """``backbone`` maps inputs to z in R^d; ``head`` (MRLHead or FixedFeatureHead) maps z to per-dim logits.
+
+    Example::
+
+        import torch
+        from matryoshka import MatryoshkaClassifier, MRLHead, create_backbone
+
+        model = MatryoshkaClassifier(create_backbone("cnn", 32, (1, 28, 28), width=8), MRLHead(32, 10, [8, 16, 32]))
+        z = model.encode(torch.randn(2, 1, 28, 28))    # (2, 32) embeddings
+        logits = model(torch.randn(2, 1, 28, 28))      # one logits tensor per nesting dim
+    """
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()

@@ -74,6 +74,15 @@ class MatryoshkaAdaptor:
         ranking_weight: weight of the supervised ranking loss (only when ``fit`` gets pairs).
         validation: held-out rows (and pairs) scored by recall@10 every ``eval_every`` steps; the best state is kept.
         progress: show a progress bar while fitting.
+
+    Example::
+
+        import numpy as np
+        from matryoshka import MatryoshkaAdaptor
+
+        embeddings = np.random.default_rng(0).standard_normal((2000, 32)).astype("float32")   # any frozen embeddings
+        adaptor = MatryoshkaAdaptor(nesting=[4, 8, 16, 32], steps=50).fit(embeddings)
+        small = adaptor.transform(embeddings, dim=8)          # (2000, 8), unit rows
     """
 
     def __init__(

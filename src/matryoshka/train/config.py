@@ -305,7 +305,15 @@ def parse_config(
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig | TextExperimentConfig:
-    """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML)."""
+    """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML).
+
+    Example::
+
+        from matryoshka import load_config
+
+        config = load_config("configs/digits_quick.yaml", ["train.epochs=2", "model.min_dim=4"])
+        print(config.train.epochs, config.model.resolved_nesting())
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")

@@ -59,7 +59,22 @@ class TextTrainResult:
 
 
 class TextTrainer(TrainingLoop):
-    """Train the text model a :class:`TextExperimentConfig` describes; ``fit()`` returns a :class:`TextTrainResult`."""
+    """Train the text model a :class:`TextExperimentConfig` describes; ``fit()`` returns a :class:`TextTrainResult`.
+
+    Example::
+
+        import tempfile
+        from matryoshka import TextTrainer
+        from matryoshka.train import parse_config
+
+        config = parse_config({
+            "data": {"name": "wordnet", "train_size": 256, "val_size": 50, "test_size": 100},
+            "model": {"frozen_base": True},                      # the CPU fast path: frozen base + Matryoshka adaptor
+            "train": {"adaptor_steps": 20, "evaluate_base": False, "out_dir": tempfile.mkdtemp()},
+        })
+        result = TextTrainer(config, progress=False).fit()
+        print(result.test["48"])                                 # test retrieval metrics at 48 dims
+    """
 
     checkpoint_unit = "step"
     validation_key = "val_map"

@@ -55,9 +55,12 @@ class Trainer(TrainingLoop):
 
     Example::
 
-        from matryoshka.train import Trainer, load_config
-        result = Trainer(load_config("configs/fashion_mnist_mrl.yaml")).fit()
-        print(result.val_accuracy)            # {8: 0.89, 16: 0.90, ...}
+        import tempfile
+        from matryoshka import Trainer, load_config
+
+        config = load_config("configs/digits_quick.yaml", ["train.epochs=2", f"train.out_dir={tempfile.mkdtemp()}"])
+        result = Trainer(config, progress=False).fit()
+        print(result.val_accuracy)               # validation accuracy per nesting dim
     """
 
     checkpoint_unit = "epoch"

@@ -25,6 +25,14 @@ def create_backbone(
     ``hf:FOLDER``, ``timm:MODEL`` or ``package.module:factory``; the last three are wrapped as a
     :class:`ProjectedBackbone`. ``width`` goes to registered factories only. ``run_dir``: rebuild an ``hf:`` model
     from the config a trained run keeps (its weights are loaded afterwards), not from its original folder.
+
+    Example::
+
+        import torch
+        from matryoshka import create_backbone
+
+        encoder = create_backbone("resnet", embed_dim=64, input_shape=(3, 32, 32), width=16)
+        assert encoder(torch.randn(2, 3, 32, 32)).shape == (2, 64)
     """
     parsed = parse_backbone_spec(spec)
     shape = tuple(int(s) for s in input_shape)

@@ -44,6 +44,10 @@ def register_backbone(name: str, *, overwrite: bool = False) -> Callable[[Backbo
 
     Example::
 
+        import math
+        from torch import nn
+        from matryoshka import register_backbone
+
         @register_backbone("wide_mlp")
         def wide_mlp(embed_dim, input_shape, width=None):
             return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width or 1024), nn.ReLU(),
