@@ -20,7 +20,7 @@ from importlib.metadata import version as _version
 from typing import Any
 
 # Eager: this name is also a submodule's, which the import system would otherwise bind here once it is imported.
-from matryoshka.truncate import truncate
+from matryoshka.truncate import truncate as truncate
 
 __version__ = _version("matryoshka-mrl")
 

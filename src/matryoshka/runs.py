@@ -39,7 +39,8 @@ class TrainedRun:
         from matryoshka.train import parse_config
 
         out = tempfile.mkdtemp()
-        config = {"data": {"name": "digits"}, "model": {"embed_dim": 16, "min_dim": 4}, "train": {"epochs": 1, "out_dir": out}}
+        config = {"data": {"name": "digits"}, "model": {"embed_dim": 16, "min_dim": 4},
+                  "train": {"epochs": 1, "out_dir": out}}
         Trainer(parse_config(config), progress=False).fit()
         run = TrainedRun.load(out)                    # a finished run folder: model, preprocessing, class names
         z = run.encode_raw(np.full((3, 64), 8.0), dim=8)   # raw inputs: 3 flattened 8x8 images of 0-16 values

@@ -50,7 +50,8 @@ class AdaptivePlan:
         x = np.random.default_rng(0).standard_normal((2000, 64)).astype("float32")
         index = MatryoshkaIndex(64, shortlist_dims=[16])
         index.add(x)
-        scores, ids = index.search(x[:2], k=5, plan=AdaptivePlan(16, 100, 64))  # 100 candidates at 16 dims, re-ranked at 64
+        plan = AdaptivePlan(16, 100, 64)  # 100 candidates at 16 dims, re-ranked at 64
+        scores, ids = index.search(x[:2], k=5, plan=plan)
         assert ids[0, 0] == 0
     """
 

@@ -45,7 +45,8 @@ class MatryoshkaLoss(nn.Module):
         from matryoshka import MatryoshkaLoss, MRLHead
 
         head = MRLHead(64, 10, [8, 16, 32, 64])
-        loss = MatryoshkaLoss(torch.nn.CrossEntropyLoss(), head.nesting)(head(torch.randn(32, 64)), torch.randint(0, 10, (32,)))
+        logits, labels = head(torch.randn(32, 64)), torch.randint(0, 10, (32,))
+        loss = MatryoshkaLoss(torch.nn.CrossEntropyLoss(), head.nesting)(logits, labels)
         loss.backward()
     """
 
