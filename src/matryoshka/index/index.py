@@ -5,15 +5,7 @@ Kusupati et al. 2022, Sec. 4.3 (adaptive retrieval, funnel retrieval). Scores ar
 re-normalised prefixes: <q[:D], x[:D]> / (|q[:D]| |x[:D]|). For a folder that takes writes while it serves
 searches (write-ahead log, compaction, concurrent readers), see :class:`matryoshka.index.IndexStore`.
 
-Example::
-
-    import numpy as np
-    from matryoshka.index import MatryoshkaIndex, AdaptivePlan
-
-    index = MatryoshkaIndex(dim=512, shortlist_dims=[16])
-    index.add(corpus)                                    # (N, 512) float32; ids 0..N-1 unless given
-    scores, ids = index.search(queries, k=10, plan=AdaptivePlan(16, 200, 512))
-    index.save("my_index")                               # atomic; MatryoshkaIndex.load("my_index", mmap=True)
+See :class:`MatryoshkaIndex` for an example.
 """
 
 from __future__ import annotations
@@ -33,7 +25,7 @@ from matryoshka.index.errors import DuplicateIdError, IndexInputError, UnknownId
 from matryoshka.index.ids import check_ids, check_new_ids, empty_ids, listed
 from matryoshka.index.plans import Plan, checked_stages, parse_plan, scaled
 from matryoshka.index.stages import EXACT_CHUNK, StagedSearch
-from matryoshka.index.state import IndexArrays
+from matryoshka.index.state import IndexArrays, live_arrays
 from matryoshka.index.storage import normalize, row_squares
 from matryoshka.index.threads import search_threads
 
@@ -241,25 +233,7 @@ class MatryoshkaIndex(StagedSearch):
 
     def check_vectors(self, x: np.ndarray, what: str) -> np.ndarray:
         """``x`` as float32 (n, dim); refuses wrong shapes, NaN/inf and all-zero rows."""
-        x = np.asarray(x)
-        if x.ndim == 1:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise IndexInputError(f"{what} must have shape (n, {self.dim}), got {tuple(np.shape(x))}")
-        if not np.issubdtype(x.dtype, np.number):
-            raise IndexInputError(f"{what} must be numeric, got dtype {x.dtype}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        squares = row_squares(x)  # one compiled pass finds NaN, inf and all-zero rows
-        if len(x) and squares.min() > 0 and squares.max() < np.inf:
-            return x
-        if not np.isfinite(x).all():
-            raise IndexInputError(f"{what} contain NaN or infinite values")
-        zero = np.flatnonzero(squares == 0)
-        if zero.size:
-            raise IndexInputError(f"{what} row {int(zero[0])} is all zeros: it has no direction to compare by cosine")
-        if len(x):
-            raise IndexInputError(f"{what} have values too large to square in float32 (about 1e19 and above)")
-        return x
+        return storage.checked_rows(x, self.dim, what)
 
     def next_ids(self, n: int) -> np.ndarray:
         """Default integer ids: consecutive after the largest so far."""
@@ -334,29 +308,11 @@ class MatryoshkaIndex(StagedSearch):
         ``dead`` replaces the deletion flags (a snapshot taken earlier). Shortlist structures are copied and
         extended when no row was deleted, rebuilt otherwise.
         """
-        out = MatryoshkaIndex(**self.options())
-        dead = self._dead if dead is None else dead
-        n_dead = int(dead.sum())
-        alive = ~dead
-        kind = self.id_kind or ("str" if new_ids is not None and new_ids.dtype == object else "int")
-        out.id_kind = kind
-        if isinstance(self._codes, DiskRows) and not n_dead and (unit is None or not len(unit)):
-            out._codes = self._codes  # nothing changes: the rows stay on the disk
-        else:
-            out._codes = np.ascontiguousarray(self._codes[alive] if n_dead else self._codes)
-        if self._scales is not None:
-            out._scales = self._scales[alive] if n_dead else self._scales.copy()
-        out._ids = self._ids[alive] if n_dead else self._ids.copy()
-        if self.id_kind is None:
-            out._ids = empty_ids(kind)
-        out._dead = np.zeros(out.rows, dtype=bool)
-        out._dead_bits = np.packbits(out._dead, bitorder="little")
-        if n_dead:
+        out = MatryoshkaIndex.from_arrays(live_arrays(self.arrays(), dead, new_ids, unit), **self.options())
+        if out.rows < self.rows:
             out._fill_shortlist()
-        else:
-            out._shortlist = {d: faiss.clone_index(index) for d, index in self._shortlist.items()}
         if unit is not None and len(unit):
-            out.append(unit, new_ids, kind)
+            out.append(unit, new_ids, out.id_kind)
         return out
 
     # -- search ---------------------------------------------------------------------------------------------

@@ -91,3 +91,12 @@ class Segment:
             out._arrays[2][: len(ids) - start] = dead[start:]
             out.n_dead = int(dead[start:].sum())
         return out
+
+
+def merge_best(scores: list[np.ndarray], ids: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-k of several per-query (scores, ids) lists, by score (ties keep the earlier list first)."""
+    if len(scores) == 1:
+        return scores[0], ids[0]
+    all_s, all_i = np.concatenate(scores, axis=1), np.concatenate(ids, axis=1)
+    order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(all_s, order, 1), np.take_along_axis(all_i, order, 1)

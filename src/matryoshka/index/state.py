@@ -35,6 +35,33 @@ class IndexArrays:
         return held + sum(_faiss_bytes(index) for index in self.shortlists.values())
 
 
+def live_arrays(
+    state: IndexArrays,
+    dead: np.ndarray | None = None,
+    new_ids: np.ndarray | None = None,
+    unit: np.ndarray | None = None,
+) -> IndexArrays:
+    """The live rows of ``state`` (``dead``: the deletion flags to use, default its own), as new arrays; the
+    shortlist structures are copied when no row is dropped (else left for the caller to rebuild). ``new_ids`` and
+    ``unit``: rows about to be appended, which fix the id kind of an empty index and keep disk rows from moving."""
+    from matryoshka.index.ids import empty_ids
+
+    dead = state.dead if dead is None else dead
+    n_dead = int(dead.sum())
+    alive = ~dead
+    kind = state.id_kind or ("str" if new_ids is not None and new_ids.dtype == object else "int")
+    if isinstance(state.codes, DiskRows) and not n_dead and (unit is None or not len(unit)):
+        codes = state.codes  # nothing changes: the rows stay on the disk
+    else:
+        codes = np.ascontiguousarray(state.codes[alive] if n_dead else state.codes)
+    scales = None if state.scales is None else (state.scales[alive] if n_dead else state.scales.copy())
+    ids = state.ids[alive] if n_dead else state.ids.copy()
+    if state.id_kind is None:
+        ids = empty_ids(kind)
+    shortlists = {} if n_dead else {d: faiss.clone_index(index) for d, index in state.shortlists.items()}
+    return IndexArrays(codes, scales, ids, np.zeros(len(ids), dtype=bool), shortlists, kind)
+
+
 def _ids_bytes(ids: np.ndarray) -> int:
     if ids.dtype != object:
         return ids.nbytes

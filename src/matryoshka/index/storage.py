@@ -63,3 +63,28 @@ def keep_live(scores: np.ndarray, positions: np.ndarray, dead: np.ndarray, k: in
     live = (positions >= 0) & ~dead[np.maximum(positions, 0)]
     order = np.argsort(~live, axis=1, kind="stable")[:, :k]  # live ones first, in their order
     return np.take_along_axis(scores, order, 1), np.take_along_axis(positions, order, 1)
+
+
+def checked_rows(x: np.ndarray, dim: int, what: str) -> np.ndarray:
+    """``x`` as C-contiguous float32 (n, dim); wrong shapes, NaN/inf and all-zero rows are an IndexInputError."""
+    from matryoshka.index.errors import IndexInputError
+
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise IndexInputError(f"{what} must have shape (n, {dim}), got {tuple(np.shape(x))}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise IndexInputError(f"{what} must be numeric, got dtype {x.dtype}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    squares = row_squares(x)  # one compiled pass finds NaN, inf and all-zero rows
+    if len(x) and squares.min() > 0 and squares.max() < np.inf:
+        return x
+    if not np.isfinite(x).all():
+        raise IndexInputError(f"{what} contain NaN or infinite values")
+    zero = np.flatnonzero(squares == 0)
+    if zero.size:
+        raise IndexInputError(f"{what} row {int(zero[0])} is all zeros: it has no direction to compare by cosine")
+    if len(x):
+        raise IndexInputError(f"{what} have values too large to square in float32 (about 1e19 and above)")
+    return x

@@ -9,14 +9,7 @@
 * Searches take no lock: each reads one consistent (index, segment) pair; writes are serialised by a lock,
   and only one process at a time may open a folder for writing (``LOCK``, flock).
 
-Example::
-
-    from matryoshka.index import IndexStore, AdaptivePlan
-
-    with IndexStore.open("my_index") as store:        # a folder made by MatryoshkaIndex.save or IndexStore.create
-        store.add(new_vectors, ids=["doc-17", "doc-18"])
-        store.delete(["doc-3"])
-        scores, ids = store.search(queries, k=10, plan=AdaptivePlan(16, 200, 512))
+See :class:`IndexStore` for an example.
 """
 
 from __future__ import annotations
@@ -42,13 +35,12 @@ from matryoshka.index.errors import (
 )
 from matryoshka.index.ids import check_ids, check_new_ids, listed
 from matryoshka.index.index import MatryoshkaIndex
-from matryoshka.index.plans import Plan
 from matryoshka.index.segment import Segment
 from matryoshka.index.storage import normalize
-from matryoshka.index.threads import search_threads
+from matryoshka.index.store_view import StoreView
 
 
-class IndexStore:
+class IndexStore(StoreView):
     """A folder holding a :class:`MatryoshkaIndex` version, its write-ahead log and a write segment.
 
     Open with :meth:`open` (or :meth:`create` for a new, empty one); use as a context manager or call
@@ -70,12 +62,10 @@ class IndexStore:
     """
 
     def __init__(self, root: Path, writable: bool, compact_threshold: int | None) -> None:
-        self.root = root
+        super().__init__(root, compact_threshold)
         self.writable = writable
-        self._compact_threshold = compact_threshold
         self._write_lock = threading.RLock()
         self._compact_lock = threading.Lock()
-        self._compactor: threading.Thread | None = None
         self._compact_error: BaseException | None = None
         self._deleted_during: list | None = None  # ids deleted while a compaction runs
         self._lock_cm: contextlib.AbstractContextManager | None = None
@@ -171,95 +161,6 @@ class IndexStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- contents -------------------------------------------------------------------------------------------
-    @property
-    def index(self) -> MatryoshkaIndex:
-        """The main (compacted) index; writes since the last compaction are in the segment."""
-        return self._state[0]
-
-    @property
-    def dim(self) -> int:
-        return self.index.dim
-
-    @property
-    def shortlist_dims(self) -> list[int]:
-        return self.index.shortlist_dims
-
-    @property
-    def encoding(self) -> str:
-        return self.index.encoding
-
-    @property
-    def shortlist(self) -> str:
-        return self.index.shortlist
-
-    @property
-    def hnsw_m(self) -> int:
-        return self.index.hnsw_m
-
-    @property
-    def hnsw_ef_search(self) -> int:
-        return self.index.hnsw_ef_search
-
-    @property
-    def ntotal(self) -> int:
-        base, segment = self._state
-        return base.ntotal + segment.alive
-
-    @property
-    def ids(self) -> np.ndarray:
-        base, segment = self._state
-        _, ids, dead = segment.rows()
-        return np.concatenate([base.ids, ids[~dead]])
-
-    def __contains__(self, id_) -> bool:
-        return id_ in self._where
-
-    def info(self) -> dict:
-        base, segment = self._state
-        log = versions.wal_path(self.root, self.version)
-        return {
-            **base.options(),
-            "ntotal": self.ntotal,
-            "id_kind": self.id_kind,
-            "version": self.version,
-            "index_rows": base.rows,
-            "index_deleted": base.n_deleted,
-            "segment_rows": segment.n,
-            "segment_deleted": segment.n_dead,
-            "log_bytes": log.stat().st_size if log.exists() else 0,
-            "torn_bytes_cut_at_open": self.torn_bytes,
-            "compact_threshold": self.compact_threshold,
-            "compacting": self._compactor is not None and self._compactor.is_alive(),
-            "bytes_per_vector": base.bytes_per_vector(),
-        }
-
-    @property
-    def compact_threshold(self) -> int:
-        """Segment rows plus deletions that start a background compaction: by default a tenth of the index, at
-        most 16 MiB of segment vectors, at least 1024 rows."""
-        if self._compact_threshold is not None:
-            return self._compact_threshold
-        return max(1024, min((1 << 22) // self.dim, self.index.rows // 10))
-
-    def bytes_per_vector(self) -> int:
-        return self.index.bytes_per_vector()
-
-    def to_index(self) -> MatryoshkaIndex:
-        """Everything in the store as one compacted in-memory :class:`MatryoshkaIndex`."""
-        base, segment = self._state
-        if segment.n == 0 and base.n_deleted == 0:
-            return base  # nothing to fold in: no copy (a memory-mapped index stays mapped)
-        vectors, ids, dead = segment.rows()
-        if isinstance(base.arrays().codes, DiskRows):
-            warnings.warn(
-                f"{self.root} has writes logged since its last compaction: folding them in reads every row into RAM; "
-                "serve it through IndexStore (mrl serve) or run mrl index compact to keep the rows on the disk",
-                stacklevel=2,
-            )
-        return base.compacted(vectors[~dead], ids[~dead])
-
-    # -- writes ---------------------------------------------------------------------------------------------
     def _require_writable(self) -> None:
         """Refuse a write on a read-only store, and once after a failed background compaction (so that the failure
         is seen; the store itself is intact, and the next write goes through and may start a new compaction)."""
@@ -407,35 +308,3 @@ class IndexStore:
                 self.version = name
             versions.remove_others(self.root, name)
             return name
-
-    # -- search ---------------------------------------------------------------------------------------------
-    def search(
-        self, queries: np.ndarray, k: int = 10, plan: Plan | str | None = None, exact: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids), as :meth:`MatryoshkaIndex.search`, over the main index and the write segment.
-
-        Rows written since the last compaction are scored exactly at the plan's last dim and merged by score.
-        """
-        base, segment = self._state
-        q = base.check_vectors(queries, "queries")
-        stages = base.plan_stages(plan, k, exact)
-        base.check_prefix(q, stages[0][0])
-        total = base.ntotal + segment.alive
-        if total == 0:
-            raise IndexInputError("the index is empty")
-        k = min(k, total)
-        scores, ids = [], []
-        with search_threads(len(q)):
-            if base.ntotal:
-                s, p = base.search_positions(q, stages)
-                scores.append(s[:, :k])
-                ids.append(base.arrays().ids[p[:, :k]])
-            if segment.alive:
-                s, i = segment.search(q, stages[-1][0], k)
-                scores.append(s)
-                ids.append(i)
-        if len(scores) == 1:
-            return scores[0], ids[0]
-        all_s, all_i = np.concatenate(scores, axis=1), np.concatenate(ids, axis=1)
-        order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(all_s, order, 1), np.take_along_axis(all_i, order, 1)

@@ -1,0 +1,136 @@
+"""The read side of an :class:`~matryoshka.index.IndexStore`: its contents, settings and searches.
+
+A store's state is one (main index, write segment) pair, swapped whole by writes and compactions; every read here
+takes that pair once, so it sees one consistent snapshot without a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from matryoshka.index import versions
+from matryoshka.index.disk import DiskRows
+from matryoshka.index.errors import IndexInputError
+from matryoshka.index.index import MatryoshkaIndex
+from matryoshka.index.plans import Plan
+from matryoshka.index.segment import Segment, merge_best
+from matryoshka.index.threads import search_threads
+
+
+class StoreView:
+    """What a store holds and how to search it; :class:`~matryoshka.index.IndexStore` adds opening and writes."""
+
+    def __init__(self, root: Path, compact_threshold: int | None) -> None:
+        self.root = root
+        self.version = ""
+        self.id_kind: str | None = None
+        self.torn_bytes = 0
+        self._compact_threshold = compact_threshold
+        self._compactor: threading.Thread | None = None
+        self._state: tuple[MatryoshkaIndex, Segment]
+        self._where: dict = {}  # id -> row of the main index (>= 0) or of the segment (-row - 1)
+
+    # -- contents -------------------------------------------------------------------------------------------
+    @property
+    def index(self) -> MatryoshkaIndex:
+        """The main (compacted) index; writes since the last compaction are in the segment."""
+        return self._state[0]
+
+    # The main index's settings, read through.
+    dim = property(lambda self: self.index.dim)
+    shortlist_dims = property(lambda self: self.index.shortlist_dims)
+    encoding = property(lambda self: self.index.encoding)
+    shortlist = property(lambda self: self.index.shortlist)
+    hnsw_m = property(lambda self: self.index.hnsw_m)
+    hnsw_ef_search = property(lambda self: self.index.hnsw_ef_search)
+
+    @property
+    def ntotal(self) -> int:
+        base, segment = self._state
+        return base.ntotal + segment.alive
+
+    @property
+    def ids(self) -> np.ndarray:
+        base, segment = self._state
+        _, ids, dead = segment.rows()
+        return np.concatenate([base.ids, ids[~dead]])
+
+    def __contains__(self, id_) -> bool:
+        return id_ in self._where
+
+    def info(self) -> dict:
+        base, segment = self._state
+        log = versions.wal_path(self.root, self.version)
+        return {
+            **base.options(),
+            "ntotal": self.ntotal,
+            "id_kind": self.id_kind,
+            "version": self.version,
+            "index_rows": base.rows,
+            "index_deleted": base.n_deleted,
+            "segment_rows": segment.n,
+            "segment_deleted": segment.n_dead,
+            "log_bytes": log.stat().st_size if log.exists() else 0,
+            "torn_bytes_cut_at_open": self.torn_bytes,
+            "compact_threshold": self.compact_threshold,
+            "compacting": self._compactor is not None and self._compactor.is_alive(),
+            "bytes_per_vector": base.bytes_per_vector(),
+        }
+
+    @property
+    def compact_threshold(self) -> int:
+        """Segment rows plus deletions that start a background compaction: by default a tenth of the index, at
+        most 16 MiB of segment vectors, at least 1024 rows."""
+        if self._compact_threshold is not None:
+            return self._compact_threshold
+        return max(1024, min((1 << 22) // self.dim, self.index.rows // 10))
+
+    def bytes_per_vector(self) -> int:
+        return self.index.bytes_per_vector()
+
+    def to_index(self) -> MatryoshkaIndex:
+        """Everything in the store as one compacted in-memory :class:`MatryoshkaIndex`."""
+        base, segment = self._state
+        if segment.n == 0 and base.n_deleted == 0:
+            return base  # nothing to fold in: no copy (a memory-mapped index stays mapped)
+        vectors, ids, dead = segment.rows()
+        if isinstance(base.arrays().codes, DiskRows):
+            warnings.warn(
+                f"{self.root} has writes logged since its last compaction: folding them in reads every row into RAM; "
+                "serve it through IndexStore (mrl serve) or run mrl index compact to keep the rows on the disk",
+                stacklevel=2,
+            )
+        return base.compacted(vectors[~dead], ids[~dead])
+
+    # -- writes ---------------------------------------------------------------------------------------------
+    # -- search ---------------------------------------------------------------------------------------------
+    def search(
+        self, queries: np.ndarray, k: int = 10, plan: Plan | str | None = None, exact: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids), as :meth:`MatryoshkaIndex.search`, over the main index and the write segment.
+
+        Rows written since the last compaction are scored exactly at the plan's last dim and merged by score.
+        """
+        base, segment = self._state
+        q = base.check_vectors(queries, "queries")
+        stages = base.plan_stages(plan, k, exact)
+        base.check_prefix(q, stages[0][0])
+        total = base.ntotal + segment.alive
+        if total == 0:
+            raise IndexInputError("the index is empty")
+        k = min(k, total)
+        scores, ids = [], []
+        with search_threads(len(q)):
+            if base.ntotal:
+                s, p = base.search_positions(q, stages)
+                scores.append(s[:, :k])
+                ids.append(base.arrays().ids[p[:, :k]])
+            if segment.alive:
+                s, i = segment.search(q, stages[-1][0], k)
+                scores.append(s)
+                ids.append(i)
+        return merge_best(scores, ids, k)
