@@ -251,3 +251,19 @@ def test_text_goals_read_the_kept_fractions():
     assert d16["kept_fraction"] == pytest.approx(0.52 / 0.6) and d16["met"] and target["met"]
     results["mrl"]["384"]["map@10"] = 0.49  # below the base model at the full dim: not met, whatever the ratios
     assert not text_target(results, [24, 48, 96, 192, 384], "map@10")["met"]
+
+
+def test_defaults_benchmark_quick_on_digits(tmp_path):
+    from matryoshka.bench.defaults import goal_checks, run_defaults
+
+    results = run_defaults(tmp_path, ["digits"], quick=True)
+    digits = results["digits"]
+    assert digits["dims"] == [4, 8, 16] and set(digits["scores"]) == {"mrl", "ff-4", "ff-8", "ff-16"}
+    assert set(digits["checks"]) == {f"{m}@{d}" for m in ("head", "knn1") for d in (4, 8, 16)}
+    assert (tmp_path / "defaults.json").exists() and isinstance(results["met"], bool)
+    # The margins: 1 point at a nesting dim, 0.5 at the full dim.
+    scores = {"mrl": {"head": {"4": 0.80, "8": 0.90}}, "ff-4": {"head": {"4": 0.809}}, "ff-8": {"head": {"8": 0.906}}}
+    checks = goal_checks(scores, [4, 8])
+    assert checks["head@4"]["met"] and not checks["head@8"]["met"]
+    with pytest.raises(ValueError, match="unknown data set"):
+        run_defaults(tmp_path, ["nope"])

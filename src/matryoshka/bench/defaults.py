@@ -26,6 +26,8 @@ Data sets (all real, all offline):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -139,7 +141,7 @@ def _train_and_score(raw: dict[str, Any], data: Any, out: Path) -> dict[str, Any
     from matryoshka.inference import encode_and_classify
     from matryoshka.train import Trainer, parse_config
 
-    cfg = parse_config({**raw, "train": {"out_dir": str(out)}})
+    cfg = parse_config({**raw, "train": {**raw.get("train", {}), "out_dir": str(out)}})
     t0 = time.perf_counter()
     result = Trainer(cfg, data=data, progress=False).fit()
     seconds = time.perf_counter() - t0
@@ -209,7 +211,10 @@ def run_suite(name: str, out: Path, quick: bool = False, console: Console | None
 
     console = console or Console()
     suite = SUITES[name]
-    raw = {"data": suite.data(quick), "model": dict(suite.model)}
+    raw: dict[str, Any] = {"data": suite.data(quick), "model": dict(suite.model)}
+    if quick and raw["data"]["name"] != "pairs":  # a check that it runs: a small model and a short schedule
+        raw["model"].update(embed_dim=16, min_dim=4)
+        raw["train"] = {"epochs": 2}
     if raw["data"]["name"] == "pairs":
         return _text_suite(raw, out / name, console)
     cfg = parse_config(raw)
@@ -220,7 +225,9 @@ def run_suite(name: str, out: Path, quick: bool = False, console: Console | None
     for i, (run, head) in enumerate(runs.items(), start=1):
         console.print(f"  {name}: training {i}/{len(runs)} ({run})")
         spec = {**raw, "model": {**raw["model"], **head}}
-        scores[run] = _train_and_score(spec, data, out / name / run)
+        # Keyed by the resolved config: a run trained under other defaults is not resumed, it is trained again.
+        key = hashlib.sha256(json.dumps(parse_config(spec).model_dump(), sort_keys=True).encode()).hexdigest()[:10]
+        scores[run] = _train_and_score(spec, data, out / name / f"{run}-{key}")
     checks = goal_checks(scores, nesting)
     return {"dims": nesting, "train": len(data.train), "test": len(data.test), "scores": scores, "checks": checks}
 
@@ -237,7 +244,7 @@ def goal_checks(scores: dict[str, Any], nesting: list[int]) -> dict[str, Any]:
 
 
 def print_suite(name: str, result: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"{name}: MRL vs FF-k with the defaults ({result['train']} train, {result['test']} test)")
+    table = Table(title=f"{name}: MRL vs FF-k with the defaults ({result['train']} train rows, {result['test']} test)")
     s = result["scores"]
     metrics = [k for k, v in s["mrl"].items() if isinstance(v, dict)]
     label = {"head": "head", "knn1": "1-NN"}

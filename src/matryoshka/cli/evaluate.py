@@ -40,9 +40,8 @@ def eval_(
 ) -> None:
     """Evaluate at every dim: a trained model (--checkpoint) or any embeddings given as .npy files. A text run gets
     retrieval metrics per dim on its test split, or on --queries / --documents files."""
-    from matryoshka.evaluate.per_dim import evaluate_embeddings, evaluate_model
+    from matryoshka.evaluate.per_dim import evaluate_model
     from matryoshka.inference import resolve_device
-    from matryoshka.io import read_npy
     from matryoshka.runs import TrainedRun
 
     if (checkpoint is None) == (train_embeddings is None):
@@ -63,22 +62,24 @@ def eval_(
         run = TrainedRun.load(checkpoint, resolve_device(device))
         results = evaluate_model(run.model, run.training_data(), chosen, k, knn_queries)
     else:
-        files = {
-            "train embeddings": train_embeddings,
-            "train labels": train_labels,
-            "test embeddings": test_embeddings,
-            "test labels": test_labels,
-        }
-        if None in files.values():
-            raise InputError("--train-embeddings needs --train-labels, --test-embeddings and --test-labels")
-        arrays = [read_npy(path, what) for what, path in files.items()]
-        results = evaluate_embeddings(*arrays, chosen, k, knn_queries)
+        files = {"train embeddings": train_embeddings, "train labels": train_labels}
+        files |= {"test embeddings": test_embeddings, "test labels": test_labels}
+        results = _evaluate_files(files, chosen, k, knn_queries)
     if "retrieval" in results:
         _print_eval(results, k)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))
         typer.echo(f"wrote {out}")
+
+
+def _evaluate_files(files: dict[str, Path | None], dims: list[int] | None, k: int, knn_queries: int | None) -> dict:
+    from matryoshka.evaluate.per_dim import evaluate_embeddings
+    from matryoshka.io import read_npy
+
+    if None in files.values():
+        raise InputError("--train-embeddings needs --train-labels, --test-embeddings and --test-labels")
+    return evaluate_embeddings(*(read_npy(path, what) for what, path in files.items()), dims, k, knn_queries)
 
 
 def _is_text_run(path: Path) -> bool:

@@ -66,21 +66,11 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="replace an index already in --out")] = False,
 ) -> None:
     """Build an index from embeddings and save it; by default tuned to recall@10 0.95 (structure and plan)."""
-    from matryoshka.errors import InputError
     from matryoshka.index import MatryoshkaIndex
     from matryoshka.index.autotune import build_tuned
-    from matryoshka.index.disk import check_tier
     from matryoshka.io import read_npy
 
-    if (out / "CURRENT").exists() and not force:
-        raise InputError(f"{out} already holds an index: add to it with mrl index add, or replace it with --force")
-    if shortlist not in ("auto", "flat", "hnsw"):
-        raise InputError(f"--shortlist must be auto, flat or hnsw, got {shortlist!r}")
-    if tune_queries is not None and shortlist != "auto":
-        raise InputError("--tune-queries goes with --shortlist auto: autotune needs calibration queries")
-    if not 0 < target_recall <= 1:
-        raise InputError(f"--target-recall must be in (0, 1], got {target_recall}")
-    check_tier(full_vectors)
+    _check_build_options(out, force, shortlist, tune_queries, target_recall, full_vectors)
     vectors = read_npy(embeddings, "embeddings")
     options = {
         "shortlist_dims": int_list(shortlist_dims, "--shortlist-dims"),
@@ -104,6 +94,23 @@ def build(
         index = MatryoshkaIndex.build(vectors, given_ids, **options)
     folder = index.save(out)
     typer.echo(f"indexed {index.ntotal} vectors of dim {index.dim} ({index.bytes_per_vector()} bytes each) in {folder}")
+
+
+def _check_build_options(
+    out: Path, force: bool, shortlist: str, tune_queries: Path | None, target_recall: float, full_vectors: str
+) -> None:
+    from matryoshka.errors import InputError
+    from matryoshka.index.disk import check_tier
+
+    if (out / "CURRENT").exists() and not force:
+        raise InputError(f"{out} already holds an index: add to it with mrl index add, or replace it with --force")
+    if shortlist not in ("auto", "flat", "hnsw"):
+        raise InputError(f"--shortlist must be auto, flat or hnsw, got {shortlist!r}")
+    if tune_queries is not None and shortlist != "auto":
+        raise InputError("--tune-queries goes with --shortlist auto: autotune needs calibration queries")
+    if not 0 < target_recall <= 1:
+        raise InputError(f"--target-recall must be in (0, 1], got {target_recall}")
+    check_tier(full_vectors)
 
 
 @app.command("add")

@@ -44,7 +44,8 @@ def _train_text(cfg, progress: bool, resume: bool) -> None:
 
     result = TextTrainer(cfg, progress=progress, resume=resume).fit()
     k = cfg.train.eval_k
-    typer.echo(f"test mAP@{k} per dim" + (" (base model -> fine-tuned):" if result.base else ":"))
+    trained = "adapted" if (result.run_dir / "adaptor.safetensors").exists() else "fine-tuned"
+    typer.echo(f"test mAP@{k} per dim" + (f" (base model -> {trained}):" if result.base else ":"))
     for m in result.nesting:
         after = result.test[str(m)][f"map@{k}"]
         before = f"{100 * result.base[str(m)][f'map@{k}']:5.1f} -> " if result.base else ""

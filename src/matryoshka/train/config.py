@@ -241,7 +241,9 @@ class TextTrainConfig(_Strict):
     log_every: int = Field(25, ge=0, description="a progress line (loss, rate, time left) every N steps; 0: none")
     keep_checkpoints: int = Field(2, ge=1)
     eval_k: int = Field(10, ge=1)
-    adaptor_steps: int = Field(2000, ge=1, description="frozen_base: optimizer steps of the adaptor")
+    adaptor_steps: int = Field(
+        500, ge=1, description="frozen_base: optimizer steps of the adaptor (the best held-out state is kept)"
+    )
     evaluate_base: bool = Field(True, description="also score the untouched base model on the test split")
 
 

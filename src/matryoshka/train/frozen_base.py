@@ -61,13 +61,12 @@ def fit_frozen_base(trainer: Any) -> Any:
     """Encode the training pairs with the frozen base, fit the adaptor, save and score the run like a fine-tuned one.
 
     ``trainer`` is the :class:`~matryoshka.train.text_trainer.TextTrainer` (its config, data and run folder)."""
-    from matryoshka.evaluate.text import evaluate_text_retrieval
     from matryoshka.nesting import halving_nesting, validate_nesting
-    from matryoshka.nn.text_encoder import embedding_dimension, encode_texts, load_sentence_transformer
+    from matryoshka.nn.text_encoder import embedding_dimension, load_sentence_transformer
     from matryoshka.posthoc import MatryoshkaAdaptor
-    from matryoshka.train.text_trainer import TextTrainResult, save_sentence_transformer, system_info
+    from matryoshka.train.text_trainer import save_sentence_transformer
 
-    cfg, pairs, run_dir = trainer.config, trainer.pairs, trainer.run_dir
+    cfg, run_dir = trainer.config, trainer.run_dir
     torch.manual_seed(cfg.train.seed)
     base = load_sentence_transformer(cfg.model.base, trainer.device)
     base.max_seq_length = cfg.model.max_seq_length
@@ -76,54 +75,65 @@ def fit_frozen_base(trainer: Any) -> Any:
     nesting = validate_nesting(m.nesting, d) if m.nesting is not None else halving_nesting(d, m.min_dim)
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    texts = sorted({p.query for p in pairs} | {p.document for p in pairs})
-    row = {t: i for i, t in enumerate(texts)}
-    if trainer.progress:
-        print(f"encoding {len(texts)} distinct training texts once with the frozen base ({cfg.model.base})")
-    z = encode_texts(base, texts, progress=trainer.progress)
-    q = z[[row[p.query] for p in pairs]]
-    doc = z[[row[p.document] for p in pairs]]
+    z, q, doc = _encode_pairs(base, trainer.pairs, trainer.progress, cfg.model.base)
     encode_seconds = time.perf_counter() - t0
     adaptor = MatryoshkaAdaptor(
         nesting=nesting if m.matryoshka else [d],
         steps=cfg.train.adaptor_steps,
         lr=cfg.optim.adaptor_lr,
-        batch_size=min(1024, len(pairs)),
+        batch_size=min(1024, len(trainer.pairs)),
         seed=cfg.train.seed,
         progress=trainer.progress,
     ).fit(z, pairs=(q, doc))
     adaptor.save(run_dir / ADAPTOR_FILE)
     save_sentence_transformer(base, run_dir / "model")
-    train_seconds = time.perf_counter() - t0
-    model = AdaptedTextModel(base, adaptor)
+    seconds = {"train_seconds": time.perf_counter() - t0, "encode_seconds": encode_seconds}
+    return _score_and_save(trainer, base, AdaptedTextModel(base, adaptor), nesting, seconds)
+
+
+def _encode_pairs(base: Any, pairs: list, progress: bool, name: str) -> tuple[torch.Tensor, ...]:
+    """(embeddings of the distinct texts, of each pair's query, of each pair's document), encoded once."""
+    from matryoshka.nn.text_encoder import encode_texts
+
+    texts = sorted({p.query for p in pairs} | {p.document for p in pairs})
+    row = {t: i for i, t in enumerate(texts)}
+    if progress:
+        print(f"encoding {len(texts)} distinct training texts once with the frozen base ({name})")
+    z = encode_texts(base, texts, progress=progress)
+    return z, z[[row[p.query] for p in pairs]], z[[row[p.document] for p in pairs]]
+
+
+def _score_and_save(trainer: Any, base: Any, model: Any, nesting: list[int], seconds: dict[str, float]) -> Any:
+    """The test split's metrics per dim (and the base model's), written to results.json like a fine-tuned run's."""
+    from matryoshka.evaluate.text import evaluate_text_retrieval
+    from matryoshka.train.text_trainer import TextTrainResult, system_info
+
+    cfg = trainer.config
     queries, corpus, relevant = trainer.data.retrieval_set("test")
     k = cfg.train.eval_k
-    test = {str(m): v for m, v in evaluate_text_retrieval(model, queries, corpus, relevant, nesting, k).items()}
-    base_scores = None
-    if cfg.train.evaluate_base:
-        base_scores = {
-            str(m): v for m, v in evaluate_text_retrieval(base, queries, corpus, relevant, nesting, k).items()
-        }
-    atomic_write_json(
-        run_dir / "results.json",
-        {
-            "config": cfg.to_dict(),
-            "nesting": nesting,
-            "frozen_base": True,
-            "test": test,
-            "base": base_scores,
-            "history": [],
-            "test_queries": len(queries),
-            "test_corpus": len(corpus),
-            "train_pairs": len(pairs),
-            "train_seconds": train_seconds,
-            "encode_seconds": encode_seconds,
-            "machine": system_info(trainer.device),
-        },
-    )
+
+    def scores(encoder: Any) -> dict[str, Any]:
+        return {str(m): v for m, v in evaluate_text_retrieval(encoder, queries, corpus, relevant, nesting, k).items()}
+
+    test = scores(model)
+    base_scores = scores(base) if cfg.train.evaluate_base else None
+    results = {
+        "config": cfg.to_dict(),
+        "nesting": nesting,
+        "frozen_base": True,
+        "test": test,
+        "base": base_scores,
+        "history": [],
+        "test_queries": len(queries),
+        "test_corpus": len(corpus),
+        "train_pairs": len(trainer.pairs),
+        **seconds,
+        "machine": system_info(trainer.device),
+    }
+    atomic_write_json(trainer.run_dir / "results.json", results)
     if trainer.progress:
         print(
-            f"fitted in {train_seconds:.0f} s ({encode_seconds:.0f} s encoding); test mAP@{k} per dim: "
-            + " ".join(f"{m}:{v[f'map@{k}']:.3f}" for m, v in test.items())
+            f"fitted in {seconds['train_seconds']:.0f} s ({seconds['encode_seconds']:.0f} s encoding); "
+            f"test mAP@{k} per dim: " + " ".join(f"{m}:{v[f'map@{k}']:.3f}" for m, v in test.items())
         )
-    return TextTrainResult(run_dir, nesting, test, base_scores, [])
+    return TextTrainResult(trainer.run_dir, nesting, test, base_scores, [])
