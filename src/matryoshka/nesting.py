@@ -19,13 +19,12 @@ class NestingError(MatryoshkaError, ValueError):
 
     Example::
 
-        from matryoshka import NestingError, validate_nesting
+        from matryoshka import NestingError, nesting_weights
 
-        assert validate_nesting([8, 16, 32], 32) == [8, 16, 32]
         try:
-            validate_nesting([16, 8])
+            nesting_weights([8, 16], [1.0])
         except NestingError as e:
-            print(e)                          # the dims must increase
+            print(e)                          # got 1 weights for 2 nesting dims [8, 16]
     """
 
 
