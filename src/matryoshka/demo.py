@@ -324,16 +324,9 @@ def run_demo(
         models = _train_all(settings, data, out, console)
     with _stage("encode", stages, console):
         views, heads, test_logits = _method_views(models, data, nesting, ff_dims)
-    results: dict[str, Any] = {
-        "dataset": settings.dataset,
-        "dims": nesting,
-        "not_run": {"ff": [m for m in nesting if m not in ff_dims]},
-        "database_size": len(data.train),
-        "classification": {**heads},
-        "knn1": {},
-        "retrieval": {"per_dim": {}},
-        "adaptive_classification": {},
-    }
+    results: dict[str, Any] = {"dataset": settings.dataset, "dims": nesting, "database_size": len(data.train)}
+    results |= {"not_run": {"ff": [m for m in nesting if m not in ff_dims]}, "classification": {**heads}}
+    results |= {"knn1": {}, "retrieval": {"per_dim": {}}, "adaptive_classification": {}}
     with _stage("evaluate every method at every dim", stages, console):
         _evaluate(views, nesting, ff_dims, data, settings, results, console)
     with _stage("adaptive classification: cascades over the MRL heads", stages, console):
@@ -354,14 +347,7 @@ def run_demo(
     results["targets"] = check_targets(results)
     results["training_seconds"] = {name: round(entry["seconds"], 2) for name, entry in models.items()}
     results["settings"] = asdict(settings)
-    results["machine"] = {
-        "device": str(resolve_device(settings.device)),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "cpu_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-    }
+    results["machine"] = machine_info(settings.device)
     results["method_labels"] = METHOD_LABELS
     results["timings"] = {"stages": stages}
     with _stage("report", stages, console):
@@ -370,6 +356,18 @@ def run_demo(
     results["timings"]["total_s"] = round(time.perf_counter() - t_start, 1)
     atomic_write_json(out / "results.json", results)
     return results
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    """Where a run ran: device, GPU name, CPU threads, Python, torch and platform versions."""
+    return {
+        "device": str(resolve_device(device)),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "cpu_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def load_results(path: str | Path) -> dict[str, Any]:

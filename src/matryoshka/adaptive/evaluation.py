@@ -5,7 +5,7 @@ test split beside the oracle and every fixed dim (``mrl cascade``)."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -56,41 +56,10 @@ def evaluate_cascades(
     def add(key: str, value: float) -> None:
         per_split.setdefault(key, []).append(value)
 
-    best_dims = []
-    for s in range(splits):
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + s))
-        n_fit = int(n * fit_fraction)
-        fit, test = perm[:n_fit], perm[n_fit:]
-        fit_logits, test_logits = [lg[fit] for lg in logits], [lg[test] for lg in logits]
-        # Best fixed-dim model, chosen on the fit half, scored on the test half.
-        candidates = [("mrl", m, lg) for m, lg in zip(nesting, logits, strict=True)]
-        candidates += [("ff", k, lg) for k, lg in sorted(baseline_logits.items())]
-        fit_acc = [(lg[fit].argmax(1) == labels[fit]).float().mean().item() for _, _, lg in candidates]
-        best = max(range(len(candidates)), key=lambda i: (fit_acc[i], -candidates[i][1]))
-        method, best_dim, best_logits = candidates[best]
-        best_dims.append((method, best_dim))
-        best_test = (best_logits[test].argmax(1) == labels[test]).float().mean().item()
-        add("best_fixed_accuracy", best_test)
-        for m, acc in zip(nesting, _accuracies(test_logits, labels[test]), strict=True):
-            add(f"mrl@{m}", acc)
-        for k, lg in baseline_logits.items():
-            add(f"ff@{k}", (lg[test].argmax(1) == labels[test]).float().mean().item())
-
-        pairwise = Cascade(nesting).fit(fit_logits, labels[fit], policy="pairwise").predict(test_logits)
-        matched = (
-            Cascade(nesting)
-            .fit(fit_logits, labels[fit], policy="target_accuracy", target=fit_acc[best] - match_within)
-            .predict(test_logits)
-        )
-        for name, res in (("pairwise", pairwise), ("matched", matched)):
-            add(f"{name}.accuracy", res.accuracy(labels[test]))
-            add(f"{name}.expected_dim", res.expected_dim)
-            add(f"{name}.head_cost", res.mean_head_cost)
-        add("matched.dim_ratio", best_dim / matched.expected_dim)
-        orc = oracle(test_logits, labels[test], nesting)
-        for key, value in orc.items():
-            add(f"oracle.{key}", value)
-
+    best_dims = [
+        _one_split(logits, labels, nesting, baseline_logits, fit_fraction, match_within, seed + s, add)
+        for s in range(splits)
+    ]
     stats = {key: _stats(values) for key, values in per_split.items()}
     # A sweep of one shared threshold fits nothing, so the whole set can be used for the trade-off curve.
     curve = Cascade(nesting).tradeoff(logits, labels, grid=51)
@@ -112,6 +81,47 @@ def evaluate_cascades(
         "oracle": {metric: stats[f"oracle.{metric}"] for metric in ("accuracy", "expected_dim", "head_cost")},
         "curve": curve,
     }
+
+
+def _one_split(
+    logits: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    nesting: list[int],
+    baseline_logits: dict[int, torch.Tensor],
+    fit_fraction: float,
+    match_within: float,
+    seed: int,
+    add: Callable[[str, float], None],
+) -> tuple[str, int]:
+    """One seeded fit/test split: record every figure with ``add``; returns the best fixed model (method, dim)."""
+    n = labels.shape[0]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_fit = int(n * fit_fraction)
+    fit, test = perm[:n_fit], perm[n_fit:]
+    fit_logits, test_logits = [lg[fit] for lg in logits], [lg[test] for lg in logits]
+    # Best fixed-dim model, chosen on the fit half, scored on the test half.
+    candidates = [("mrl", m, lg) for m, lg in zip(nesting, logits, strict=True)]
+    candidates += [("ff", k, lg) for k, lg in sorted(baseline_logits.items())]
+    fit_acc = [(lg[fit].argmax(1) == labels[fit]).float().mean().item() for _, _, lg in candidates]
+    best = max(range(len(candidates)), key=lambda i: (fit_acc[i], -candidates[i][1]))
+    method, best_dim, best_logits = candidates[best]
+    add("best_fixed_accuracy", (best_logits[test].argmax(1) == labels[test]).float().mean().item())
+    for m, acc in zip(nesting, _accuracies(test_logits, labels[test]), strict=True):
+        add(f"mrl@{m}", acc)
+    for k, lg in baseline_logits.items():
+        add(f"ff@{k}", (lg[test].argmax(1) == labels[test]).float().mean().item())
+    pairwise = Cascade(nesting).fit(fit_logits, labels[fit], policy="pairwise").predict(test_logits)
+    target = fit_acc[best] - match_within
+    matched = Cascade(nesting).fit(fit_logits, labels[fit], policy="target_accuracy", target=target)
+    matched = matched.predict(test_logits)
+    for name, res in (("pairwise", pairwise), ("matched", matched)):
+        add(f"{name}.accuracy", res.accuracy(labels[test]))
+        add(f"{name}.expected_dim", res.expected_dim)
+        add(f"{name}.head_cost", res.mean_head_cost)
+    add("matched.dim_ratio", best_dim / matched.expected_dim)
+    for key, value in oracle(test_logits, labels[test], nesting).items():
+        add(f"oracle.{key}", value)
+    return method, best_dim
 
 
 def fit_model_cascade(

@@ -37,6 +37,7 @@ from matryoshka.bench import rss
 from matryoshka.bench.busy import busy_process
 from matryoshka.bench.corpora import Corpus, shifted_embeddings, synthetic, text_embeddings
 from matryoshka.bench.peers import PEERS, Peer, available
+from matryoshka.bench.retrieval_report import compare, goals, plot, print_rows
 from matryoshka.errors import InputError
 from matryoshka.evaluate.ranking import recall_against
 from matryoshka.index import MatryoshkaIndex
@@ -316,39 +317,6 @@ def measure(methods: list[Method], corpus: Corpus, truth: np.ndarray, single: in
                 singles(m, rounds, m.busy)
 
 
-def plot(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    families = dict.fromkeys(r["family"] for r in rows if r["family"] != "faiss FlatIP")
-    for family in families:
-        pts = sorted(((r["p50_ms"], r["recall@10"]) for r in rows if r["family"] == family), key=lambda p: p[1])
-        style = "*" if "tuned" in family else "o-"
-        ax.plot(
-            [p[0] for p in pts], [p[1] for p in pts], style, label=family, markersize=10 if "tuned" in family else 4
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("batch-1 latency, median (ms)")
-    ax.set_ylabel("recall@10 vs exact full-dim search")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
-
-
-def goals() -> dict[str, float]:
-    return {"speed": 1.0, "batched": 1.5, "memory": 0.5, "busy_p99": 2.0, "build": 3.0, "disk_memory": 1 / 8}
-
-
 def run(
     *,
     corpus: str = "images",
@@ -420,114 +388,3 @@ def run(
     atomic_write_json(out / "results.json", results)
     print(f"\nwrote {out / 'results.json'} and {out / 'retrieval.png'}")
     return results
-
-
-def print_rows(rows: list[dict]) -> None:
-    print(
-        f"\n{'method':<50}{'R@10':>7}{'p50 ms':>8}{'p99 ms':>8}{'busy p50':>9}{'busy p99':>9}{'QPS':>8}"
-        f"{'RAM B/v':>9}{'file B/v':>9}{'build s':>8}"
-    )
-    for r in rows:
-        print(
-            f"{r['method'][:49]:<50}{r['recall@10']:>7.4f}{r['p50_ms']:>8.3f}{r['p99_ms']:>8.3f}"
-            f"{r['busy_p50_ms']:>9.3f}{r['busy_p99_ms']:>9.3f}{r['qps']:>8.0f}{r['bytes_per_vector']:>9.0f}"
-            f"{r['file_bytes_per_vector']:>9.0f}{r['build_s']:>8.1f}  {r['note']}"
-        )
-
-
-def compare(rows: list[dict], targets: list[float], goal: dict[str, float]) -> list[dict]:
-    """Per target, our tuned index (in RAM) against the peers tuned to the same target: the fastest peer at batch 1,
-    the fastest batched, the smallest in RAM among the fastest, and faiss HNSW (busy p99, build)."""
-    comparisons = []
-    for target in targets:
-        peers = [r for r in rows if r["target"] == target and r["reached"] and not r["family"].startswith("ours")]
-        mine = next(r for r in rows if r["target"] == target and r["family"] == "ours (tuned)")
-        hnsw = next((r for r in peers if r["family"] == "faiss HNSWFlat"), None)
-        if not peers:
-            continue
-        fastest = min(peers, key=lambda r: r["p50_ms"])
-        batched = max(peers, key=lambda r: r["qps"])
-        c = {
-            "target": target,
-            "ours": mine["method"],
-            "recall": mine["recall@10"],
-            "fastest_peer": fastest["method"],
-            "fastest_peer_recall": fastest["recall@10"],
-            "p50_speedup": fastest["p50_ms"] / mine["p50_ms"],
-            "batched_peer": batched["method"],
-            "batched_speedup": mine["qps"] / batched["qps"],
-            "memory_ratio": mine["bytes_per_vector"] / fastest["bytes_per_vector"],
-        }
-        small = next((r for r in rows if r["target"] == target and r["family"] == "ours (tuned for memory)"), None)
-        if small is not None:
-            c["memory_tuned"] = small["method"]
-            c["memory_tuned_recall"] = small["recall@10"]
-            c["memory_tuned_ratio"] = small["bytes_per_vector"] / fastest["bytes_per_vector"]
-            c["memory_tuned_p50_speedup"] = fastest["p50_ms"] / small["p50_ms"]
-        on_disk = next((r for r in rows if r["target"] == target and r["family"] == "ours (tuned, disk)"), None)
-        disk_peer = next((r for r in peers if r["family"] == "faiss IVFFlat, lists on disk"), None)
-        if on_disk is not None:
-            c["disk_recall"] = on_disk["recall@10"]
-            c["disk_p50_ms"] = on_disk["p50_ms"]
-            if hnsw is not None:
-                c["disk_memory_ratio"] = on_disk["bytes_per_vector"] / hnsw["bytes_per_vector"]
-            if disk_peer is not None:
-                c["disk_peer"] = disk_peer["method"]
-                c["disk_peer_p50_ratio"] = on_disk["p50_ms"] / disk_peer["p50_ms"]
-                c["disk_peer_memory_ratio"] = on_disk["bytes_per_vector"] / disk_peer["bytes_per_vector"]
-        if hnsw is not None:
-            c["hnsw"] = hnsw["method"]
-            c["busy_p99_ratio"] = mine["busy_p99_ms"] / hnsw["busy_p99_ms"]
-            c["build_speedup"] = hnsw["build_s"] / mine["build_s"]
-        comparisons.append(c)
-    print("\nat matched recall (every method tuned to the target on the calibration queries, measured on others)")
-    for c in comparisons:
-        print(f"  target {c['target']}: {c['ours']} (recall {c['recall']:.4f})")
-        print(
-            f"    batch-1 p50 {c['p50_speedup']:.2f}x of the fastest peer, {c['fastest_peer']} "
-            f"(recall {c['fastest_peer_recall']:.4f}; goal >= {goal['speed']}x: "
-            f"{verdict(c['p50_speedup'] >= goal['speed'])})"
-        )
-        print(
-            f"    batched QPS {c['batched_speedup']:.2f}x of {c['batched_peer']} "
-            f"(goal >= {goal['batched']}x: {verdict(c['batched_speedup'] >= goal['batched'])})"
-        )
-        print(
-            f"    RAM {c['memory_ratio']:.3f}x of {c['fastest_peer']} "
-            f"(goal <= {goal['memory']}x: {verdict(c['memory_ratio'] <= goal['memory'])})"
-        )
-        if "memory_tuned" in c:
-            print(
-                f"    tuned for memory, {c['memory_tuned']} (recall {c['memory_tuned_recall']:.4f}): RAM "
-                f"{c['memory_tuned_ratio']:.3f}x of {c['fastest_peer']} (goal <= {goal['memory']}x: "
-                f"{verdict(c['memory_tuned_ratio'] <= goal['memory'])}), batch-1 p50 "
-                f"{c['memory_tuned_p50_speedup']:.2f}x of its speed (goal >= {goal['speed']}x: "
-                f"{verdict(c['memory_tuned_p50_speedup'] >= goal['speed'])})"
-            )
-        if "disk_p50_ms" in c:
-            print(
-                f"    disk tier: batch-1 p50 {c['disk_p50_ms']:.3f} ms (recall {c['disk_recall']:.4f}; goal <= 1 ms: "
-                f"{verdict(c['disk_p50_ms'] <= 1.0)})"
-                + (
-                    f", RAM {c['disk_memory_ratio']:.3f}x of faiss HNSW's (goal <= {goal['disk_memory']:.3f}x: "
-                    f"{verdict(c['disk_memory_ratio'] <= goal['disk_memory'])})"
-                    if "disk_memory_ratio" in c
-                    else ""
-                )
-            )
-        if "disk_peer" in c:
-            print(
-                f"    disk tier vs {c['disk_peer']} (its lists read through the page cache): batch-1 p50 "
-                f"{c['disk_peer_p50_ratio']:.2f}x of its time (goal <= 0.5x: "
-                f"{verdict(c['disk_peer_p50_ratio'] <= 0.5)}), RAM {c['disk_peer_memory_ratio']:.2f}x of its"
-            )
-        if "hnsw" in c:
-            print(
-                f"    beside a busy process, batch-1 p99 {c['busy_p99_ratio']:.2f}x of {c['hnsw']}'s "
-                f"(goal <= {goal['busy_p99']}x: {verdict(c['busy_p99_ratio'] <= goal['busy_p99'])})"
-            )
-            print(
-                f"    build {c['build_speedup']:.2f}x faster than {c['hnsw']} "
-                f"(goal >= {goal['build']}x: {verdict(c['build_speedup'] >= goal['build'])})"
-            )
-    return comparisons

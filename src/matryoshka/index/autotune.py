@@ -234,16 +234,8 @@ def autotune(
         result = autotune(index, corpus[:200], k=10, target_recall=0.95, structures="keep")
         print(result.plan, result.recall)      # the plan is also the index's default now
     """
-    if not 0 < target_recall <= 1:
-        raise InputError(f"target_recall must be in (0, 1], got {target_recall}")
-    if structures not in ("auto", "keep"):
-        raise InputError(f"structures must be auto or keep, got {structures!r}")
-    if objective not in ("latency", "memory"):
-        raise InputError(f"objective must be latency or memory, got {objective!r}")
+    queries = _check_tuning(queries, target_recall, structures, objective)
     console = Console(stderr=True, quiet=not verbose)
-    queries = np.asarray(queries, dtype=np.float32)
-    if queries.ndim != 2 or len(queries) == 0:
-        raise InputError(f"autotune needs calibration queries (Q, d) with Q >= 1, got shape {queries.shape}")
     _, truth = index.search(queries, k, FullPlan())
     current = structure_of(index)
     table = _tune(index, queries, truth, k, target_recall, plans, time_top, current)
@@ -265,14 +257,32 @@ def autotune(
         best = min(finalists, key=lambda c: (c["structure"]["bytes_per_vector"], c["latency_ms"]))
     else:
         best = min(finalists, key=lambda c: c["latency_ms"])
+    _adopt(index, best, siblings, k)
+    console.print(f"chosen: {plan_to_text(best['plan'])} on {best['structure']}")
+    return TunedPlan(best["plan"], best["recall"], best["flops"], best["latency_ms"], table, best["structure"])
+
+
+def _check_tuning(queries: np.ndarray, target_recall: float, structures: str, objective: str) -> np.ndarray:
+    if not 0 < target_recall <= 1:
+        raise InputError(f"target_recall must be in (0, 1], got {target_recall}")
+    if structures not in ("auto", "keep"):
+        raise InputError(f"structures must be auto or keep, got {structures!r}")
+    if objective not in ("latency", "memory"):
+        raise InputError(f"objective must be latency or memory, got {objective!r}")
+    queries = np.asarray(queries, dtype=np.float32)
+    if queries.ndim != 2 or len(queries) == 0:
+        raise InputError(f"autotune needs calibration queries (Q, d) with Q >= 1, got shape {queries.shape}")
+    return queries
+
+
+def _adopt(index, best: dict, siblings: dict, k: int) -> None:
+    """The index takes the winner's structure and, when it is a MatryoshkaIndex, its plan as the default."""
     if id(best["structure"]) in siblings:
         index.adopt_shortlists(siblings[id(best["structure"])])
     if isinstance(index, MatryoshkaIndex):
         index.forget_prefix_norms()  # of the plans tried; searches compute the ones they need again
         # Searches that name no plan follow it (saved with the index).
         index.default_plan, index.default_plan_k = plan_to_text(best["plan"]), k
-    console.print(f"chosen: {plan_to_text(best['plan'])} on {best['structure']}")
-    return TunedPlan(best["plan"], best["recall"], best["flops"], best["latency_ms"], table, best["structure"])
 
 
 def build_tuned(

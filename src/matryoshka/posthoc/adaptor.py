@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -181,21 +181,8 @@ class MatryoshkaAdaptor:
         """Learn the transform from unlabeled ``embeddings`` (N, d), plus optional (queries, documents) pairs."""
         from rich.progress import Progress
 
-        x = self._check(embeddings)
-        n, d = x.shape
-        if pairs is not None:
-            queries, documents = self._check(pairs[0], d), self._check(pairs[1], d)
-            if len(queries) != len(documents) or len(queries) < 2:
-                raise InputError(
-                    f"pairs need as many queries as documents (>= 2), got {len(queries)}, {len(documents)}"
-                )
-        self.dim_ = d
-        self.nesting_ = validate_nesting(self.nesting) if self.nesting else nesting_list(d, min(8, d))
-        if self.nesting_[-1] > d:
-            raise InputError(f"nesting dim {self.nesting_[-1]} is larger than the embeddings' {d} dims")
-        self.target_dims_ = validate_nesting(self.target_dims) if self.target_dims else self.nesting_
-        if self.target_dims_[-1] > d:
-            raise InputError(f"target dim {self.target_dims_[-1]} is larger than the embeddings' {d} dims")
+        x, queries, documents = self._check_fit(embeddings, pairs)
+        n = len(x)
         g = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
         perm = torch.randperm(n, generator=g)
@@ -208,15 +195,7 @@ class MatryoshkaAdaptor:
             held, kept = pair_perm[:n_val_pairs], pair_perm[n_val_pairs:]
             val_pairs = (queries[held], documents[held]) if n_val_pairs >= 12 else None
             queries, documents = queries[kept], documents[kept]
-        f = _Transform(d, self.hidden)
-        # Start from the SVD basis, largest singular value first. No centring: a rotation of the raw vectors keeps
-        # every cosine similarity, so the full dim starts exact.
-        sample = train[: min(len(train), 100_000)]
-        # Fewer rows than dims: the full basis completes the rotation with directions the data does not use.
-        _, _, vh = torch.linalg.svd(sample, full_matrices=len(sample) < d)
-        with torch.no_grad():
-            f.rotate.weight.copy_(vh)
-        f.to(self.device)
+        f = self._initial_transform(train).to(self.device)
         opt = torch.optim.Adam(f.parameters(), lr=self.lr)
         best = (self._score(f, val, val_pairs), {k: v.clone() for k, v in f.state_dict().items()})
         self.history_ = [{"step": 0, "val_recall": best[0]}]
@@ -246,6 +225,38 @@ class MatryoshkaAdaptor:
         f.load_state_dict(best[1])
         self.transform_ = f.eval()
         return self
+
+    def _check_fit(self, embeddings: Any, pairs: Any) -> tuple[torch.Tensor, Any, Any]:
+        """Checked (embeddings, queries, documents); sets ``dim_``, ``nesting_`` and ``target_dims_``."""
+        x = self._check(embeddings)
+        d = x.shape[1]
+        queries = documents = None
+        if pairs is not None:
+            queries, documents = self._check(pairs[0], d), self._check(pairs[1], d)
+            if len(queries) != len(documents) or len(queries) < 2:
+                raise InputError(
+                    f"pairs need as many queries as documents (>= 2), got {len(queries)}, {len(documents)}"
+                )
+        self.dim_ = d
+        self.nesting_ = validate_nesting(self.nesting) if self.nesting else nesting_list(d, min(8, d))
+        if self.nesting_[-1] > d:
+            raise InputError(f"nesting dim {self.nesting_[-1]} is larger than the embeddings' {d} dims")
+        self.target_dims_ = validate_nesting(self.target_dims) if self.target_dims else self.nesting_
+        if self.target_dims_[-1] > d:
+            raise InputError(f"target dim {self.target_dims_[-1]} is larger than the embeddings' {d} dims")
+        return x, queries, documents
+
+    def _initial_transform(self, train: torch.Tensor) -> _Transform:
+        """Start from the SVD basis, largest singular value first. No centring: a rotation of the raw vectors keeps
+        every cosine similarity, so the full dim starts exact."""
+        d = train.shape[1]
+        f = _Transform(d, self.hidden)
+        sample = train[: min(len(train), 100_000)]
+        # Fewer rows than dims: the full basis completes the rotation with directions the data does not use.
+        _, _, vh = torch.linalg.svd(sample, full_matrices=len(sample) < d)
+        with torch.no_grad():
+            f.rotate.weight.copy_(vh)
+        return f
 
     @torch.no_grad()
     def _score(

@@ -230,7 +230,14 @@ def load_text_data(cfg: Any) -> WordNetData | PairsData:
             seed=cfg.seed,
             train_size=cfg.train_size,
         )
-    return load_wordnet(cfg.root, cfg.val_size, cfg.test_size, cfg.train_size, cfg.seed, cfg.query_style)
+    return load_wordnet(
+        cfg.root,
+        val_size=cfg.val_size,
+        test_size=cfg.test_size,
+        train_size=cfg.train_size,
+        seed=cfg.seed,
+        query_style=cfg.query_style,
+    )
 
 
 def save_sentence_transformer(model: Any, path: Path) -> None:
