@@ -56,7 +56,7 @@ class TrainedRun:
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
         path = Path(path)
-        if (path / "model" / "modules.json").exists() or (path / "modules.json").exists():
+        if is_text_run(path):
             from matryoshka.nn.text_encoder import load_sentence_transformer
 
             folder = path / "model" if (path / "model").is_dir() else path
@@ -185,6 +185,11 @@ class TrainedRun:
                 "raw files"
             )
         return self.preprocess
+
+
+def is_text_run(path: Path) -> bool:
+    """Whether ``path`` is a text run (a SentenceTransformer folder in ``model/``, or one itself)."""
+    return (path / "model" / "modules.json").exists() or (path / "modules.json").exists()
 
 
 def evaluate_text_run(

@@ -155,8 +155,9 @@ def _train_and_score(raw: dict[str, Any], data: Any, out: Path) -> dict[str, Any
 
 def _text_suite(raw: dict[str, Any], out: Path, console: Console) -> dict[str, Any]:
     """The fast path with its defaults: one MRL adaptor and an adaptor per k, on embeddings encoded once (cached)."""
+    import torch
+
     from matryoshka.evaluate.text import prefix_retrieval_metrics
-    from matryoshka.nesting import halving_nesting
     from matryoshka.nn.text_encoder import encode_texts, load_sentence_transformer
     from matryoshka.posthoc import MatryoshkaAdaptor
     from matryoshka.train import parse_config
@@ -182,7 +183,7 @@ def _text_suite(raw: dict[str, Any], out: Path, console: Console) -> dict[str, A
     q, d = (z[[row[getattr(p, side)] for p in train]] for side in ("query", "document"))
     train_rows = z[sorted({row[p.query] for p in train} | {row[p.document] for p in train})]
     test_q, test_d = z[[row[t] for t in queries]], z[[row[t] for t in corpus]]
-    nesting = halving_nesting(z.shape[1], cfg.model.min_dim)
+    nesting = cfg.model.resolved_nesting(z.shape[1])
     scores: dict[str, Any] = {}
     runs = {"mrl": nesting} | {f"ff-{k}": [k] for k in nesting}
     for i, (run, dims) in enumerate(runs.items(), start=1):
@@ -190,18 +191,12 @@ def _text_suite(raw: dict[str, Any], out: Path, console: Console) -> dict[str, A
         t0 = time.perf_counter()
         adaptor = MatryoshkaAdaptor(nesting=dims, steps=cfg.train.adaptor_steps, lr=cfg.optim.adaptor_lr, seed=0)
         adaptor.fit(train_rows, pairs=(q, d))
-        aq, ad = (torch_of(adaptor.transform(x, normalize=False)) for x in (test_q, test_d))
+        aq, ad = (torch.from_numpy(adaptor.transform(x, normalize=False)) for x in (test_q, test_d))
         metrics = prefix_retrieval_metrics(aq, ad, relevant, dims, cfg.train.eval_k)
         key = f"map@{cfg.train.eval_k}"
         scores[run] = {key: {str(m): v[key] for m, v in metrics.items()}, "seconds": round(time.perf_counter() - t0, 1)}
     checks = goal_checks(scores, nesting)
     return {"dims": nesting, "train": len(train), "test": len(queries), "scores": scores, "checks": checks}
-
-
-def torch_of(x: np.ndarray) -> Any:
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(x))
 
 
 def run_suite(name: str, out: Path, quick: bool = False, console: Console | None = None) -> dict[str, Any]:

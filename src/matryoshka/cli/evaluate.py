@@ -42,7 +42,7 @@ def eval_(
     retrieval metrics per dim on its test split, or on --queries / --documents files."""
     from matryoshka.evaluate.per_dim import evaluate_model
     from matryoshka.inference import resolve_device
-    from matryoshka.runs import TrainedRun
+    from matryoshka.runs import TrainedRun, is_text_run
 
     if (checkpoint is None) == (train_embeddings is None):
         raise InputError(
@@ -51,7 +51,7 @@ def eval_(
     chosen = int_list(dims, "--dims") if dims else None
     if (queries is None) != (documents is None):
         raise InputError("--queries and --documents go together (line i of one is paired with line i of the other)")
-    if checkpoint is not None and _is_text_run(checkpoint):
+    if checkpoint is not None and is_text_run(checkpoint):
         from matryoshka.runs import evaluate_text_run
 
         results = evaluate_text_run(checkpoint, chosen, k, queries, documents, device)
@@ -80,10 +80,6 @@ def _evaluate_files(files: dict[str, Path | None], dims: list[int] | None, k: in
     if None in files.values():
         raise InputError("--train-embeddings needs --train-labels, --test-embeddings and --test-labels")
     return evaluate_embeddings(*(read_npy(path, what) for what, path in files.items()), dims, k, knn_queries)
-
-
-def _is_text_run(path: Path) -> bool:
-    return (path / "model" / "modules.json").exists() or (path / "modules.json").exists()
 
 
 def _print_text_eval(results: dict[str, Any], k: int) -> None:

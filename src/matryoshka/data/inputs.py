@@ -16,7 +16,7 @@ import torch
 
 from matryoshka.data.errors import CorruptDataError, DataNotFoundError
 from matryoshka.data.images import IMAGE_EXTENSIONS, Preprocess
-from matryoshka.data.sources import TABLE_BUILDERS, _need_columns, read_table
+from matryoshka.data.sources import TABLE_BUILDERS, _need_columns, image_error, read_table
 
 TEXT_EXTENSIONS = (".txt",)
 
@@ -89,21 +89,15 @@ def read_inputs(
 
 
 def _image_folder(path: Path, skip_bad: bool) -> Inputs:
-    from PIL import Image
-
     files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
     good, bad = [], []
     for p in files:
         if p.suffix.lower() not in IMAGE_EXTENSIONS:
             bad.append(f"{p}: not an image ({p.suffix or 'no extension'}; images are {', '.join(IMAGE_EXTENSIONS)})")
-            continue
-        try:
-            with Image.open(p) as img:
-                img.verify()
-        except Exception as e:  # PIL raises many types for broken files
-            bad.append(f"{p}: cannot read image ({e})")
-            continue
-        good.append(str(p))
+        elif (error := image_error(p)) is not None:
+            bad.append(f"{p}: cannot read image ({error})")
+        else:
+            good.append(str(p))
     if bad and not skip_bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise CorruptDataError(f"{bad[0]}{more}; remove it, or pass --skip-bad to encode the other files")

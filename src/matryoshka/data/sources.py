@@ -86,14 +86,22 @@ def _check_image_folder(root: Path) -> None:
 
 def _verify_images(files: list[Path]) -> None:
     """Read every image's header and checksums (no decoding), so a corrupt file stops the run before training."""
+    for path in files:
+        error = image_error(path)
+        if error is not None:
+            raise CorruptDataError(f"cannot read image {path}: {error}")
+
+
+def image_error(path: Path) -> str | None:
+    """Why PIL cannot read the image file ``path`` (header and checksums, no decoding), or None when it can."""
     from PIL import Image
 
-    for path in files:
-        try:
-            with Image.open(path) as img:
-                img.verify()
-        except Exception as e:  # PIL raises many types for broken files
-            raise CorruptDataError(f"cannot read image {path}: {e}") from None
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except Exception as e:  # PIL raises many types for broken files
+        return str(e)
+    return None
 
 
 def load_image_folder(

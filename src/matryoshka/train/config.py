@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from matryoshka.errors import MatryoshkaError
-from matryoshka.nesting import nesting_list, small_dim_weights, validate_nesting
+from matryoshka.nesting import halving_nesting, nesting_list, small_dim_weights, validate_nesting
 
 
 class ConfigError(MatryoshkaError, ValueError):
@@ -217,6 +217,10 @@ class TextModelConfig(_Strict):
         if self.nesting is not None:
             validate_nesting(self.nesting)
         return self
+
+    def resolved_nesting(self, d: int) -> list[int]:
+        """The dims trained for a base model of width ``d``: ``nesting``, or d, d/2, ... down to ``min_dim``."""
+        return validate_nesting(self.nesting, d) if self.nesting is not None else halving_nesting(d, self.min_dim)
 
 
 class TextOptimConfig(_Strict):

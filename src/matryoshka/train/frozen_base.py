@@ -20,8 +20,6 @@ from typing import Any
 
 import torch
 
-from matryoshka.io import atomic_write_json
-
 ADAPTOR_FILE = "adaptor.safetensors"
 
 
@@ -61,7 +59,6 @@ def fit_frozen_base(trainer: Any) -> Any:
     """Encode the training pairs with the frozen base, fit the adaptor, save and score the run like a fine-tuned one.
 
     ``trainer`` is the :class:`~matryoshka.train.text_trainer.TextTrainer` (its config, data and run folder)."""
-    from matryoshka.nesting import halving_nesting, validate_nesting
     from matryoshka.nn.text_encoder import embedding_dimension, load_sentence_transformer
     from matryoshka.posthoc import MatryoshkaAdaptor
     from matryoshka.train.text_trainer import save_sentence_transformer
@@ -72,7 +69,7 @@ def fit_frozen_base(trainer: Any) -> Any:
     base.max_seq_length = cfg.model.max_seq_length
     d = embedding_dimension(base)
     m = cfg.model
-    nesting = validate_nesting(m.nesting, d) if m.nesting is not None else halving_nesting(d, m.min_dim)
+    nesting = m.resolved_nesting(d)
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     z, q, doc = _encode_pairs(base, trainer.pairs, trainer.progress, cfg.model.base)
@@ -88,7 +85,8 @@ def fit_frozen_base(trainer: Any) -> Any:
     adaptor.save(run_dir / ADAPTOR_FILE)
     save_sentence_transformer(base, run_dir / "model")
     seconds = {"train_seconds": time.perf_counter() - t0, "encode_seconds": encode_seconds}
-    return _score_and_save(trainer, base, AdaptedTextModel(base, adaptor), nesting, seconds)
+    model = AdaptedTextModel(base, adaptor)
+    return trainer.score_and_save(model, nesting, seconds, base=base, frozen_base=True)
 
 
 def _encode_pairs(base: Any, pairs: list, progress: bool, name: str) -> tuple[torch.Tensor, ...]:
@@ -101,39 +99,3 @@ def _encode_pairs(base: Any, pairs: list, progress: bool, name: str) -> tuple[to
         print(f"encoding {len(texts)} distinct training texts once with the frozen base ({name})")
     z = encode_texts(base, texts, progress=progress)
     return z, z[[row[p.query] for p in pairs]], z[[row[p.document] for p in pairs]]
-
-
-def _score_and_save(trainer: Any, base: Any, model: Any, nesting: list[int], seconds: dict[str, float]) -> Any:
-    """The test split's metrics per dim (and the base model's), written to results.json like a fine-tuned run's."""
-    from matryoshka.evaluate.text import evaluate_text_retrieval
-    from matryoshka.train.text_trainer import TextTrainResult, system_info
-
-    cfg = trainer.config
-    queries, corpus, relevant = trainer.data.retrieval_set("test")
-    k = cfg.train.eval_k
-
-    def scores(encoder: Any) -> dict[str, Any]:
-        return {str(m): v for m, v in evaluate_text_retrieval(encoder, queries, corpus, relevant, nesting, k).items()}
-
-    test = scores(model)
-    base_scores = scores(base) if cfg.train.evaluate_base else None
-    results = {
-        "config": cfg.to_dict(),
-        "nesting": nesting,
-        "frozen_base": True,
-        "test": test,
-        "base": base_scores,
-        "history": [],
-        "test_queries": len(queries),
-        "test_corpus": len(corpus),
-        "train_pairs": len(trainer.pairs),
-        **seconds,
-        "machine": system_info(trainer.device),
-    }
-    atomic_write_json(trainer.run_dir / "results.json", results)
-    if trainer.progress:
-        print(
-            f"fitted in {seconds['train_seconds']:.0f} s ({seconds['encode_seconds']:.0f} s encoding); "
-            f"test mAP@{k} per dim: " + " ".join(f"{m}:{v[f'map@{k}']:.3f}" for m, v in test.items())
-        )
-    return TextTrainResult(trainer.run_dir, nesting, test, base_scores, [])

@@ -37,7 +37,6 @@ from matryoshka.data.wordnet import WordNetData, load_wordnet
 from matryoshka.errors import InputError
 from matryoshka.evaluate.text import evaluate_text_retrieval
 from matryoshka.io import atomic_replace_dir, atomic_write_json
-from matryoshka.nesting import halving_nesting, validate_nesting
 from matryoshka.nn.distillation import PrefixDistillationLoss
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
 from matryoshka.nn.text_encoder import embedding_dimension, load_sentence_transformer
@@ -109,7 +108,7 @@ class TextTrainer(TrainingLoop):
         self.model.max_seq_length = cfg.model.max_seq_length
         d = embedding_dimension(self.model)
         m = cfg.model
-        self.nesting = validate_nesting(m.nesting, d) if m.nesting is not None else halving_nesting(d, m.min_dim)
+        self.nesting = m.resolved_nesting(d)
         trained = self.nesting if m.matryoshka else [d]
         weights = m.loss_weights if m.matryoshka else None
         self.criterion = MatryoshkaLoss(InfoNCELoss(m.scale, m.symmetric), trained, weights)
@@ -185,32 +184,43 @@ class TextTrainer(TrainingLoop):
     def finish(self, train_seconds: float) -> TextTrainResult:
         self.model.eval()
         save_sentence_transformer(self.model, self.run_dir / "model")
+        return self.score_and_save(self.model, self.nesting, {"train_seconds": train_seconds})
+
+    def score_and_save(
+        self, model: Any, nesting: list[int], seconds: dict[str, float], base: Any = None, **extra: Any
+    ) -> TextTrainResult:
+        """Test metrics per dim of ``model`` and, with ``train.evaluate_base``, of the base model (loaded here
+        unless given), written to ``results.json`` with the config, ``seconds`` and ``extra``."""
         queries, corpus, relevant = self.data.retrieval_set("test")
         k = self.config.train.eval_k
-        test = evaluate_text_retrieval(self.model, queries, corpus, relevant, self.nesting, k)
-        base = None
+
+        def scores(encoder: Any) -> dict[str, Any]:
+            return {
+                str(m): v for m, v in evaluate_text_retrieval(encoder, queries, corpus, relevant, nesting, k).items()
+            }
+
+        test = scores(model)
+        base_scores = None
         if self.config.train.evaluate_base:
-            base_model = load_sentence_transformer(self.config.model.base, self.device)
-            base_model.max_seq_length = self.config.model.max_seq_length
-            base = evaluate_text_retrieval(base_model, queries, corpus, relevant, self.nesting, k)
-        as_str = {str(m): v for m, v in test.items()}
-        base_str = {str(m): v for m, v in base.items()} if base else None
-        atomic_write_json(
-            self.run_dir / "results.json",
-            {
-                "config": self.config.to_dict(),
-                "nesting": self.nesting,
-                "test": as_str,
-                "base": base_str,
-                "history": self.history,
-                "test_queries": len(queries),
-                "test_corpus": len(corpus),
-                "train_pairs": len(self.pairs),
-                "train_seconds": train_seconds,
-                "machine": system_info(self.device),
-            },
-        )
-        return TextTrainResult(self.run_dir, self.nesting, as_str, base_str, self.history)
+            if base is None:
+                base = load_sentence_transformer(self.config.model.base, self.device)
+                base.max_seq_length = self.config.model.max_seq_length
+            base_scores = scores(base)
+        results = {
+            "config": self.config.to_dict(),
+            "nesting": nesting,
+            **extra,
+            "test": test,
+            "base": base_scores,
+            "history": self.history,
+            "test_queries": len(queries),
+            "test_corpus": len(corpus),
+            "train_pairs": len(self.pairs),
+            **seconds,
+            "machine": system_info(self.device),
+        }
+        atomic_write_json(self.run_dir / "results.json", results)
+        return TextTrainResult(self.run_dir, nesting, test, base_scores, self.history)
 
 
 def system_info(device: torch.device) -> dict[str, Any]:

@@ -28,7 +28,6 @@ SPEC_FORMS = "hf:FOLDER (a transformers save_pretrained folder), timm:MODEL or p
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _MODULE_SPEC = re.compile(rf"{_DOTTED}:{_DOTTED}")
-_NAME = re.compile(r"[A-Za-z0-9_][\w.-]*")
 
 
 class BackboneError(MatryoshkaError, ValueError):
