@@ -267,3 +267,12 @@ def test_defaults_benchmark_quick_on_digits(tmp_path):
     assert checks["head@4"]["met"] and not checks["head@8"]["met"]
     with pytest.raises(ValueError, match="unknown data set"):
         run_defaults(tmp_path, ["nope"])
+
+
+def test_defaults_timing_on_digits(tmp_path):
+    from matryoshka.bench.defaults import run_timings
+
+    timing = run_timings(tmp_path, ["digits"], epochs=2)["digits"]
+    assert timing["train_rows"] == 1257 and timing["steps_per_epoch"] == 1257 // 64
+    assert timing["default_epochs"] == 106 and timing["ms_per_step"] > 0
+    assert (tmp_path / "timings.json").exists()

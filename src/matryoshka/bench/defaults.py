@@ -2,6 +2,7 @@
 
     mrl bench defaults                                  # every data set below that this machine has
     mrl bench defaults --datasets digits,icons
+    mrl bench defaults --timing            # time per step and per epoch of each source (3 epochs of the MRL model)
 
 For each data set, the config gives only ``data:`` and the model's size (``embed_dim``, ``min_dim``); everything
 else is the library default. One MRL model and one FF-k model per nesting dim k (``model.head: ff``) are trained
@@ -258,6 +259,55 @@ def print_suite(name: str, result: dict[str, Any], console: Console) -> None:
         row.append("met" if met else "[red]NOT met[/red]")
         table.add_row(*row)
     console.print(table)
+
+
+def run_timings(
+    out: str | Path, datasets: list[str] | None = None, epochs: int = 3, console: Console | None = None
+) -> dict[str, Any]:
+    """Time per step and per epoch (validation included; the median of ``epochs`` epochs) of the MRL model with the
+    defaults on each image / table data set; writes ``OUT/timings.json``."""
+    from matryoshka.data import load_data
+    from matryoshka.train import Trainer, parse_config
+    from matryoshka.train.trainer import default_epochs
+
+    console = console or Console()
+    out = Path(out)
+    table = Table(title=f"time with the defaults (batch 64; the median of {epochs} epochs, validation included)")
+    for col in ("data set", "train rows", "steps / epoch", "ms / step", "s / epoch", "default epochs", "whole run"):
+        table.add_column(col, justify="right")
+    results: dict[str, Any] = {}
+    for name in datasets or [n for n, suite in SUITES.items() if suite.model.get("backbone")]:
+        suite = SUITES[name]
+        if suite.needs is not None and not suite.needs.exists():
+            console.print(f"[yellow]{name}: skipped ({suite.needs} is missing)[/yellow]")
+            continue
+        raw = {"data": suite.data(False), "model": dict(suite.model)}
+        data = load_data(parse_config(raw).data)
+        cfg = parse_config({**raw, "train": {"epochs": epochs, "out_dir": str(out / "timing" / name)}})
+        trainer = Trainer(cfg, data=data, progress=False, resume=False)
+        history = trainer.fit().history
+        epoch_s = sorted(h["seconds"] for h in history)[len(history) // 2]
+        steps = trainer.steps_per_epoch
+        results[name] = {
+            "train_rows": len(trainer.train_split),
+            "steps_per_epoch": steps,
+            "ms_per_step": 1000 * epoch_s / steps,
+            "s_per_epoch": epoch_s,
+            "default_epochs": default_epochs(steps),
+        }
+        r = results[name]
+        table.add_row(
+            name,
+            str(r["train_rows"]),
+            str(steps),
+            f"{r['ms_per_step']:.1f}",
+            f"{epoch_s:.2f}",
+            str(r["default_epochs"]),
+            f"~{epoch_s * r['default_epochs']:.0f} s",
+        )
+    console.print(table)
+    atomic_write_json(out / "timings.json", results)
+    return results
 
 
 def run_defaults(

@@ -128,13 +128,20 @@ def defaults(
         str | None, typer.Option(help="comma-separated: fashion_mnist, digits, icons, wordnet-table (default: all)")
     ] = None,
     quick: Annotated[bool, typer.Option(help="small subsets (a check that it runs, not the judgement)")] = False,
+    timing: Annotated[
+        bool, typer.Option(help="instead: time per step and per epoch of each image / table source (3 epochs)")
+    ] = False,
     out: Annotated[Path, typer.Option()] = Path("runs/bench/defaults"),
 ) -> None:
     """MRL against FF-k at every dim with the library defaults (only data and model size given), on data sets of
     different kinds; prints met / NOT met per dim; trained runs are kept in --out and reused."""
-    from matryoshka.bench.defaults import run_defaults
+    from matryoshka.bench.defaults import run_defaults, run_timings
 
-    run_defaults(out, datasets.split(",") if datasets else None, quick=quick)
+    names = datasets.split(",") if datasets else None
+    if timing:
+        run_timings(out, names)
+    else:
+        run_defaults(out, names, quick=quick)
 
 
 @app.command("adaptor")

@@ -46,6 +46,11 @@ class TrainResult:
         return {int(k): v for k, v in self.history[-1]["val_acc"].items()} if self.history else {}
 
 
+def default_epochs(steps_per_epoch: int) -> int:
+    """The default schedule's length: at least MIN_EPOCHS epochs and MIN_STEPS steps."""
+    return max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch))
+
+
 def accuracy_per_dim(logits: list[torch.Tensor], y: torch.Tensor, nesting: list[int]) -> dict[str, float]:
     return {str(m): (out.argmax(1) == y).float().mean().item() for m, out in zip(nesting, logits, strict=True)}
 
@@ -118,7 +123,7 @@ class Trainer(TrainingLoop):
         """As configured, or the default schedule: at least MIN_EPOCHS epochs and MIN_STEPS steps."""
         if self.config.train.epochs is not None:
             return self.config.train.epochs
-        return max(MIN_EPOCHS, math.ceil(MIN_STEPS / self.steps_per_epoch))
+        return default_epochs(self.steps_per_epoch)
 
     def comparable_config(self) -> dict[str, Any]:
         cfg = self.config.model_dump()
