@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,qdrant,text,recipes,docs,bench]'
+	$(BIN)/python -m pip install -q -e '.[dev,qdrant,milvus,text,recipes,docs,bench]'
 	touch $@
 
 data: $(FASHION_MNIST) $(WORDNET)

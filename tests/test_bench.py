@@ -276,3 +276,17 @@ def test_defaults_timing_on_digits(tmp_path):
     assert timing["train_rows"] == 1257 and timing["steps_per_epoch"] == 1257 // 64
     assert timing["default_epochs"] == 106 and timing["ms_per_step"] > 0
     assert (tmp_path / "timings.json").exists()
+
+
+def test_engines_benchmark_small(tmp_path):
+    pytest.importorskip("milvus_lite", reason="milvus-lite does not install here")
+    pytest.importorskip("qdrant_client", reason="qdrant-client is not installed")
+    args = ["bench", "engines", "--synthetic", "64", "--size", "3000", "--queries", "20", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--plan", "adaptive:16:100:64"])
+    assert result.exit_code == 0, result.output
+    assert "goal: export to Milvus Lite >= 20,000 vectors/s" in result.output
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [r["engine"] for r in saved["rows"]] == ["local", "milvus", "milvus-fetch", "qdrant"]
+    assert saved["dims"] == [16, 64] and all(r["agreement_with_local"] == 1.0 for r in saved["rows"])
+    bad = CliRunner().invoke(app, ["bench", "engines", "--synthetic", "8", "--engines", "weaviate"])
+    assert bad.exit_code == 2 and "unknown engine 'weaviate'" in bad.output

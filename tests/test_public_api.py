@@ -16,6 +16,7 @@ DOCUMENTED = {
     "matryoshka",
     "matryoshka.adaptive",
     "matryoshka.data",
+    "matryoshka.engines",
     "matryoshka.evaluate",
     "matryoshka.index",
     "matryoshka.nn",
@@ -88,3 +89,12 @@ def test_every_public_name_has_a_docstring_example_that_runs(name, monkeypatch):
         return
     monkeypatch.chdir(ROOT)  # examples may read the repository's configs
     exec(compile(code, f"<{name} example>", "exec"), {"__name__": f"example_{name}"})
+
+
+@pytest.mark.parametrize("name", ["connect", "export_index", "search", "parse_uri"])
+def test_the_engine_functions_examples_run(name):
+    import matryoshka.engines
+
+    pytest.importorskip("qdrant_client", reason="qdrant-client is not installed")
+    code = _example(getattr(matryoshka.engines, name))
+    exec(compile(code, f"<engines.{name} example>", "exec"), {"__name__": f"example_{name}"})

@@ -179,3 +179,14 @@ def text_embeddings(run: Path, size: int, n_queries: int) -> Corpus:
     corpus = Corpus(x, zeros, q[:n_queries], q[n_queries:], zeros[:n_queries], name)
     _save_corpus(final, corpus)
     return corpus
+
+
+def load(corpus: str, model: Path, text_model: Path, size: int, n_queries: int, synthetic_dim: int = 0) -> Corpus:
+    """The corpus a benchmark's ``--corpus`` / ``--model`` / ``--text-model`` / ``--synthetic`` options name."""
+    if corpus not in ("images", "text"):
+        raise InputError(f"--corpus must be images or text, got {corpus!r}")
+    if synthetic_dim:
+        return synthetic(size, n_queries, synthetic_dim, clusters=max(10, size // 200))
+    if corpus == "text":
+        return text_embeddings(text_model, size, n_queries)
+    return shifted_embeddings(model, size, n_queries)

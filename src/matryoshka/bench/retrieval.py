@@ -35,7 +35,8 @@ import numpy as np
 
 from matryoshka.bench import rss
 from matryoshka.bench.busy import busy_process
-from matryoshka.bench.corpora import Corpus, shifted_embeddings, synthetic, text_embeddings
+from matryoshka.bench.corpora import Corpus
+from matryoshka.bench.corpora import load as load_corpus
 from matryoshka.bench.peers import PEERS, Peer, available
 from matryoshka.bench.retrieval_report import compare, goals, plot, print_rows
 from matryoshka.errors import InputError
@@ -342,15 +343,7 @@ def run(
     unknown = sorted(set(peer_names) - set(PEERS))
     if unknown:
         raise InputError(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}")
-    if corpus not in ("images", "text"):
-        raise InputError(f"--corpus must be images or text, got {corpus!r}")
-    if synthetic_dim:
-        data = synthetic(size, queries, synthetic_dim, clusters=max(10, size // 200))
-    elif corpus == "text":
-        data = text_embeddings(text_model, size, queries)
-    else:
-        data = shifted_embeddings(model, size, queries)
-    corpus = data
+    corpus = load_corpus(corpus, model, text_model, size, queries, synthetic_dim)
     n, d = corpus.vectors.shape
     out.mkdir(parents=True, exist_ok=True)
     x, q = normalize(corpus.vectors), normalize(corpus.queries)  # once: each is a copy of the corpus

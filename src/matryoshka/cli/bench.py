@@ -1,4 +1,4 @@
-"""`mrl bench train-overhead | retrieval | threads | fidelity | adaptor | text | data-loading | store`: the
+"""`mrl bench train-overhead | retrieval | threads | fidelity | adaptor | text | data-loading | store | engines`: the
 benchmarks of matryoshka.bench (ratios measured side by side in one run). Each command's options are the keyword
 arguments of its ``run()``, passed through as parsed."""
 
@@ -12,6 +12,8 @@ import typer
 from matryoshka.cli._common import Device, new_app, one_line_errors
 
 app = new_app("Benchmarks: costs and quality measured side by side in one run.")
+ImageRun = Annotated[Path, typer.Option(help="trained image run whose embeddings are indexed")]
+TextRun = Annotated[Path, typer.Option(help="with --corpus text: a text run made by mrl train")]
 
 
 @app.command("train-overhead")
@@ -44,12 +46,8 @@ def retrieval(
     corpus: Annotated[
         str, typer.Option(help="images (shifted copies: near-duplicates) or text (distinct real texts)")
     ] = "images",
-    model: Annotated[Path, typer.Option(help="trained image run whose embeddings are indexed")] = Path(
-        "runs/demo/models/mrl"
-    ),
-    text_model: Annotated[Path, typer.Option(help="with --corpus text: a text run made by mrl train")] = Path(
-        "runs/wordnet_minilm_quick"
-    ),
+    model: ImageRun = Path("runs/demo/models/mrl"),
+    text_model: TextRun = Path("runs/wordnet_minilm_quick"),
     size: Annotated[int, typer.Option(help="vectors indexed (images: under as many pixel shifts as needed)")] = 240_000,
     queries: Annotated[int, typer.Option(help="calibration queries, and as many evaluation queries")] = 1000,
     targets: Annotated[str, typer.Option(help="comma-separated recall@10 targets")] = "0.95,0.99",
@@ -233,5 +231,33 @@ def store(
     """The index as a store: add latency as the index grows (log vs whole-index save) and mrl serve under
     concurrent mixed load, checked against the acknowledged history after kill -9."""
     from matryoshka.bench import store as bench
+
+    bench.run(**ctx.params)
+
+
+@app.command("engines")
+@one_line_errors
+def engines(
+    ctx: typer.Context,
+    corpus: Annotated[str, typer.Option(help="images (real 512-d MRL embeddings) or text (384-d)")] = "images",
+    model: ImageRun = Path("runs/demo/models/mrl"),
+    text_model: TextRun = Path("runs/wordnet_minilm_quick"),
+    size: Annotated[int, typer.Option(help="vectors indexed and exported")] = 100_000,
+    queries: Annotated[int, typer.Option(help="calibration queries, and as many single-query searches")] = 200,
+    plan: Annotated[str | None, typer.Option(help="plan to run (default: tuned to --target-recall)")] = None,
+    target_recall: Annotated[float, typer.Option(help="recall@10 the tuned plan keeps")] = 0.95,
+    engines: Annotated[str, typer.Option(help="comma-separated: milvus, milvus-fetch, qdrant")] = (
+        "milvus,milvus-fetch,qdrant"
+    ),
+    synthetic_dim: Annotated[
+        int, typer.Option("--synthetic", help="use a synthetic corpus of this dim instead of --model")
+    ] = 0,
+    out: Annotated[Path, typer.Option(help="folder for results.json and the engines' files")] = Path(
+        "runs/bench/engines"
+    ),
+) -> None:
+    """The same plan locally, on Milvus Lite and on Qdrant's local mode: recall@10, agreement with the local
+    index's top-10, batch-1 latency and export throughput, side by side in one run."""
+    from matryoshka.bench import engines as bench
 
     bench.run(**ctx.params)

@@ -1,5 +1,6 @@
-"""`mrl index build | add | delete | compact | info | tune | search`: index folders (`mrl search`, hidden, is the
-same search). Writes go through the folder's write-ahead log, like the service's."""
+"""`mrl index build | add | delete | compact | info | tune | search | export`: index folders (`mrl search`, hidden,
+is the same search). Writes go through the folder's write-ahead log, like the service's. `export` moves an index
+and its plan to Qdrant or Milvus; `search --index URI --collection NAME` runs plans there."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import typer
 
 from matryoshka.cli._common import int_list, new_app, one_line_errors
+from matryoshka.errors import InputError
 
 app = new_app("Build, update, tune and search Matryoshka index folders.")
 IdsFile = Annotated[
@@ -21,7 +23,6 @@ IdsFile = Annotated[
 def read_ids(path: Path, kind: str | None = None) -> list:
     """Ids from a .npy of integers, or a text file with one id per line, read as the index's id ``kind`` (for a new
     index: integers if every line is one, else strings)."""
-    from matryoshka.errors import InputError
     from matryoshka.index.ids import parse_id
     from matryoshka.io import read_npy
 
@@ -99,7 +100,6 @@ def build(
 def _check_build_options(
     out: Path, force: bool, shortlist: str, tune_queries: Path | None, target_recall: float, full_vectors: str
 ) -> None:
-    from matryoshka.errors import InputError
     from matryoshka.index.disk import check_tier
 
     if (out / "CURRENT").exists() and not force:
@@ -140,7 +140,6 @@ def delete(
     ids_file: Annotated[Path | None, typer.Option(help="also the ids in this .npy or text file (one per line)")] = None,
 ) -> None:
     """Delete vectors by id (all or none)."""
-    from matryoshka.errors import InputError
     from matryoshka.index import IndexStore
     from matryoshka.index.ids import parse_id
 
@@ -203,10 +202,42 @@ def tune(
     )
 
 
+@app.command("export")
+@one_line_errors
+def export(
+    index: Annotated[Path, typer.Option(help="index folder")],
+    to: Annotated[
+        str,
+        typer.Option(
+            help="engine address: qdrant:PATH, qdrant+http://HOST:6333, milvus:FILE.db or milvus+http://HOST:19530"
+        ),
+    ],
+    collection: Annotated[str, typer.Option(help="collection to create, or to resume an export into")],
+    dims: Annotated[
+        str | None,
+        typer.Option(help="comma-separated prefix sizes to store (default: shortlist dims, the plan's, the full dim)"),
+    ] = None,
+    plan: Annotated[
+        str | None, typer.Option(help="plan to record with the collection (default: the one the index was tuned to)")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="vectors per insert call")] = 256,
+) -> None:
+    """Copy an index and its plan to a Qdrant or Milvus collection; ids already there are skipped (resumable)."""
+    from matryoshka.engines import export_index
+
+    report = export_index(
+        index, to, collection, int_list(dims, "--dims") if dims else None, plan, batch_size, progress=True
+    )
+    typer.echo(
+        f"exported {report.sent} vectors to {to} collection {collection!r} in {report.seconds:.1f} s "
+        f"({report.rate:,.0f} vectors/s)" + (f"; {report.skipped} were already there" if report.skipped else "")
+    )
+
+
 @app.command("search")
 @one_line_errors
 def search(
-    index: Annotated[Path, typer.Option(help="index folder")],
+    index: Annotated[str, typer.Option(help="index folder, or an engine address (with --collection)")],
     queries: Annotated[Path, typer.Option(help=".npy (Q, d) query embeddings")],
     plan: Annotated[
         str | None,
@@ -221,17 +252,36 @@ def search(
         str | None, typer.Option(help="ram, mmap or disk (default: the tier the index was built for)")
     ] = None,
     exact: Annotated[bool, typer.Option(help="allow a first stage without a shortlist structure (full scan)")] = False,
+    collection: Annotated[
+        str | None, typer.Option(help="with an engine address as --index: the collection to search")
+    ] = None,
 ) -> None:
-    """Search an index with a plan; prints the first queries' results, or writes them all with --out."""
+    """Search an index folder, or a Qdrant / Milvus collection, with a plan; prints the first queries' results, or
+    writes them all with --out (the same .npz either way)."""
+    from matryoshka.engines import looks_like_uri
     from matryoshka.index import IndexStore, parse_plan
     from matryoshka.io import read_npy
 
     parsed = parse_plan(plan) if plan is not None else None
-    with IndexStore.open(index, writable=False, mmap=mmap, full_vectors=full_vectors) as store:
-        scores, ids = store.search(read_npy(queries, "queries"), k, parsed, exact=exact)
+    if looks_like_uri(index) and not Path(index).exists():
+        scores, ids = _search_engine(index, collection, read_npy(queries, "queries"), k, parsed)
+    else:
+        if collection is not None:
+            raise InputError(f"--collection goes with an engine address as --index; {index} is a folder")
+        with IndexStore.open(Path(index), writable=False, mmap=mmap, full_vectors=full_vectors) as store:
+            scores, ids = store.search(read_npy(queries, "queries"), k, parsed, exact=exact)
     if out is not None:
         np.savez(out, ids=ids.astype(str) if ids.dtype == object else ids, scores=scores)
         typer.echo(f"wrote {ids.shape[0]} x {ids.shape[1]} results to {out}")
     for row in range(min(5, len(ids))):
         hits = ", ".join(f"{i} ({s:.3f})" for i, s in zip(ids[row], scores[row], strict=True))
         typer.echo(f"query {row}: {hits}")
+
+
+def _search_engine(uri: str, collection: str | None, queries: np.ndarray, k: int, plan):
+    from matryoshka.engines import parse_uri, search
+
+    parse_uri(uri)  # an unknown scheme is the first thing to say
+    if collection is None:
+        raise InputError(f"searching {uri} needs --collection NAME")
+    return search(uri, collection, queries, k, plan)

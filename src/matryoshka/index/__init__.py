@@ -1,7 +1,6 @@
 """Retrieval over Matryoshka embeddings: adaptive and funnel search plans over an in-memory index, and the
 store (write-ahead log, compaction, concurrent searches) that keeps one in a folder."""
 
-from matryoshka.index import qdrant
 from matryoshka.index.errors import (
     CompactionError,
     CorruptIndexError,
@@ -27,5 +26,4 @@ __all__ = [
     "StoreBusyError",
     "UnknownIdError",
     "parse_plan",
-    "qdrant",
 ]

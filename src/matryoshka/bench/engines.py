@@ -1,0 +1,156 @@
+"""The same plan locally, on Milvus Lite and on Qdrant's local mode: recall@10, agreement with the local index,
+batch-1 latency and export throughput, measured side by side in one run.
+
+1. The corpus (default: 100k real 512-d MRL embeddings of shifted Fashion-MNIST images, as ``mrl bench
+   retrieval`` uses) goes into a local :class:`MatryoshkaIndex` with exact shortlist structures, and the plan is
+   tuned on calibration queries (``--target-recall``), or given (``--plan``).
+2. The index and its plan are exported to each engine (fresh collections under ``--out``): vectors/s.
+3. Each evaluation query is searched alone on each engine and locally: p50 / p99 ms; recall@10 against exact
+   full-dim search, and the share of the local index's top-10 (same plan) that the engine returns.
+   On Milvus both re-rank strategies run: a search filtered to the shortlist (``milvus``) and a fetch of the
+   shortlist's vectors re-scored here (``milvus-fetch``).
+
+Goals: top-10 agreement >= 0.99 on every engine; export to Milvus Lite >= 20,000 vectors/s for 512-d vectors.
+Engine latency is reported beside ours with no goal: those engines are made for clusters.
+
+    mrl bench engines [--size 100000] [--queries 200] [--plan adaptive:16:200:512] [--engines milvus,qdrant]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from matryoshka.bench.corpora import Corpus
+from matryoshka.bench.corpora import load as load_corpus
+from matryoshka.engines import connect, export_index, search
+from matryoshka.errors import InputError
+from matryoshka.index import MatryoshkaIndex
+from matryoshka.index.autotune import autotune
+from matryoshka.index.plans import parse_plan, plan_to_text
+from matryoshka.normalize import normalize
+
+K = 10
+AGREEMENT_GOAL = 0.99
+EXPORT_GOAL = 20_000.0
+ENGINES = ("milvus", "milvus-fetch", "qdrant")
+
+
+def _local_index(data: Corpus, plan: str | None, target_recall: float) -> MatryoshkaIndex:
+    d = data.vectors.shape[1]
+    shortlist_dims = sorted({min(d, s) for s in (16, 32, 64)})
+    index = MatryoshkaIndex.build(data.vectors, shortlist_dims=shortlist_dims)
+    if plan:
+        index.default_plan = plan_to_text(parse_plan(plan))
+    else:
+        tuned = autotune(index, data.calibration, K, target_recall, structures="keep")
+        index.default_plan = plan_to_text(tuned.plan)
+    return index
+
+
+def _timed(search_one, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each query searched alone: (ids (Q, k), milliseconds per query)."""
+    search_one(queries[:1])  # warm-up: connections, loaded collections, caches
+    ids, ms = [], []
+    for q in queries:
+        start = time.perf_counter()
+        _, found = search_one(q[None])
+        ms.append((time.perf_counter() - start) * 1000)
+        ids.append(found[0])
+    return np.asarray(ids), np.asarray(ms)
+
+
+def _overlap(found: np.ndarray, reference: np.ndarray) -> float:
+    return float(
+        np.mean([len(set(a.tolist()) & set(b.tolist())) / len(b) for a, b in zip(found, reference, strict=True)])
+    )
+
+
+def _engine_row(name: str, index: MatryoshkaIndex, folder: Path, queries, truth, local_ids) -> dict[str, Any]:
+    uri = f"qdrant:{folder / 'qdrant'}" if name == "qdrant" else f"milvus:{folder / 'milvus.db'}"
+    options = {"rerank": "fetch"} if name == "milvus-fetch" else {}
+    with connect(uri, **options) as engine:
+        if name != "milvus-fetch":  # the fetch variant searches the collection milvus exported
+            engine.drop("bench")
+            report = export_index(index, engine, "bench")
+            rate = report.rate
+        else:
+            rate = None
+        ids, ms = _timed(lambda q: search(engine, "bench", q, K), queries)
+    return _row(name, ids, ms, truth, local_ids, rate)
+
+
+def _row(name, ids, ms, truth, local_ids, rate) -> dict[str, Any]:
+    return {
+        "engine": name,
+        "recall_at_10": _overlap(ids, truth),
+        "agreement_with_local": _overlap(ids, local_ids),
+        "p50_ms": float(np.median(ms)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "export_vectors_per_s": rate,
+    }
+
+
+def _print(rows: list[dict], data_name: str, plan: str, dims: list[int]) -> None:
+    print(f"\ncorpus: {data_name}; plan {plan}; exported prefixes {dims}; k={K}, batch 1")
+    print(
+        f"{'engine':<14}{'recall@10':>10}{'vs local':>10}{'p50 ms':>9}{'p99 ms':>9}{'p50 vs ours':>13}{'export/s':>11}"
+    )
+    ours = rows[0]["p50_ms"]
+    for r in rows:
+        rate = f"{r['export_vectors_per_s']:,.0f}" if r["export_vectors_per_s"] else "-"
+        print(
+            f"{r['engine']:<14}{r['recall_at_10']:>10.4f}{r['agreement_with_local']:>10.4f}{r['p50_ms']:>9.2f}"
+            f"{r['p99_ms']:>9.2f}{r['p50_ms'] / ours:>12.1f}x{rate:>11}"
+        )
+    for r in rows[1:]:
+        verdict = "met" if r["agreement_with_local"] >= AGREEMENT_GOAL else "NOT met"
+        print(f"goal: {r['engine']} returns >= {AGREEMENT_GOAL} of the local top-10: {verdict}")
+    milvus = next((r for r in rows if r["engine"] == "milvus"), None)
+    if milvus:
+        verdict = "met" if milvus["export_vectors_per_s"] >= EXPORT_GOAL else "NOT met"
+        print(f"goal: export to Milvus Lite >= {EXPORT_GOAL:,.0f} vectors/s: {verdict}")
+
+
+def run(
+    *,
+    corpus: str = "images",
+    model: Path = Path("runs/demo/models/mrl"),
+    text_model: Path = Path("runs/wordnet_minilm_quick"),
+    size: int = 100_000,
+    queries: int = 200,
+    plan: str | None = None,
+    target_recall: float = 0.95,
+    engines: str = ",".join(ENGINES),
+    synthetic_dim: int = 0,
+    out: Path = Path("runs/bench/engines"),
+) -> dict[str, Any]:
+    """Run the benchmark; returns (and writes to ``out/results.json``) the table's rows."""
+    chosen = [e.strip() for e in engines.split(",") if e.strip()]
+    unknown = sorted(set(chosen) - set(ENGINES))
+    if unknown:
+        raise InputError(f"unknown engine {unknown[0]!r}; choose among {', '.join(ENGINES)}")
+    data = load_corpus(corpus, model, text_model, size, queries, synthetic_dim)
+    print(f"corpus: {data.name}, {len(data.vectors):,} x {data.vectors.shape[1]}", flush=True)
+    index = _local_index(data, plan, target_recall)
+    q = data.queries[:queries]
+    truth = faiss.knn(normalize(q), normalize(data.vectors), K, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    local_ids, local_ms = _timed(lambda x: index.search(x, K), q)
+    rows = [_row("local", local_ids, local_ms, truth, local_ids, None)]
+    work = out / "engines"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for name in chosen:
+        print(f"{name}: export and {len(q)} single-query searches", flush=True)
+        rows.append(_engine_row(name, index, work, q, truth, local_ids))
+    dims = sorted({index.dim, *(d for d, _ in parse_plan(index.default_plan).stages(index.dim, K))})
+    _print(rows, data.name, index.default_plan, dims)
+    result = {"corpus": data.name, "plan": index.default_plan, "dims": dims, "rows": rows}
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,147 @@
+"""What every engine does for the plans: hold one vector field per prefix size, take batches of rows, and run a
+plan's stages. :class:`CollectionInfo` is what an export records in the collection, so that a later search (in
+another process, on another machine) knows the index's dim, its prefix fields, its id kind and its tuned plan."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from matryoshka.errors import InputError, MatryoshkaError
+from matryoshka.normalize import normalize
+
+METADATA_KEY = "matryoshka"
+
+
+class EngineError(MatryoshkaError, RuntimeError):
+    """An engine could not be reached, or refused a request (the message names the engine and its address)."""
+
+
+def field_name(dim: int) -> str:
+    """The vector field holding the ``dim``-sized prefix: ``dim16``, ``dim512``; the same on every engine."""
+    return f"dim{dim}"
+
+
+@dataclass
+class CollectionInfo:
+    """dim: the full dim of the exported index; dims: the prefix sizes held (one vector field each); id_kind:
+    "int" or "str"; plan / plan_k: the index's tuned plan (text form) and the k it was tuned for, or None."""
+
+    dim: int
+    dims: list[int]
+    id_kind: str
+    plan: str | None = None
+    plan_k: int = 10
+
+    def to_metadata(self) -> dict:
+        return {METADATA_KEY: asdict(self)}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict | None) -> CollectionInfo | None:
+        fields = (metadata or {}).get(METADATA_KEY)
+        if not isinstance(fields, dict):
+            return None
+        return cls(
+            dim=int(fields["dim"]),
+            dims=sorted(int(d) for d in fields["dims"]),
+            id_kind=str(fields["id_kind"]),
+            plan=fields.get("plan"),
+            plan_k=int(fields.get("plan_k") or 10),
+        )
+
+
+class Engine(ABC):
+    """A connection to one engine (see :func:`matryoshka.engines.connect`); use it as a context manager."""
+
+    name: str
+    insert_workers = 1  # batches in flight at once during an export
+
+    @abstractmethod
+    def collection(self, name: str) -> CollectionInfo | None:
+        """What an export recorded in collection ``name``, or None if there is no such collection."""
+
+    @abstractmethod
+    def create(self, name: str, info: CollectionInfo, ann_dims: list[int]) -> None:
+        """A new collection with a vector field per prefix in ``info.dims``; ``ann_dims`` get an ANN structure
+        (the first stages of plans), the others only serve re-ranking."""
+
+    @abstractmethod
+    def count(self, name: str) -> int:
+        """Vectors stored in the collection."""
+
+    @abstractmethod
+    def existing(self, name: str, ids: list) -> set:
+        """Those of ``ids`` (the index's own ids) that the collection already holds."""
+
+    @abstractmethod
+    def insert(self, name: str, ids: list, prefixes: dict[int, np.ndarray]) -> None:
+        """Store rows: ``prefixes`` maps each prefix size to its (n, size) unit-length vectors."""
+
+    def finish(self, name: str) -> None:  # noqa: B027 - optional: engines that buffer writes flush them here
+        """Make everything inserted durable and searchable."""
+
+    @abstractmethod
+    def run_stages(
+        self, name: str, info: CollectionInfo, queries: np.ndarray, stages: list[tuple[int, int]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of checked ``stages`` for full-dim ``queries``: the first an ANN search over the smallest
+        prefix's field, each later one a re-rank of the previous stage's survivors."""
+
+    @abstractmethod
+    def drop(self, name: str) -> None:
+        """Delete the collection (no error if it does not exist)."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release the connection (local engines unlock their files)."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def ids_array(rows: list[list], id_kind: str) -> np.ndarray:
+    """Per-query id lists of equal length as one (Q, k) array: int64, or object for string ids."""
+    return np.asarray(rows, dtype=object if id_kind == "str" else np.int64).reshape(len(rows), -1)
+
+
+def rerank_fetched(
+    queries: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, stages: list[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The re-rank stages of a plan over fetched vectors, in numpy: ``candidates`` (Q, K0) are rows of
+    ``vectors`` (the widest prefix the stages use; -1 pads a short shortlist); returns (scores, rows), (Q, k).
+
+    A prefix of a unit vector re-normalised equals the stored shorter prefix, so one fetch serves every stage.
+    """
+    step = max(1, (1 << 24) // max(1, candidates.shape[1] * vectors.shape[1]))  # (step, K0, d) floats: <= 64 MB
+    parts = [
+        _rerank(queries[i : i + step], candidates[i : i + step], vectors, stages) for i in range(0, len(queries), step)
+    ]
+    return np.concatenate([s for s, _ in parts]), np.concatenate([r for _, r in parts])
+
+
+def _rerank(queries, candidates, vectors, stages):
+    rows = candidates
+    scores = np.zeros(rows.shape, np.float32)
+    for d, keep in stages:
+        q = normalize(queries[:, :d])
+        cand = normalize(vectors[np.maximum(rows, 0), :d].reshape(-1, d)).reshape(*rows.shape, d)
+        scores = np.einsum("qkd,qd->qk", cand, q)
+        scores[rows < 0] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :keep]
+        rows = np.take_along_axis(rows, order, axis=1)
+        scores = np.take_along_axis(scores, order, axis=1)
+    return scores, rows
+
+
+def check_prefixes(info: CollectionInfo, stages: list[tuple[int, int]], where: str) -> None:
+    """Every stage's prefix must be a field of the collection."""
+    missing = sorted({d for d, _ in stages} - set(info.dims))
+    if missing:
+        raise InputError(
+            f"the plan asks for prefix {missing[0]}, which {where} does not hold (it holds {info.dims}); "
+            f"export it with --dims {','.join(str(d) for d in sorted({*info.dims, *missing}))}"
+        )

@@ -1,0 +1,159 @@
+"""Move an index (and its tuned plan) into an engine collection: batched, with a progress bar, resumable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from matryoshka.engines.base import CollectionInfo, Engine
+from matryoshka.engines.connect import connect
+from matryoshka.engines.uri import EngineURI
+from matryoshka.errors import InputError
+from matryoshka.index.index import MatryoshkaIndex
+from matryoshka.index.plans import Plan, parse_plan, plan_to_text
+from matryoshka.index.store import IndexStore
+from matryoshka.normalize import normalize
+
+BATCH = 256  # rows per insert call: Milvus Lite writes small batches faster than large ones
+
+
+@dataclass
+class ExportReport:
+    """sent: vectors written now; skipped: ids already in the collection; seconds: wall time of the upload."""
+
+    collection: str
+    sent: int
+    skipped: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+def export_index(
+    source: MatryoshkaIndex | IndexStore | str | Path,
+    to: str | EngineURI | Engine,
+    collection: str,
+    dims: Sequence[int] | None = None,
+    plan: Plan | str | None = None,
+    batch_size: int = BATCH,
+    progress: bool = True,
+) -> ExportReport:
+    """Write every vector of ``source`` (an index, a store, or an index folder) to ``collection`` on the engine
+    ``to``, one vector field per prefix size in ``dims``.
+
+    ``dims`` default to the dims of the plan and the full dim (without a plan: the index's shortlist dims and its
+    full dim). The plan (default: the
+    one the index was tuned to) is recorded in the collection, so a search that names none runs it. Ids already in
+    the collection are skipped, so an interrupted export resumes where it stopped; string ids are kept.
+
+    Example::
+
+        import numpy as np
+        from matryoshka import MatryoshkaIndex
+        from matryoshka.engines import export_index, search
+
+        x = np.random.default_rng(0).standard_normal((1000, 64)).astype("float32")
+        index = MatryoshkaIndex(64, shortlist_dims=[16])
+        index.add(x)
+        export_index(index, "qdrant::memory:", "docs", plan="adaptive:16:100:64", progress=False)
+    """
+    index = _as_index(source)
+    if index.ntotal == 0:
+        raise InputError("the index is empty: nothing to export")
+    plan_text = plan_to_text(parse_plan(plan) if isinstance(plan, str) else plan) if plan else index.default_plan
+    info = CollectionInfo(
+        dim=index.dim,
+        dims=_export_dims(index, dims, plan_text),
+        id_kind=index.id_kind or "int",
+        plan=plan_text,
+        plan_k=index.default_plan_k,
+    )
+    engine = to if isinstance(to, Engine) else connect(to)
+    try:
+        return _upload(index, engine, collection, info, batch_size, progress)
+    finally:
+        if engine is not to:
+            engine.close()
+
+
+def _as_index(source: MatryoshkaIndex | IndexStore | str | Path) -> MatryoshkaIndex:
+    if isinstance(source, MatryoshkaIndex):
+        return source
+    if isinstance(source, IndexStore):
+        return source.to_index()
+    with IndexStore.open(source, writable=False) as store:
+        return store.to_index()
+
+
+def _export_dims(index: MatryoshkaIndex, dims: Sequence[int] | None, plan: str | None) -> list[int]:
+    plan_dims = {d for d, _ in parse_plan(plan).stages(index.dim, 1)} if plan else set()
+    default = {*plan_dims, index.dim} if plan else {*index.shortlist_dims, index.dim}
+    chosen = sorted({int(d) for d in dims} if dims else default)
+    for d in chosen:
+        if not 1 <= d <= index.dim:
+            raise InputError(f"prefix size {d} must be in [1, {index.dim}] (the index's dim)")
+    missing = sorted(plan_dims - set(chosen))
+    if missing:
+        raise InputError(f"the plan {plan} uses prefix {missing[0]}, which is not among the exported dims {chosen}")
+    return chosen
+
+
+def _open_collection(engine: Engine, collection: str, info: CollectionInfo) -> bool:
+    """Create the collection, or check that an existing one holds the same layout; True if it holds vectors."""
+    held = engine.collection(collection)
+    if held is None:
+        first = parse_plan(info.plan).stages(info.dim, 1)[0][0] if info.plan else min(info.dims)
+        engine.create(collection, info, ann_dims=[first])
+        return False
+    if (held.dim, held.dims, held.id_kind) != (info.dim, info.dims, info.id_kind):
+        raise InputError(
+            f"collection {collection!r} on {engine.uri} holds prefixes {held.dims} of {held.dim}-d vectors with "
+            f"{held.id_kind} ids; this export has {info.dims} of {info.dim}-d vectors with {info.id_kind} ids: "
+            f"export to another collection, or pass --dims {','.join(map(str, held.dims))}"
+        )
+    return engine.count(collection) > 0
+
+
+def _upload(
+    index: MatryoshkaIndex, engine: Engine, collection: str, info: CollectionInfo, batch_size: int, progress: bool
+) -> ExportReport:
+    resuming = _open_collection(engine, collection, info)
+    positions = index.alive_positions()
+    all_ids = index.arrays().ids[positions].tolist()
+    columns = (TextColumn("export"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} vectors/s"))
+    start, skipped = time.perf_counter(), 0
+    with (
+        Progress(*columns, TimeRemainingColumn(), disable=not progress, transient=True) as bar,
+        ThreadPoolExecutor(engine.insert_workers) as pool,
+    ):
+        task = bar.add_task("export", total=len(all_ids))
+        pending: list[tuple[Future, int]] = []
+        for begin in range(0, len(all_ids), batch_size):
+            pos, ids = positions[begin : begin + batch_size], all_ids[begin : begin + batch_size]
+            if resuming:  # an interrupted export: send only the ids the collection lacks
+                held = engine.existing(collection, ids)
+                keep = np.fromiter((i not in held for i in ids), dtype=bool, count=len(ids))
+                pos, ids, skipped = pos[keep], [i for i in ids if i not in held], skipped + len(held)
+            if ids:
+                rows = index.vectors(pos)
+                prefixes = {d: normalize(rows[:, :d]) for d in info.dims}
+                pending.append((pool.submit(engine.insert, collection, ids, prefixes), batch_size))
+            else:
+                bar.advance(task, batch_size)
+            while len(pending) > engine.insert_workers:  # bounded: packed batches wait for the engine, not RAM
+                future, done = pending.pop(0)
+                future.result()
+                bar.advance(task, done)
+        for future, _ in pending:
+            future.result()
+        bar.update(task, completed=len(all_ids))
+    engine.finish(collection)
+    return ExportReport(collection, len(all_ids) - skipped, skipped, time.perf_counter() - start)

@@ -1,0 +1,143 @@
+"""Indexes and their plans on Qdrant (local mode) and Milvus Lite (the Milvus engine, embedded): the same ids and
+scores as the library, resumable exports, string ids, the recorded plan, and one clear line for each bad input."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from matryoshka.cli import app
+from matryoshka.engines import EngineError, connect, export_index, parse_uri, search
+from matryoshka.errors import InputError
+from matryoshka.index import AdaptivePlan, FullPlan, FunnelPlan, MatryoshkaIndex
+
+pytest.importorskip("qdrant_client", reason="qdrant-client is not installed (pip install 'matryoshka-mrl[qdrant]')")
+pytest.importorskip("milvus_lite", reason="milvus-lite does not install here (pip install 'matryoshka-mrl[milvus]')")
+
+PLANS = [FullPlan(), AdaptivePlan(8, 60, 64), FunnelPlan([(8, 120), (16, 60), (32, 30), (64, 10)])]
+SPECTRUM = np.linspace(3, 0.1, 64)
+ENGINES = ["qdrant", "milvus", "milvus-fetch"]
+
+
+def _vectors(n: int, seed: int) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal((n, 64)) * SPECTRUM).astype(np.float32)
+
+
+def _open(kind: str, folder):
+    if kind == "qdrant":
+        return connect(f"qdrant:{folder / 'qdrant'}")
+    return connect(f"milvus:{folder / 'milvus.db'}", rerank="fetch" if kind == "milvus-fetch" else "filter")
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request, tmp_path_factory):
+    with _open(request.param, tmp_path_factory.mktemp(request.param)) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def indexes():
+    x = _vectors(1500, 0)
+    by_int = MatryoshkaIndex(64, [8])
+    by_int.add(x, ids=np.arange(1000, 2500))
+    by_str = MatryoshkaIndex(64, [8])
+    by_str.add(x, ids=[f'doc\\{i}"é' for i in range(1500)])  # a backslash, a quote and non-ASCII survive
+    return {"int": by_int, "str": by_str}
+
+
+@pytest.mark.parametrize("id_kind", ["int", "str"])
+def test_plans_on_the_engine_match_the_library(engine, indexes, id_kind):
+    index, queries = indexes[id_kind], _vectors(8, 1)
+    collection = f"docs_{id_kind}"
+    engine.drop(collection)
+    report = export_index(index, engine, collection, dims=[8, 16, 32, 64], progress=False)
+    assert (report.sent, report.skipped) == (1500, 0)
+    for plan in PLANS:
+        scores, ids = search(engine, collection, queries, 10, plan)
+        ref_scores, ref_ids = index.search(queries, 10, plan)
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_allclose(scores, ref_scores, atol=1e-4)
+
+
+def test_an_interrupted_export_resumes_without_duplicates(engine, indexes):
+    index = indexes["str"]
+    first = MatryoshkaIndex(64, [8])
+    first.add(index.vectors(np.arange(600)), ids=index.arrays().ids[:600].tolist())  # what got in before a crash
+    engine.drop("resumed")
+    export_index(first, engine, "resumed", dims=[8, 64], progress=False, batch_size=128)
+    report = export_index(index, engine, "resumed", dims=[8, 64], progress=False, batch_size=128)
+    assert (report.sent, report.skipped) == (900, 600)
+    assert engine.count("resumed") == 1500
+    queries = _vectors(4, 2)
+    np.testing.assert_array_equal(search(engine, "resumed", queries, 10)[1], index.search(queries, 10)[1])
+
+
+def test_the_tuned_plan_travels_with_the_collection(engine, indexes):
+    index, queries = indexes["int"], _vectors(16, 3)
+    index.default_plan = "funnel:8x90,32x40,64x10"  # as autotune sets it
+    try:
+        engine.drop("tuned")
+        export_index(index, engine, "tuned", progress=False)
+        info = engine.collection("tuned")
+        assert info.plan == index.default_plan and info.dims == [8, 32, 64]  # the plan's and the full dim
+        np.testing.assert_array_equal(search(engine, "tuned", queries, 10)[1], index.search(queries, 10)[1])
+        np.testing.assert_array_equal(search(engine, "tuned", queries, 20)[1], index.search(queries, 20)[1])
+    finally:
+        index.default_plan = None
+
+
+def test_bad_input_gets_one_clear_line(engine, indexes):
+    index = indexes["int"]
+    engine.drop("checked")
+    export_index(index, engine, "checked", dims=[8, 64], progress=False)
+    with pytest.raises(InputError, match=r"holds prefixes \[8, 64\] of 64-d vectors.*--dims 8,64"):
+        export_index(index, engine, "checked", dims=[8, 32, 64], progress=False)
+    with pytest.raises(InputError, match="holds 64-d vectors"):
+        search(engine, "checked", np.ones((2, 32), np.float32), 10)
+    with pytest.raises(InputError, match=r"asks for prefix 16, which collection 'checked'.*holds \[8, 64\]"):
+        search(engine, "checked", _vectors(2, 4), 10, AdaptivePlan(16, 50, 64))
+    with pytest.raises(InputError, match="there is no collection 'absent'"):
+        search(engine, "absent", _vectors(2, 4), 10)
+    with pytest.raises(InputError, match="must be in"):
+        export_index(index, engine, "other", dims=[128], progress=False)
+
+
+def test_addresses():
+    assert parse_uri("milvus:/data/docs.db").location == "/data/docs.db"
+    assert parse_uri("milvus+http://milvus-0:19530").host_port == "milvus-0:19530"
+    with pytest.raises(InputError, match="unknown engine URI scheme 'weaviate'.*qdrant:PATH"):
+        parse_uri("weaviate://x")
+    with pytest.raises(InputError, match="names no host"):
+        parse_uri("qdrant+http:6333")
+
+
+@pytest.mark.parametrize("uri", ["qdrant+http://127.0.0.1:9", "milvus+http://127.0.0.1:9"])
+def test_an_engine_that_cannot_be_reached_is_named(uri):
+    with pytest.raises(EngineError, match=r"cannot reach (Qdrant|Milvus) at 127\.0\.0\.1:9"):
+        connect(uri, timeout=2)
+
+
+def test_cli_export_and_search_write_what_a_local_search_writes(tmp_path):
+    runner = CliRunner()
+    np.save(tmp_path / "x.npy", _vectors(1200, 5))
+    np.save(tmp_path / "q.npy", _vectors(6, 6))
+    folder, uri = tmp_path / "index", f"milvus:{tmp_path / 'cli.db'}"
+    build = ["index", "build", "--embeddings", tmp_path / "x.npy", "--out", folder, "--shortlist", "flat"]
+    assert runner.invoke(app, [str(a) for a in [*build, "--shortlist-dims", "8"]]).exit_code == 0
+    export = ["index", "export", "--index", folder, "--to", uri, "--collection", "docs", "--dims", "8,64"]
+    result = runner.invoke(app, [str(a) for a in export])
+    assert result.exit_code == 0, result.output
+    assert "exported 1200 vectors" in result.output
+    again = runner.invoke(app, [str(a) for a in export])
+    assert "exported 0 vectors" in again.output and "1200 were already there" in again.output
+    for index, extra in [(uri, ["--collection", "docs"]), (str(folder), [])]:
+        out = tmp_path / f"{len(extra)}.npz"
+        args = ["index", "search", "--index", index, "--queries", tmp_path / "q.npy", "--plan", "adaptive:8:80:64"]
+        result = runner.invoke(app, [str(a) for a in [*args, *extra, "--out", out]])
+        assert result.exit_code == 0, result.output
+    engine_out, local_out = np.load(tmp_path / "2.npz"), np.load(tmp_path / "0.npz")
+    np.testing.assert_array_equal(engine_out["ids"], local_out["ids"])
+    np.testing.assert_allclose(engine_out["scores"], local_out["scores"], atol=1e-4)
+    bad = runner.invoke(app, ["index", "search", "--index", "pinecone:x", "--queries", str(tmp_path / "q.npy")])
+    assert bad.exit_code == 2 and "unknown engine URI scheme 'pinecone'" in bad.output
+    missing = runner.invoke(app, ["index", "search", "--index", uri, "--queries", str(tmp_path / "q.npy")])
+    assert missing.exit_code == 2 and "needs --collection NAME" in missing.output
