@@ -128,7 +128,7 @@ def _upload(
     resuming = _open_collection(engine, collection, info)
     positions = index.alive_positions()
     all_ids = index.arrays().ids[positions].tolist()
-    columns = (TextColumn("export"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} vectors/s"))
+    columns = (TextColumn("export"), BarColumn(), MofNCompleteColumn(), TextColumn("vectors"))
     start, skipped = time.perf_counter(), 0
     with (
         Progress(*columns, TimeRemainingColumn(), disable=not progress, transient=True) as bar,
