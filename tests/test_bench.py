@@ -269,6 +269,20 @@ def test_defaults_benchmark_quick_on_digits(tmp_path):
         run_defaults(tmp_path, ["nope"])
 
 
+def test_defaults_benchmark_averages_seeds_and_studies_an_override(tmp_path):
+    from matryoshka.bench.defaults import run_defaults
+
+    results = run_defaults(tmp_path, ["digits"], quick=True, seeds=2, overrides=["model.loss_weights=uniform"])
+    mrl = results["digits"]["scores"]["mrl"]
+    assert len(mrl["seeds"]) == 2 and mrl["seeds"][0]["knn1"] != mrl["seeds"][1]["knn1"]  # two trainings
+    assert mrl["knn1"]["8"] == pytest.approx((mrl["seeds"][0]["knn1"]["8"] + mrl["seeds"][1]["knn1"]["8"]) / 2)
+    saved = json.loads((tmp_path / "defaults.json").read_text())
+    assert saved["seeds"] == 2 and saved["overrides"] == ["model.loss_weights=uniform"]
+    configs = [json.loads(p.read_text())["config"] for p in tmp_path.glob("digits/mrl-*/config.json")]
+    assert sorted(c["train"]["seed"] for c in configs) == [0, 1]
+    assert all(c["model"]["loss_weights"] == "uniform" for c in configs)
+
+
 def test_defaults_timing_on_digits(tmp_path):
     from matryoshka.bench.defaults import run_timings
 

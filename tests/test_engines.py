@@ -141,3 +141,14 @@ def test_cli_export_and_search_write_what_a_local_search_writes(tmp_path):
     assert bad.exit_code == 2 and "unknown engine URI scheme 'pinecone'" in bad.output
     missing = runner.invoke(app, ["index", "search", "--index", uri, "--queries", str(tmp_path / "q.npy")])
     assert missing.exit_code == 2 and "needs --collection NAME" in missing.output
+
+
+def test_an_index_folder_on_the_disk_tier_exports_alike(engine, indexes, tmp_path):
+    x = indexes["int"].vectors(np.arange(1500))
+    folder = tmp_path / "disk_index"
+    MatryoshkaIndex.build(x, shortlist_dims=[8], full_vectors="disk").save(folder)
+    engine.drop("from_disk")
+    assert export_index(folder, engine, "from_disk", dims=[8, 64], progress=False).sent == 1500
+    queries = _vectors(4, 7)
+    expected = MatryoshkaIndex.load(folder).search(queries, 10, AdaptivePlan(8, 60, 64))[1]
+    np.testing.assert_array_equal(search(engine, "from_disk", queries, 10, AdaptivePlan(8, 60, 64))[1], expected)

@@ -31,7 +31,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from matryoshka.errors import InputError
 from matryoshka.io import atomic_write_json
+from matryoshka.train.config import apply_override
 
 HEAD_MARGIN = 0.01  # MRL may trail FF-k by at most 1 point at a nesting dim
 FULL_MARGIN = 0.005  # and by at most 0.5 points at the full dim
@@ -154,7 +156,7 @@ def _train_and_score(raw: dict[str, Any], data: Any, out: Path) -> dict[str, Any
     return {"head": heads, "knn1": {str(m): float(v) for m, v in knn.items()}, "seconds": round(seconds, 1)}
 
 
-def _text_suite(raw: dict[str, Any], out: Path, console: Console) -> dict[str, Any]:
+def _text_suite(raw: dict[str, Any], out: Path, console: Console, seeds: int = 1) -> dict[str, Any]:
     """The fast path with its defaults: one MRL adaptor and an adaptor per k, on embeddings encoded once (cached)."""
     import torch
 
@@ -187,21 +189,36 @@ def _text_suite(raw: dict[str, Any], out: Path, console: Console) -> dict[str, A
     nesting = cfg.model.resolved_nesting(z.shape[1])
     scores: dict[str, Any] = {}
     runs = {"mrl": nesting} | {f"ff-{k}": [k] for k in nesting}
+    key = f"map@{cfg.train.eval_k}"
     for i, (run, dims) in enumerate(runs.items(), start=1):
         console.print(f"  debian-pairs: fitting {i}/{len(runs)} ({run})")
-        t0 = time.perf_counter()
-        adaptor = MatryoshkaAdaptor(nesting=dims, steps=cfg.train.adaptor_steps, lr=cfg.optim.adaptor_lr, seed=0)
-        adaptor.fit(train_rows, pairs=(q, d))
-        aq, ad = (torch.from_numpy(adaptor.transform(x, normalize=False)) for x in (test_q, test_d))
-        metrics = prefix_retrieval_metrics(aq, ad, relevant, dims, cfg.train.eval_k)
-        key = f"map@{cfg.train.eval_k}"
-        scores[run] = {key: {str(m): v[key] for m, v in metrics.items()}, "seconds": round(time.perf_counter() - t0, 1)}
+        per_seed = []
+        for seed in range(seeds):
+            t0 = time.perf_counter()
+            steps, lr = cfg.train.adaptor_steps, cfg.optim.adaptor_lr
+            adaptor = MatryoshkaAdaptor(nesting=dims, steps=steps, lr=lr, seed=cfg.train.seed + seed)
+            adaptor.fit(train_rows, pairs=(q, d))
+            aq, ad = (torch.from_numpy(adaptor.transform(x, normalize=False)) for x in (test_q, test_d))
+            metrics = prefix_retrieval_metrics(aq, ad, relevant, dims, cfg.train.eval_k)
+            per_seed.append({key: {str(m): v[key] for m, v in metrics.items()}, "seconds": time.perf_counter() - t0})
+        scores[run] = mean_scores(per_seed)
     checks = goal_checks(scores, nesting)
     return {"dims": nesting, "train": len(train), "test": len(queries), "scores": scores, "checks": checks}
 
 
-def run_suite(name: str, out: Path, quick: bool = False, console: Console | None = None) -> dict[str, Any]:
-    """MRL and FF-k (every nesting dim) with the defaults on one data set; returns scores and the goal checks."""
+def run_suite(
+    name: str,
+    out: Path,
+    quick: bool = False,
+    console: Console | None = None,
+    seeds: int = 1,
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """MRL and FF-k (every nesting dim) with the defaults on one data set; returns scores and the goal checks.
+
+    ``seeds`` > 1 trains each model with seeds 0..seeds-1 and compares the means; ``overrides`` (``key=value``, as
+    ``--set``) change a default for MRL and FF-k alike, to study one.
+    """
     from matryoshka.data import load_data
     from matryoshka.train import parse_config
 
@@ -211,21 +228,42 @@ def run_suite(name: str, out: Path, quick: bool = False, console: Console | None
     if quick and raw["data"]["name"] != "pairs":  # a check that it runs: a small model and a short schedule
         raw["model"].update(embed_dim=16, min_dim=4)
         raw["train"] = {"epochs": 2}
+    for item in overrides:
+        apply_override(raw, item)
     if raw["data"]["name"] == "pairs":
-        return _text_suite(raw, out / name, console)
+        return _text_suite(raw, out / name, console, seeds)
     cfg = parse_config(raw)
     data = load_data(cfg.data)
     nesting = cfg.model.resolved_nesting()
     scores: dict[str, Any] = {}
     runs = {"mrl": {}} | {f"ff-{k}": {"head": "ff", "ff_dim": k} for k in nesting}
     for i, (run, head) in enumerate(runs.items(), start=1):
-        console.print(f"  {name}: training {i}/{len(runs)} ({run})")
-        spec = {**raw, "model": {**raw["model"], **head}}
-        # Keyed by the resolved config: a run trained under other defaults is not resumed, it is trained again.
-        key = hashlib.sha256(json.dumps(parse_config(spec).model_dump(), sort_keys=True).encode()).hexdigest()[:10]
-        scores[run] = _train_and_score(spec, data, out / name / f"{run}-{key}")
+        console.print(f"  {name}: training {i}/{len(runs)} ({run})" + (f" x {seeds} seeds" if seeds > 1 else ""))
+        per_seed = []
+        for seed in range(seeds):
+            train = {**raw.get("train", {})}
+            train["seed"] = train.get("seed", 0) + seed
+            spec = {**raw, "model": {**raw["model"], **head}, "train": train}
+            # Keyed by the resolved config: a run trained under other defaults is not resumed, it is trained again.
+            key = hashlib.sha256(json.dumps(parse_config(spec).model_dump(), sort_keys=True).encode()).hexdigest()[:10]
+            per_seed.append(_train_and_score(spec, data, out / name / f"{run}-{key}"))
+        scores[run] = mean_scores(per_seed)
     checks = goal_checks(scores, nesting)
     return {"dims": nesting, "train": len(data.train), "test": len(data.test), "scores": scores, "checks": checks}
+
+
+def mean_scores(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Scores of several seeds as one: each metric's per-dim mean, the seconds summed, the seeds' own kept."""
+    first = per_seed[0]
+    mean = {
+        metric: {m: float(np.mean([r[metric][m] for r in per_seed])) for m in values}
+        for metric, values in first.items()
+        if isinstance(values, dict)
+    }
+    mean["seconds"] = round(sum(r["seconds"] for r in per_seed), 1)
+    if len(per_seed) > 1:
+        mean["seeds"] = [{k: v for k, v in r.items() if k != "seconds"} for r in per_seed]
+    return mean
 
 
 def goal_checks(scores: dict[str, Any], nesting: list[int]) -> dict[str, Any]:
@@ -240,7 +278,9 @@ def goal_checks(scores: dict[str, Any], nesting: list[int]) -> dict[str, Any]:
 
 
 def print_suite(name: str, result: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"{name}: MRL vs FF-k with the defaults ({result['train']} train rows, {result['test']} test)")
+    seeds = len(result["scores"]["mrl"].get("seeds", [None]))
+    title = f"{name}: MRL vs FF-k with the defaults ({result['train']} train rows, {result['test']} test"
+    table = Table(title=title + (f"; the mean of {seeds} seeds)" if seeds > 1 else ")"))
     s = result["scores"]
     metrics = [k for k, v in s["mrl"].items() if isinstance(v, dict)]
     label = {"head": "head", "knn1": "1-NN"}
@@ -311,23 +351,31 @@ def run_timings(
 
 
 def run_defaults(
-    out: str | Path, datasets: list[str] | None = None, quick: bool = False, console: Console | None = None
+    out: str | Path,
+    datasets: list[str] | None = None,
+    quick: bool = False,
+    console: Console | None = None,
+    seeds: int = 1,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Every data set asked for (default: all this machine has); writes ``OUT/defaults.json``."""
+    """Every data set asked for (default: all this machine has); writes ``OUT/defaults.json``. ``seeds`` and
+    ``overrides`` as for :func:`run_suite`."""
     console = console or Console()
     out = Path(out)
     names = datasets or list(SUITES)
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         raise ValueError(f"unknown data set {unknown[0]!r}; choose from {', '.join(SUITES)}")
-    results: dict[str, Any] = {"quick": quick, "skipped": {}}
+    if seeds < 1:
+        raise InputError(f"--seeds must be at least 1, got {seeds}")
+    results: dict[str, Any] = {"quick": quick, "seeds": seeds, "overrides": list(overrides), "skipped": {}}
     for name in names:
         needs = SUITES[name].needs
         if needs is not None and not needs.exists():
             results["skipped"][name] = f"{needs} is missing"
             console.print(f"[yellow]{name}: skipped ({needs} is missing)[/yellow]")
             continue
-        results[name] = run_suite(name, out, quick, console)
+        results[name] = run_suite(name, out, quick, console, seeds, overrides)
         print_suite(name, results[name], console)
         atomic_write_json(out / "defaults.json", results)
     ran = [n for n in names if n in results]

@@ -129,6 +129,11 @@ def defaults(
     timing: Annotated[
         bool, typer.Option(help="instead: time per step and per epoch of each image / table source (3 epochs)")
     ] = False,
+    seeds: Annotated[int, typer.Option(help="train each model with this many seeds and compare the means")] = 1,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="change a default for MRL and FF-k alike, to study it: key=value (repeatable)"),
+    ] = None,
     out: Annotated[Path, typer.Option()] = Path("runs/bench/defaults"),
 ) -> None:
     """MRL against FF-k at every dim with the library defaults (only data and model size given), on data sets of
@@ -139,7 +144,7 @@ def defaults(
     if timing:
         run_timings(out, names)
     else:
-        run_defaults(out, names, quick=quick)
+        run_defaults(out, names, quick=quick, seeds=seeds, overrides=set_ or [])
 
 
 @app.command("adaptor")

@@ -143,7 +143,7 @@ def _upload(
                 keep = np.fromiter((i not in held for i in ids), dtype=bool, count=len(ids))
                 pos, ids, skipped = pos[keep], [i for i in ids if i not in held], skipped + len(held)
             if ids:
-                rows = index.vectors(pos)
+                rows = index.vectors(pos, bulk=True)
                 prefixes = {d: normalize(rows[:, :d]) for d in info.dims}
                 pending.append((pool.submit(engine.insert, collection, ids, prefixes), batch_size))
             else:

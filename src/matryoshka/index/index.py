@@ -221,9 +221,10 @@ class MatryoshkaIndex(StagedSearch):
     def alive_positions(self) -> np.ndarray:
         return np.flatnonzero(~self._dead)
 
-    def vectors(self, positions: np.ndarray, d: int | None = None) -> np.ndarray:
-        """Stored (unit, decoded) vectors at row ``positions``, cut to their first ``d`` dims."""
-        return self._rows(np.asarray(positions, dtype=np.int64), d or self.dim)
+    def vectors(self, positions: np.ndarray, d: int | None = None, bulk: bool = False) -> np.ndarray:
+        """Stored (unit, decoded) vectors at row ``positions``, cut to their first ``d`` dims; ``bulk``: many rows
+        in order (an export), read from the disk tier through its memory map rather than one direct read each."""
+        return self._rows(np.asarray(positions, dtype=np.int64), d or self.dim, bulk=bulk)
 
     def bytes_per_vector(self) -> int:
         """Storage of one vector: the full-dim codes, its shortlist prefixes (float32), the bottom layer of each
