@@ -53,6 +53,7 @@ bench: install data
 	$(BIN)/mrl bench train-overhead
 	$(BIN)/mrl bench retrieval
 	$(BIN)/mrl bench store
+	$(BIN)/mrl bench engines
 
 clean:
 	rm -rf $(VENV) runs site .pytest_cache .ruff_cache

@@ -99,6 +99,10 @@ def test_bad_input_gets_one_clear_line(engine, indexes):
         search(engine, "absent", _vectors(2, 4), 10)
     with pytest.raises(InputError, match="must be in"):
         export_index(index, engine, "other", dims=[128], progress=False)
+    with pytest.raises(InputError, match="must not shrink"):
+        export_index(index, engine, "other", plan="funnel:16x100,8x10", progress=False)
+    with pytest.raises(EngineError, match=r"(Qdrant|Milvus) at .* refused the request: .*name"):
+        export_index(index, engine, "no/such-name", dims=[8, 64], progress=False)
 
 
 def test_addresses():

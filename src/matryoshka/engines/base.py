@@ -5,10 +5,13 @@ another process, on another machine) knows the index's dim, its prefix fields, i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from matryoshka.engines.uri import EngineURI
 from matryoshka.errors import InputError, MatryoshkaError
 from matryoshka.normalize import normalize
 
@@ -56,7 +59,20 @@ class Engine(ABC):
     """A connection to one engine (see :func:`matryoshka.engines.connect`); use it as a context manager."""
 
     name: str
+    uri: EngineURI
     insert_workers = 1  # batches in flight at once during an export
+    error_types: tuple[type[BaseException], ...] = ()  # what the engine's client raises when a request fails
+
+    @contextmanager
+    def refusals(self) -> Iterator[None]:
+        """Turn an error of the engine's client into one :class:`EngineError` line naming the engine."""
+        try:
+            yield
+        except MatryoshkaError:
+            raise
+        except self.error_types as e:
+            text = (str(getattr(e, "message", "") or e).strip().splitlines() or [type(e).__name__])[0]
+            raise EngineError(f"{self.name} at {self.uri.host_port} refused the request: {text}") from None
 
     @abstractmethod
     def collection(self, name: str) -> CollectionInfo | None:

@@ -16,7 +16,7 @@ from matryoshka.engines.connect import connect
 from matryoshka.engines.uri import EngineURI
 from matryoshka.errors import InputError
 from matryoshka.index.index import MatryoshkaIndex
-from matryoshka.index.plans import Plan, parse_plan, plan_to_text
+from matryoshka.index.plans import Plan, parse_plan, plan_to_text, validate_stages
 from matryoshka.index.store import IndexStore
 from matryoshka.normalize import normalize
 
@@ -50,9 +50,9 @@ def export_index(
     ``to``, one vector field per prefix size in ``dims``.
 
     ``dims`` default to the dims of the plan and the full dim (without a plan: the index's shortlist dims and its
-    full dim). The plan (default: the
-    one the index was tuned to) is recorded in the collection, so a search that names none runs it. Ids already in
-    the collection are skipped, so an interrupted export resumes where it stopped; string ids are kept.
+    full dim). The plan (default: the one the index was tuned to) is recorded in the collection, so a search that
+    names none runs it. Ids already in the collection are skipped, so an interrupted export resumes where it
+    stopped; string ids are kept.
 
     Example::
 
@@ -65,6 +65,8 @@ def export_index(
         index.add(x)
         export_index(index, "qdrant::memory:", "docs", plan="adaptive:16:100:64", progress=False)
     """
+    if batch_size < 1:
+        raise InputError(f"batch_size must be positive, got {batch_size}")
     index = _as_index(source)
     if index.ntotal == 0:
         raise InputError("the index is empty: nothing to export")
@@ -78,7 +80,8 @@ def export_index(
     )
     engine = to if isinstance(to, Engine) else connect(to)
     try:
-        return _upload(index, engine, collection, info, batch_size, progress)
+        with engine.refusals():
+            return _upload(index, engine, collection, info, batch_size, progress)
     finally:
         if engine is not to:
             engine.close()
@@ -94,7 +97,10 @@ def _as_index(source: MatryoshkaIndex | IndexStore | str | Path) -> MatryoshkaIn
 
 
 def _export_dims(index: MatryoshkaIndex, dims: Sequence[int] | None, plan: str | None) -> list[int]:
-    plan_dims = {d for d, _ in parse_plan(plan).stages(index.dim, 1)} if plan else set()
+    stages = parse_plan(plan).stages(index.dim, index.default_plan_k) if plan else []
+    if stages:
+        validate_stages(stages, index.dim, index.default_plan_k)
+    plan_dims = {d for d, _ in stages}
     default = {*plan_dims, index.dim} if plan else {*index.shortlist_dims, index.dim}
     chosen = sorted({int(d) for d in dims} if dims else default)
     for d in chosen:
@@ -107,7 +113,8 @@ def _export_dims(index: MatryoshkaIndex, dims: Sequence[int] | None, plan: str |
 
 
 def _open_collection(engine: Engine, collection: str, info: CollectionInfo) -> bool:
-    """Create the collection, or check that an existing one holds the same layout; True if it holds vectors."""
+    """Create the collection, or check that an existing one holds the same layout; True if it existed (then each
+    batch is checked for ids already there: a row count can lag behind unflushed writes)."""
     held = engine.collection(collection)
     if held is None:
         first = parse_plan(info.plan).stages(info.dim, 1)[0][0] if info.plan else min(info.dims)
@@ -119,7 +126,7 @@ def _open_collection(engine: Engine, collection: str, info: CollectionInfo) -> b
             f"{held.id_kind} ids; this export has {info.dims} of {info.dim}-d vectors with {info.id_kind} ids: "
             f"export to another collection, or pass --dims {','.join(map(str, held.dims))}"
         )
-    return engine.count(collection) > 0
+    return True
 
 
 def _upload(

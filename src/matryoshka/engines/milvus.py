@@ -58,16 +58,15 @@ class MilvusEngine(Engine):
         pymilvus = _pymilvus()
         self.uri, self.rerank, self.lite = uri, rerank, not uri.remote
         quiet = logging.getLogger("pymilvus")
-        level = quiet.level
-        quiet.setLevel(logging.CRITICAL)  # it logs a failure to connect as well as raising it
+        if quiet.level == logging.WARNING:  # pymilvus's own default: its error log repeats each error raised here
+            quiet.setLevel(logging.CRITICAL)
         try:
             self.client = pymilvus.MilvusClient(uri=uri.location, timeout=timeout)
         except Exception as e:  # pymilvus raises MilvusException or grpc errors alike
             where = f"Milvus at {uri.host_port}" if uri.remote else f"Milvus Lite on {uri.location}"
             raise EngineError(f"cannot reach {where}: {_reason(e)}") from None
-        finally:
-            quiet.setLevel(level)
         self._loaded: set[str] = set()
+        self.error_types = (pymilvus.exceptions.MilvusException,)
 
     # -- collections -------------------------------------------------------------------------------------------
     def collection(self, name: str) -> CollectionInfo | None:

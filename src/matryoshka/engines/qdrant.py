@@ -43,7 +43,11 @@ class QdrantEngine(Engine):
 
     def __init__(self, uri: EngineURI, timeout: int = 10) -> None:
         qdrant_client = _client_module()
+        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
         self.uri, self.models = uri, qdrant_client.models
+        # The local mode reports a bad request as a ValueError (e.g. a collection name it cannot store).
+        self.error_types = (UnexpectedResponse, ResponseHandlingException) + (() if uri.remote else (ValueError,))
         try:
             if uri.remote:
                 self.client = qdrant_client.QdrantClient(url=uri.location, timeout=timeout, check_compatibility=False)

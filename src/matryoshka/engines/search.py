@@ -37,8 +37,9 @@ def search(
             assert (ids[:, 0] == [0, 1, 2]).all()
     """
     if isinstance(engine, Engine):
-        return _search(engine, collection, queries, k, plan)
-    with connect(engine) as opened:
+        with engine.refusals():
+            return _search(engine, collection, queries, k, plan)
+    with connect(engine) as opened, opened.refusals():
         return _search(opened, collection, queries, k, plan)
 
 
