@@ -9,7 +9,9 @@ import pytest
 HEAVY = ("torch", "matryoshka.train", "matryoshka.data", "matryoshka.nn")
 
 
-@pytest.mark.parametrize("module", ["matryoshka", "matryoshka.index", "matryoshka.service", "matryoshka.evaluate"])
+@pytest.mark.parametrize(
+    "module", ["matryoshka", "matryoshka.index", "matryoshka.engines", "matryoshka.service", "matryoshka.evaluate"]
+)
 def test_importing_loads_no_torch(module):
     code = f"import sys, {module}; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
