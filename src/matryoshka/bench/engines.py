@@ -31,6 +31,7 @@ from matryoshka.bench.corpora import Corpus
 from matryoshka.bench.corpora import load as load_corpus
 from matryoshka.engines import connect, export_index, search
 from matryoshka.errors import InputError
+from matryoshka.evaluate.ranking import recall_against
 from matryoshka.index import MatryoshkaIndex
 from matryoshka.index.autotune import autotune
 from matryoshka.index.plans import parse_plan, plan_to_text
@@ -66,12 +67,6 @@ def _timed(search_one, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(ids), np.asarray(ms)
 
 
-def _overlap(found: np.ndarray, reference: np.ndarray) -> float:
-    return float(
-        np.mean([len(set(a.tolist()) & set(b.tolist())) / len(b) for a, b in zip(found, reference, strict=True)])
-    )
-
-
 def _engine_row(name: str, index: MatryoshkaIndex, folder: Path, queries, truth, local_ids) -> dict[str, Any]:
     uri = f"qdrant:{folder / 'qdrant'}" if name == "qdrant" else f"milvus:{folder / 'milvus.db'}"
     options = {"rerank": "fetch"} if name == "milvus-fetch" else {}
@@ -89,8 +84,8 @@ def _engine_row(name: str, index: MatryoshkaIndex, folder: Path, queries, truth,
 def _row(name, ids, ms, truth, local_ids, rate) -> dict[str, Any]:
     return {
         "engine": name,
-        "recall_at_10": _overlap(ids, truth),
-        "agreement_with_local": _overlap(ids, local_ids),
+        "recall_at_10": recall_against(ids, truth),
+        "agreement_with_local": recall_against(ids, local_ids),
         "p50_ms": float(np.median(ms)),
         "p99_ms": float(np.percentile(ms, 99)),
         "export_vectors_per_s": rate,

@@ -71,8 +71,7 @@ class Engine(ABC):
         except MatryoshkaError:
             raise
         except self.error_types as e:
-            text = (str(getattr(e, "message", "") or e).strip().splitlines() or [type(e).__name__])[0]
-            raise EngineError(f"{self.name} at {self.uri.host_port} refused the request: {text}") from None
+            raise EngineError(f"{self.name} at {self.uri.host_port} refused the request: {error_line(e)}") from None
 
     @abstractmethod
     def collection(self, name: str) -> CollectionInfo | None:
@@ -119,9 +118,21 @@ class Engine(ABC):
         self.close()
 
 
-def ids_array(rows: list[list], id_kind: str) -> np.ndarray:
-    """Per-query id lists of equal length as one (Q, k) array: int64, or object for string ids."""
-    return np.asarray(rows, dtype=object if id_kind == "str" else np.int64).reshape(len(rows), -1)
+def error_line(e: BaseException) -> str:
+    """The first line of an engine client's error (its ``message`` where it has one), or the error's type."""
+    text = str(getattr(e, "message", "") or e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def ranked_arrays(scores: list[list[float]], ids: list[list], id_kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query ranked (scores, ids) lists as (Q, w) arrays, w the shortest list's length (every query gets as
+    many results); ids int64, or object for string ids."""
+    width = min((len(row) for row in ids), default=0)
+    kind = object if id_kind == "str" else np.int64
+    return (
+        np.asarray([row[:width] for row in scores], np.float32).reshape(len(ids), -1),
+        np.asarray([row[:width] for row in ids], dtype=kind).reshape(len(ids), -1),
+    )
 
 
 def rerank_fetched(

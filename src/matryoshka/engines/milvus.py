@@ -22,7 +22,15 @@ import warnings
 
 import numpy as np
 
-from matryoshka.engines.base import CollectionInfo, Engine, EngineError, field_name, ids_array, rerank_fetched
+from matryoshka.engines.base import (
+    CollectionInfo,
+    Engine,
+    EngineError,
+    error_line,
+    field_name,
+    ranked_arrays,
+    rerank_fetched,
+)
 from matryoshka.engines.uri import EngineURI
 from matryoshka.errors import InputError
 from matryoshka.normalize import normalize
@@ -64,7 +72,7 @@ class MilvusEngine(Engine):
             self.client = pymilvus.MilvusClient(uri=uri.location, timeout=timeout)
         except Exception as e:  # pymilvus raises MilvusException or grpc errors alike
             where = f"Milvus at {uri.host_port}" if uri.remote else f"Milvus Lite on {uri.location}"
-            raise EngineError(f"cannot reach {where}: {_reason(e)}") from None
+            raise EngineError(f"cannot reach {where}: {error_line(e)}") from None
         self._loaded: set[str] = set()
         self.error_types = (pymilvus.exceptions.MilvusException,)
 
@@ -139,7 +147,7 @@ class MilvusEngine(Engine):
         d0, k0 = stages[0]
         hits = self._search(name, queries, d0, k0)
         if len(stages) == 1:
-            return _as_arrays(hits, info.id_kind, k0)
+            return _as_arrays(hits, info.id_kind)
         rerank = self._rerank_by_filter if self.rerank == "filter" else self._rerank_by_fetch
         return rerank(name, info, queries, [[h["id"] for h in row] for row in hits], stages[1:])
 
@@ -150,7 +158,7 @@ class MilvusEngine(Engine):
             for d, keep in stages:
                 row = self._search(name, q[None], d, keep, id_in([h["id"] for h in row], info.id_kind))[0]
             out.append(row)
-        return _as_arrays(out, info.id_kind, stages[-1][1])
+        return _as_arrays(out, info.id_kind)
 
     def _rerank_by_fetch(self, name, info, queries, shortlists, stages):
         widest = max(d for d, _ in stages)
@@ -179,12 +187,6 @@ def id_in(ids: list, id_kind: str) -> str:
     return "id in " + json.dumps(values, ensure_ascii=False)
 
 
-def _as_arrays(hits: list[list[dict]], id_kind: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-    width = min(k, min((len(row) for row in hits), default=0))  # every query gets the same number of results
-    scores = np.asarray([[h["distance"] for h in row[:width]] for row in hits], np.float32).reshape(len(hits), -1)
-    return scores, ids_array([[h["id"] for h in row[:width]] for row in hits], id_kind)
-
-
-def _reason(e: Exception) -> str:
-    text = str(getattr(e, "message", "") or e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+def _as_arrays(hits: list[list[dict]], id_kind: str) -> tuple[np.ndarray, np.ndarray]:
+    scores = [[h["distance"] for h in row] for row in hits]
+    return ranked_arrays(scores, [[h["id"] for h in row] for row in hits], id_kind)

@@ -15,7 +15,7 @@ import uuid
 
 import numpy as np
 
-from matryoshka.engines.base import CollectionInfo, Engine, EngineError, field_name, ids_array
+from matryoshka.engines.base import CollectionInfo, Engine, EngineError, error_line, field_name, ranked_arrays
 from matryoshka.engines.uri import EngineURI
 
 QUERY_BATCH = 256  # queries per query_batch_points call
@@ -58,7 +58,7 @@ class QdrantEngine(Engine):
                 self.client = qdrant_client.QdrantClient(path=uri.location)
         except Exception as e:  # httpx / grpc / portalocker errors alike
             where = f"Qdrant at {uri.host_port}" if uri.remote else f"Qdrant's local mode on {uri.location}"
-            raise EngineError(f"cannot reach {where}: {str(e).strip() or type(e).__name__}") from None
+            raise EngineError(f"cannot reach {where}: {error_line(e)}") from None
 
     def collection(self, name: str) -> CollectionInfo | None:
         if not self.client.collection_exists(name):
@@ -120,8 +120,4 @@ class QdrantEngine(Engine):
             for response in self.client.query_batch_points(name, requests=requests):
                 ids.append([(p.payload or {}).get("id", p.id) for p in response.points])
                 scores.append([p.score for p in response.points])
-        width = min(len(row) for row in ids)
-        return (
-            np.asarray([row[:width] for row in scores], np.float32),
-            ids_array([row[:width] for row in ids], info.id_kind),
-        )
+        return ranked_arrays(scores, ids, info.id_kind)

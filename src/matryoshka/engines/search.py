@@ -8,7 +8,7 @@ from matryoshka.engines.base import Engine, check_prefixes
 from matryoshka.engines.connect import connect
 from matryoshka.engines.uri import EngineURI
 from matryoshka.errors import InputError
-from matryoshka.index.plans import FullPlan, Plan, parse_plan, scaled, validate_stages
+from matryoshka.index.plans import FullPlan, Plan, check_k, parse_plan, plan_or_default, validate_stages
 from matryoshka.index.storage import checked_rows
 
 
@@ -52,12 +52,8 @@ def _search(engine: Engine, collection: str, queries, k: int, plan: Plan | str |
     if q.ndim != 2 or q.shape[1] != info.dim:
         raise InputError(f"queries have shape {q.shape}; {where} holds {info.dim}-d vectors")
     q = checked_rows(q, info.dim, "queries")
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise InputError(f"k must be a positive int, got {k!r}")
-    if plan is None and info.plan is not None:
-        plan = parse_plan(info.plan)
-        if k > info.plan_k:  # as deep a shortlist per result as the plan was tuned for, like the local index
-            plan = scaled(plan, k / info.plan_k)
+    check_k(k)
+    plan = plan_or_default(plan, info.plan, info.plan_k, k)  # the recorded plan, like the local index's
     plan = parse_plan(plan) if isinstance(plan, str) else plan or FullPlan()
     stages = plan.stages(info.dim, k)
     validate_stages(stages, info.dim, k)

@@ -23,7 +23,7 @@ from matryoshka.index import storage
 from matryoshka.index.disk import DiskRows, check_tier
 from matryoshka.index.errors import DuplicateIdError, IndexInputError, UnknownIdError
 from matryoshka.index.ids import check_ids, check_new_ids, empty_ids, listed
-from matryoshka.index.plans import Plan, checked_stages, parse_plan, scaled
+from matryoshka.index.plans import Plan, checked_stages, plan_or_default
 from matryoshka.index.stages import EXACT_CHUNK, StagedSearch
 from matryoshka.index.state import IndexArrays, live_arrays
 from matryoshka.index.storage import normalize, row_squares
@@ -331,10 +331,7 @@ class MatryoshkaIndex(StagedSearch):
     def plan_stages(self, plan: Plan | str | None, k: int, exact: bool = False) -> list[tuple[int, int]]:
         """The plan's (dim, K) stages, checked (:func:`~matryoshka.index.plans.checked_stages`), K cut to the
         corpus size."""
-        if plan is None and self.default_plan is not None:
-            plan = parse_plan(self.default_plan)
-            if k > self.default_plan_k:  # as deep a shortlist per result as the plan was tuned for
-                plan = scaled(plan, k / self.default_plan_k)
+        plan = plan_or_default(plan, self.default_plan, self.default_plan_k, k)
         try:
             return checked_stages(plan, k, self.dim, self.shortlist_dims, max(self.ntotal, 1), exact)
         except InputError as e:

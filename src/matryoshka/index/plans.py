@@ -122,6 +122,21 @@ def validate_stages(stages: list[tuple[int, int]], dim: int, k: int) -> None:
         prev_dim, prev_k = d, kk
 
 
+def check_k(k: object) -> None:
+    """``k`` (results per query) must be a positive int."""
+    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
+        raise InputError(f"k must be a positive int, got {k!r}")
+
+
+def plan_or_default(plan: Plan | str | None, default: str | None, default_k: int, k: int) -> Plan | str | None:
+    """``plan``; when None, the ``default`` plan (text) tuned for ``default_k`` results, its candidate counts scaled
+    up for a larger ``k`` (as deep a shortlist per result as it was tuned for)."""
+    if plan is not None or default is None:
+        return plan
+    tuned = parse_plan(default)
+    return scaled(tuned, k / default_k) if k > default_k else tuned
+
+
 def checked_stages(
     plan: Plan | str | None, k: int, dim: int, structures: list[int], n: int, exact: bool = False
 ) -> list[tuple[int, int]]:
@@ -130,8 +145,7 @@ def checked_stages(
     ``plan`` may be a plan, its text (:func:`parse_plan`) or None (full). A first stage below the full dim needs a
     shortlist structure for its dim (``structures``) unless ``exact`` allows a full scan there.
     """
-    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
-        raise InputError(f"k must be a positive int, got {k!r}")
+    check_k(k)
     if isinstance(plan, str):
         plan = parse_plan(plan)
     stages = (plan or FullPlan()).stages(dim, k)
