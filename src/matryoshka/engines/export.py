@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from matryoshka.engines.base import CollectionInfo, Engine
@@ -138,7 +139,9 @@ def _upload(
     columns = (TextColumn("export"), BarColumn(), MofNCompleteColumn(), TextColumn("vectors"))
     start, skipped = time.perf_counter(), 0
     with (
-        Progress(*columns, TimeRemainingColumn(), disable=not progress, transient=True) as bar,
+        Progress(
+            *columns, TimeRemainingColumn(), console=Console(stderr=True), disable=not progress, transient=True
+        ) as bar,
         ThreadPoolExecutor(engine.insert_workers) as pool,
     ):
         task = bar.add_task("export", total=len(all_ids))
