@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from matryoshka import NestingError, nesting_list, nesting_weights, truncate, validate_nesting
+from matryoshka import NestingError, nesting_list, nesting_weights, ramped_weights, truncate, validate_nesting
 
 
 def test_nesting_list_powers_of_two():
@@ -76,3 +76,12 @@ def test_truncate_zero_vector_stays_finite():
 def test_truncate_rejects_out_of_range(m):
     with pytest.raises(ValueError, match="cannot truncate"):
         truncate(torch.zeros(2, 4), m)
+
+
+def test_ramped_weights_start_equal_and_end_at_the_weights():
+    assert ramped_weights([8, 2, 1], 0.0) == [1.0, 1.0, 1.0]
+    assert ramped_weights([8, 2, 1], 1.0) == [8.0, 2.0, 1.0]
+    assert ramped_weights([8, 2, 1], 0.5) == pytest.approx([2.75, 1.25, 1.0])
+    assert ramped_weights([0.5], 1.0) == [0.5]  # a weight below 1 ramps down
+    with pytest.raises(ValueError, match="within"):
+        ramped_weights([2.0], 1.5)

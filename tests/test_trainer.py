@@ -1,4 +1,5 @@
 import copy
+import itertools
 import json
 import os
 import shutil
@@ -182,3 +183,27 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path):
     info = json.loads((out / "config.json").read_text())
     assert info["world_size"] == 2
     assert min(info["val_acc"].values()) > 0.8, info["val_acc"]
+
+
+def test_loss_weights_ramp_from_equal_to_their_values(digits, digits_config, tmp_path):
+    """The default schedule: c_m = 1 at the first step, the configured c_m at the last; constant keeps them."""
+
+    class Recording(Trainer):
+        def train_step(self, batch):
+            loss = super().train_step(batch)
+            self.seen.append(self.criterion.weights.tolist())
+            return loss
+
+    runs = {}
+    for schedule in ("ramp", "constant"):
+        cfg = digits_config(out_dir=str(tmp_path / schedule))
+        cfg.model.loss_weights_schedule = schedule
+        trainer = Recording(cfg, data=digits, progress=False)
+        trainer.seen = []
+        runs[schedule] = (trainer, trainer.fit())
+    ramp, constant = runs["ramp"][0].seen, runs["constant"][0].seen
+    assert ramp[0] == [1.0, 1.0, 1.0] and ramp[-1] == [2.0, 1.0, 1.0]  # small_dims on 8, 16, 32
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(ramp))
+    assert constant[0] == constant[-1] == [2.0, 1.0, 1.0]
+    info = json.loads((runs["ramp"][1].run_dir / "config.json").read_text())
+    assert info["loss_weights"] == [2.0, 1.0, 1.0] and info["loss_weights_schedule"] == "ramp"

@@ -34,6 +34,7 @@ _EXPORTS = {
     "halving_nesting": "matryoshka.nesting",
     "nesting_weights": "matryoshka.nesting",
     "small_dim_weights": "matryoshka.nesting",
+    "ramped_weights": "matryoshka.nesting",
     "validate_nesting": "matryoshka.nesting",
     "MRLHead": "matryoshka.nn.heads",
     "FixedFeatureHead": "matryoshka.nn.heads",

@@ -126,6 +126,27 @@ def small_dim_weights(nesting: Sequence[int], pivot: int = SMALL_DIM_PIVOT) -> l
     return [max(1.0, pivot / m) for m in validate_nesting(nesting)]
 
 
+def ramped_weights(weights: Sequence[float], progress: float) -> list[float]:
+    """The c_m at a fraction ``progress`` (0..1) of training: 1 + (c_m - 1) * progress**2.
+
+    The trainers' default schedule for the loss weights. Every prefix weighs 1 at the start, so the representation
+    is learned for all dims alike; the small prefixes' extra weight comes in over the late part of training. Extra
+    weight from the first step (a constant c_m) buys the small dims at the cost of the large dims' 1-NN accuracy
+    (1.5-2.4 points on a feature table, ``docs/benchmarks.md``); ramped, both keep up with FF-k there.
+
+    Example::
+
+        from matryoshka import ramped_weights
+
+        assert ramped_weights([8, 4, 1], 0.0) == [1.0, 1.0, 1.0]
+        assert ramped_weights([8, 4, 1], 0.5) == [2.75, 1.75, 1.0]
+        assert ramped_weights([8, 4, 1], 1.0) == [8.0, 4.0, 1.0]
+    """
+    if not 0.0 <= progress <= 1.0:
+        raise ValueError(f"progress must be within [0, 1], got {progress}")
+    return [1.0 + (float(c) - 1.0) * progress**2 for c in weights]
+
+
 def nesting_weights(nesting: Sequence[int], weights: Sequence[float] | None = None) -> list[float]:
     """Relative importance c_m per dim; all ones by default (as in the paper).
 

@@ -244,12 +244,19 @@ def run_suite(
             train = {**raw.get("train", {})}
             train["seed"] = train.get("seed", 0) + seed
             spec = {**raw, "model": {**raw["model"], **head}, "train": train}
-            # Keyed by the resolved config: a run trained under other defaults is not resumed, it is trained again.
-            key = hashlib.sha256(json.dumps(parse_config(spec).model_dump(), sort_keys=True).encode()).hexdigest()[:10]
+            key = _run_key(parse_config(spec).model_dump())
             per_seed.append(_train_and_score(spec, data, out / name / f"{run}-{key}"))
         scores[run] = mean_scores(per_seed)
     checks = goal_checks(scores, nesting)
     return {"dims": nesting, "train": len(data.train), "test": len(data.test), "scores": scores, "checks": checks}
+
+
+def _run_key(config: dict[str, Any]) -> str:
+    """Runs are keyed by their resolved config: one trained under other defaults is trained again, not resumed.
+    FF-k has one loss term, so the weights' schedule does not change its training nor its key."""
+    if config["model"]["head"] == "ff":
+        config = {**config, "model": {k: v for k, v in config["model"].items() if k != "loss_weights_schedule"}}
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def mean_scores(per_seed: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from matryoshka.data import ImageData, ImageFileSplit, load_data
 from matryoshka.data.images import augment_batch
 from matryoshka.errors import InputError
 from matryoshka.inference import encode_and_classify
+from matryoshka.nesting import ramped_weights
 from matryoshka.nn.backbones import save_backbone_files
 from matryoshka.nn.losses import MatryoshkaLoss
 from matryoshka.nn.model import MatryoshkaClassifier, build_model
@@ -97,6 +98,7 @@ class Trainer(TrainingLoop):
             self.nesting,
             m.resolved_loss_weights(),
         ).to(self.device)
+        self.loss_weights = self.criterion.weights.tolist()  # the c_m; a ramp reaches them at the end
         o = cfg.optim
         groups = decay_groups(self.model, o.weight_decay)
         if o.optimizer == "adamw":
@@ -150,6 +152,10 @@ class Trainer(TrainingLoop):
         y = batch[1].to(self.device, non_blocking=True)
         if self.config.data.augment and x.ndim == 4:
             x = augment_batch(x, self.augment_rng)
+        if self.config.model.loss_weights_schedule == "ramp":
+            # The scheduler counts the optimizer steps taken, a resumed run's included.
+            progress = min(1.0, self.scheduler.last_epoch / max(1, self.total_steps - 1))
+            self.criterion.weights.copy_(torch.tensor(ramped_weights(self.loss_weights, progress)))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             loss = self.criterion(self.ddp_model(x), y)
         self.optimizer_step(loss, self.config.optim.grad_clip)
@@ -167,7 +173,8 @@ class Trainer(TrainingLoop):
             "config": self.config.model_dump(),
             "nesting": self.nesting,
             "epochs": self.epochs,
-            "loss_weights": self.criterion.weights.tolist(),
+            "loss_weights": self.loss_weights,
+            "loss_weights_schedule": self.config.model.loss_weights_schedule,
             "input_shape": list(self.data.input_shape),
             "num_classes": self.data.num_classes,
             "class_names": self.data.class_names,
