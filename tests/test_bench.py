@@ -283,6 +283,17 @@ def test_defaults_benchmark_averages_seeds_and_studies_an_override(tmp_path):
     assert all(c["model"]["loss_weights"] == "uniform" for c in configs)
 
 
+def test_defaults_schedule_study_trains_only_mrl_again(tmp_path):
+    """FF-k ignores the loss weights' schedule: studying it reuses the FF-k runs and retrains MRL alone."""
+    from matryoshka.bench.defaults import run_defaults
+
+    run_defaults(tmp_path, ["digits"], quick=True)
+    before = {p.name for p in (tmp_path / "digits").iterdir()}
+    run_defaults(tmp_path, ["digits"], quick=True, overrides=["model.loss_weights_schedule=constant"])
+    added = {p.name for p in (tmp_path / "digits").iterdir()} - before
+    assert len(added) == 1 and added.pop().startswith("mrl-")
+
+
 def test_defaults_timing_on_digits(tmp_path):
     from matryoshka.bench.defaults import run_timings
 

@@ -243,7 +243,10 @@ def run_suite(
         for seed in range(seeds):
             train = {**raw.get("train", {})}
             train["seed"] = train.get("seed", 0) + seed
-            spec = {**raw, "model": {**raw["model"], **head}, "train": train}
+            model = {**raw["model"], **head}
+            if run != "mrl":  # FF-k has one loss term: the weights' schedule does not apply (nor key its run)
+                model.pop("loss_weights_schedule", None)
+            spec = {**raw, "model": model, "train": train}
             key = _run_key(parse_config(spec).model_dump())
             per_seed.append(_train_and_score(spec, data, out / name / f"{run}-{key}"))
         scores[run] = mean_scores(per_seed)
@@ -253,7 +256,7 @@ def run_suite(
 
 def _run_key(config: dict[str, Any]) -> str:
     """Runs are keyed by their resolved config: one trained under other defaults is trained again, not resumed.
-    FF-k has one loss term, so the weights' schedule does not change its training nor its key."""
+    FF-k's key leaves out the weights' schedule, which it does not use."""
     if config["model"]["head"] == "ff":
         config = {**config, "model": {k: v for k, v in config["model"].items() if k != "loss_weights_schedule"}}
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
