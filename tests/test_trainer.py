@@ -195,7 +195,7 @@ def test_loss_weights_ramp_from_equal_to_their_values(digits, digits_config, tmp
             return loss
 
     runs = {}
-    for schedule in ("ramp", "constant"):
+    for schedule in ("ramp", "linear", "constant"):
         cfg = digits_config(out_dir=str(tmp_path / schedule))
         cfg.model.loss_weights_schedule = schedule
         trainer = Recording(cfg, data=digits, progress=False)
@@ -205,5 +205,8 @@ def test_loss_weights_ramp_from_equal_to_their_values(digits, digits_config, tmp
     assert ramp[0] == [1.0, 1.0, 1.0] and ramp[-1] == [2.0, 1.0, 1.0]  # small_dims on 8, 16, 32
     assert all(a[0] <= b[0] for a, b in itertools.pairwise(ramp))
     assert constant[0] == constant[-1] == [2.0, 1.0, 1.0]
+    linear = runs["linear"][0].seen
+    middle = len(linear) // 2
+    assert linear[-1] == [2.0, 1.0, 1.0] and linear[middle][0] > ramp[middle][0]  # t > t^2 before the end
     info = json.loads((runs["ramp"][1].run_dir / "config.json").read_text())
     assert info["loss_weights"] == [2.0, 1.0, 1.0] and info["loss_weights_schedule"] == "ramp"

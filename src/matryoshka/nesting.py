@@ -126,8 +126,8 @@ def small_dim_weights(nesting: Sequence[int], pivot: int = SMALL_DIM_PIVOT) -> l
     return [max(1.0, pivot / m) for m in validate_nesting(nesting)]
 
 
-def ramped_weights(weights: Sequence[float], progress: float) -> list[float]:
-    """The c_m at a fraction ``progress`` (0..1) of training: 1 + (c_m - 1) * progress**2.
+def ramped_weights(weights: Sequence[float], progress: float, power: float = 2.0) -> list[float]:
+    """The c_m at a fraction ``progress`` (0..1) of training: 1 + (c_m - 1) * progress**power.
 
     The trainers' default schedule for the loss weights. Every prefix weighs 1 at the start, so the representation
     is learned for all dims alike; the small prefixes' extra weight comes in over the late part of training. Extra
@@ -141,10 +141,11 @@ def ramped_weights(weights: Sequence[float], progress: float) -> list[float]:
         assert ramped_weights([8, 4, 1], 0.0) == [1.0, 1.0, 1.0]
         assert ramped_weights([8, 4, 1], 0.5) == [2.75, 1.75, 1.0]
         assert ramped_weights([8, 4, 1], 1.0) == [8.0, 4.0, 1.0]
+        assert ramped_weights([8, 4, 1], 0.5, power=1) == [4.5, 2.5, 1.0]   # the linear ramp
     """
     if not 0.0 <= progress <= 1.0:
         raise ValueError(f"progress must be within [0, 1], got {progress}")
-    return [1.0 + (float(c) - 1.0) * progress**2 for c in weights]
+    return [1.0 + (float(c) - 1.0) * progress**power for c in weights]
 
 
 def nesting_weights(nesting: Sequence[int], weights: Sequence[float] | None = None) -> list[float]:

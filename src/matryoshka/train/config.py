@@ -86,11 +86,11 @@ class ModelConfig(_Strict):
         description="c_m per nesting dim: a list, uniform (the paper's ones) or small_dims (max(1, 16/m): the "
         "smallest prefixes weigh more, so they keep up with FF-k)",
     )
-    loss_weights_schedule: Literal["ramp", "constant"] = Field(
+    loss_weights_schedule: Literal["ramp", "linear", "constant"] = Field(
         "ramp",
         description="ramp: every c_m starts at 1 and reaches its value at the end, as 1 + (c_m - 1) * t^2 (t: the "
         "fraction of training done), so the representation is learned for all dims before the small prefixes get "
-        "their extra weight; constant: the c_m from the first step",
+        "their extra weight; linear: 1 + (c_m - 1) * t; constant: the c_m from the first step",
     )
 
     @field_validator("backbone")

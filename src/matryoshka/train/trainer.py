@@ -152,10 +152,12 @@ class Trainer(TrainingLoop):
         y = batch[1].to(self.device, non_blocking=True)
         if self.config.data.augment and x.ndim == 4:
             x = augment_batch(x, self.augment_rng)
-        if self.config.model.loss_weights_schedule == "ramp":
+        schedule = self.config.model.loss_weights_schedule
+        if schedule != "constant":
             # The scheduler counts the optimizer steps taken, a resumed run's included.
             progress = min(1.0, self.scheduler.last_epoch / max(1, self.total_steps - 1))
-            self.criterion.weights.copy_(torch.tensor(ramped_weights(self.loss_weights, progress)))
+            power = 1.0 if schedule == "linear" else 2.0
+            self.criterion.weights.copy_(torch.tensor(ramped_weights(self.loss_weights, progress, power)))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             loss = self.criterion(self.ddp_model(x), y)
         self.optimizer_step(loss, self.config.optim.grad_clip)
