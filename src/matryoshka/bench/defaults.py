@@ -255,10 +255,7 @@ def run_suite(
 
 
 def _run_key(config: dict[str, Any]) -> str:
-    """Runs are keyed by their resolved config: one trained under other defaults is trained again, not resumed.
-    FF-k's key leaves out the weights' schedule, which it does not use."""
-    if config["model"]["head"] == "ff":
-        config = {**config, "model": {k: v for k, v in config["model"].items() if k != "loss_weights_schedule"}}
+    """Runs are keyed by their resolved config: one trained under other defaults is trained again, not resumed."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
 
 
