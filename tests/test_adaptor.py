@@ -72,6 +72,26 @@ def test_known_pairs_pull_the_matching_directions_to_the_front():
         MatryoshkaAdaptor(steps=1).fit(docs, pairs=(queries[:10], docs[:11]))
 
 
+def test_dim_weights_decide_which_prefixes_the_pairs_shape():
+    # The same quiet identifying directions as above: with the 4-dim prefix's terms weighted 0 it keeps the loud
+    # directions (and finds few documents); weighted, it finds them. Wrong lengths are refused.
+    rng = np.random.default_rng(0)
+    ident = rng.standard_normal((1500, 4))
+    docs = np.concatenate([rng.standard_normal((1500, 12)) * 3, ident], 1)
+    queries = np.concatenate([rng.standard_normal((1500, 12)) * 3, ident + 0.05 * rng.standard_normal((1500, 4))], 1)
+
+    def top1(dim_weights):
+        settings = {"nesting": [4, 8, 16], "steps": 100, "batch_size": 256, "eval_every": 50, "validation": 300}
+        adaptor = MatryoshkaAdaptor(**settings, lr=1e-2, dim_weights=dim_weights)
+        adaptor.fit(docs[:1000], pairs=(queries[:1000], docs[:1000]))
+        q, d = adaptor.transform(queries[1000:], 4), adaptor.transform(docs[1000:], 4)
+        return np.mean((q @ d.T).argmax(1) == np.arange(500))
+
+    assert top1([0, 0, 1]) < 0.2 and top1([4, 1, 1]) > 0.5
+    with pytest.raises(ValueError, match="2 weights for 3 nesting dims"):
+        MatryoshkaAdaptor(nesting=[4, 8, 16], dim_weights=[1, 1], steps=1).fit(docs[:100])
+
+
 def test_holdout_split_is_seeded_and_disjoint():
     from matryoshka.posthoc.evaluation import holdout_split
 

@@ -283,15 +283,21 @@ def test_defaults_benchmark_averages_seeds_and_studies_an_override(tmp_path):
     assert all(c["model"]["loss_weights"] == "uniform" for c in configs)
 
 
-def test_defaults_schedule_study_trains_only_mrl_again(tmp_path):
+def test_defaults_schedule_study_trains_only_mrl_again(tmp_path, capsys):
     """FF-k ignores the loss weights' schedule: studying it reuses the FF-k runs and retrains MRL alone."""
     from matryoshka.bench.defaults import run_defaults
 
-    run_defaults(tmp_path, ["digits"], quick=True)
+    first = run_defaults(tmp_path, ["digits"], quick=True)
     before = {p.name for p in (tmp_path / "digits").iterdir()}
-    run_defaults(tmp_path, ["digits"], quick=True, overrides=["model.loss_weights_schedule=constant"])
+    capsys.readouterr()
+    study = run_defaults(tmp_path, ["digits"], quick=True, overrides=["model.loss_weights_schedule=constant"])
     added = {p.name for p in (tmp_path / "digits").iterdir()} - before
     assert len(added) == 1 and added.pop().startswith("mrl-")
+    # The finished FF-k runs are scored again, not resumed: the same scores, one line instead of one per run.
+    out = capsys.readouterr().out
+    assert "3 of 4 trained runs reused" in out and "resuming" not in out
+    ff = [f"ff-{k}" for k in (4, 8, 16)]
+    assert [study["digits"]["scores"][r]["knn1"] for r in ff] == [first["digits"]["scores"][r]["knn1"] for r in ff]
 
 
 def test_defaults_timing_on_digits(tmp_path):

@@ -105,6 +105,7 @@ def test_frozen_base_fast_path_trains_in_seconds_and_is_used_like_a_fine_tuned_r
     result = TextTrainer(cfg, progress=False).fit()
     saved = json.loads((tmp_path / "run/results.json").read_text())
     assert saved["frozen_base"] and saved["train_pairs"] == 160 and (tmp_path / "run/adaptor.safetensors").exists()
+    assert saved["loss_weights"] == [4.0, 1.0]  # the fast path's default: small_dims, 4 at the smallest dim
     assert set(result.test) == {"48", "384"} and result.base is not None
     run = TrainedRun.load(tmp_path / "run")
     assert run.dim == 384

@@ -105,6 +105,21 @@ def test_text_config_is_chosen_by_data_name():
         parse_config({"data": {"name": "wordnet"}, "model": {"backbone": "cnn"}})
 
 
+def test_text_loss_weights_default_to_small_dims_on_the_fast_path_only():
+    def weights(**model):
+        return parse_config({"data": {"name": "wordnet"}, "model": model}).model.resolved_loss_weights(dims)
+
+    dims = [12, 24, 48, 96, 192, 384]
+    assert weights(frozen_base=True) == [4, 2, 1, 1, 1, 1]  # 4 at the smallest dim, halving per doubling
+    assert weights() is None  # full fine-tuning: equal, as before
+    assert weights(loss_weights="small_dims") == [4, 2, 1, 1, 1, 1]
+    assert weights(frozen_base=True, loss_weights="uniform") is None
+    assert weights(loss_weights=[3, 1, 1, 1, 1, 1]) == [3, 1, 1, 1, 1, 1]
+    assert weights(frozen_base=True, matryoshka=False) is None
+    with pytest.raises(ConfigError, match="loss_weights"):
+        parse_config({"data": {"name": "wordnet"}, "model": {"loss_weights": "big_dims"}})
+
+
 def _tiny(tmp_path, name="run", model=None, **train):
     return parse_config(
         {

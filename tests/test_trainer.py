@@ -210,3 +210,24 @@ def test_loss_weights_ramp_from_equal_to_their_values(digits, digits_config, tmp
     assert linear[-1] == [2.0, 1.0, 1.0] and linear[middle][0] > ramp[middle][0]  # t > t^2 before the end
     info = json.loads((runs["ramp"][1].run_dir / "config.json").read_text())
     assert info["loss_weights"] == [2.0, 1.0, 1.0] and info["loss_weights_schedule"] == "ramp"
+
+
+def test_heads_without_bias_decide_by_direction_and_runs_reload(digits, digits_config, tmp_path):
+    """model.head_bias: false leaves the classifiers without a bias, so scaling a prefix scales its logits (the
+    decision depends on its direction alone); a run saved before the option existed reloads with biased heads."""
+    for head in ("mrl", "ff"):
+        cfg = digits_config(out_dir=str(tmp_path / head))
+        cfg.model.head_bias, cfg.model.head = False, head
+        result = Trainer(cfg, data=digits, progress=False).fit()
+        model, info = load_model(result.run_dir)
+        assert info["config"]["model"]["head_bias"] is False
+        assert not any(name.endswith("bias") for name, _ in model.head.named_parameters())
+        z = model.encode(digits.test.x[:16])
+        for small, large in zip(model.head(z), model.head(3 * z), strict=True):
+            torch.testing.assert_close(3 * small, large)
+    biased = Trainer(digits_config(out_dir=str(tmp_path / "biased")), data=digits, progress=False).fit().run_dir
+    info = json.loads((biased / "config.json").read_text())
+    del info["config"]["model"]["head_bias"]
+    (biased / "config.json").write_text(json.dumps(info))
+    model, _ = load_model(biased)
+    assert all(clf.bias is not None for clf in model.head.classifiers)

@@ -142,18 +142,22 @@ def _train_and_score(raw: dict[str, Any], data: Any, out: Path) -> dict[str, Any
     from matryoshka.evaluate.metrics import accuracy
     from matryoshka.evaluate.per_dim import evaluate_views, prefix_view
     from matryoshka.inference import encode_and_classify
-    from matryoshka.train import Trainer, parse_config
+    from matryoshka.train import Trainer, load_model, parse_config
 
-    cfg = parse_config({**raw, "train": {**raw.get("train", {}), "out_dir": str(out)}})
+    reused = (out / "config.json").exists() and (out / "model.safetensors").exists()
     t0 = time.perf_counter()
-    result = Trainer(cfg, data=data, progress=False).fit()
+    if reused:  # a finished run of this very config (the folder is keyed by it): scored again, not trained
+        model, _ = load_model(out)
+    else:
+        cfg = parse_config({**raw, "train": {**raw.get("train", {}), "out_dir": str(out)}})
+        model = Trainer(cfg, data=data, progress=False).fit().model
     seconds = time.perf_counter() - t0
-    model = result.model
     train_z, _ = encode_and_classify(model, data.train.x, with_logits=False)
     test_z, logits = encode_and_classify(model, data.test.x)
     knn = evaluate_views(prefix_view(train_z, test_z), model.nesting, data.train.y, data.test.y, probe=False)["knn1"]
     heads = {str(m): accuracy(lg, data.test.y) for m, lg in zip(model.nesting, logits, strict=True)}
-    return {"head": heads, "knn1": {str(m): float(v) for m, v in knn.items()}, "seconds": round(seconds, 1)}
+    scores = {"head": heads, "knn1": {str(m): float(v) for m, v in knn.items()}, "seconds": round(seconds, 1)}
+    return scores | ({"reused": True} if reused else {})
 
 
 def _text_suite(raw: dict[str, Any], out: Path, console: Console, seeds: int = 1) -> dict[str, Any]:
@@ -196,7 +200,9 @@ def _text_suite(raw: dict[str, Any], out: Path, console: Console, seeds: int = 1
         for seed in range(seeds):
             t0 = time.perf_counter()
             steps, lr = cfg.train.adaptor_steps, cfg.optim.adaptor_lr
-            adaptor = MatryoshkaAdaptor(nesting=dims, steps=steps, lr=lr, seed=cfg.train.seed + seed)
+            weights = cfg.model.resolved_loss_weights(dims)  # FF-k: one dim, one term
+            seeded = cfg.train.seed + seed
+            adaptor = MatryoshkaAdaptor(nesting=dims, steps=steps, lr=lr, dim_weights=weights, seed=seeded)
             adaptor.fit(train_rows, pairs=(q, d))
             aq, ad = (torch.from_numpy(adaptor.transform(x, normalize=False)) for x in (test_q, test_d))
             metrics = prefix_retrieval_metrics(aq, ad, relevant, dims, cfg.train.eval_k)
@@ -237,6 +243,7 @@ def run_suite(
     nesting = cfg.model.resolved_nesting()
     scores: dict[str, Any] = {}
     runs = {"mrl": {}} | {f"ff-{k}": {"head": "ff", "ff_dim": k} for k in nesting}
+    reused = 0
     for i, (run, head) in enumerate(runs.items(), start=1):
         console.print(f"  {name}: training {i}/{len(runs)} ({run})" + (f" x {seeds} seeds" if seeds > 1 else ""))
         per_seed = []
@@ -249,7 +256,10 @@ def run_suite(
             spec = {**raw, "model": model, "train": train}
             key = _run_key(parse_config(spec).model_dump())
             per_seed.append(_train_and_score(spec, data, out / name / f"{run}-{key}"))
+            reused += per_seed[-1].pop("reused", False)
         scores[run] = mean_scores(per_seed)
+    if reused:
+        console.print(f"  {name}: {reused} of {len(runs) * seeds} trained runs reused from {out / name}")
     checks = goal_checks(scores, nesting)
     return {"dims": nesting, "train": len(data.train), "test": len(data.test), "scores": scores, "checks": checks}
 

@@ -69,19 +69,21 @@ def build_classifier(
     num_classes: int,
     width: int | None = None,
     run_dir: str | Path | None = None,
+    bias: bool = True,
 ) -> MatryoshkaClassifier:
     """Build a model by names: ``backbone`` is any spec :func:`create_backbone` takes; ``head`` is "mrl", "mrl_e"
-    (tied) or "ff" (one head on z[:nesting[0]]). ``run_dir``: rebuild the backbone of that trained run."""
+    (tied) or "ff" (one head on z[:nesting[0]]). ``run_dir``: rebuild the backbone of that trained run. ``bias``:
+    whether the classifiers have a bias (without one, a head decides by the prefix's direction alone)."""
     from matryoshka.nn.heads import FixedFeatureHead, MRLHead
 
     encoder = create_backbone(backbone, embed_dim, tuple(input_shape), width, run_dir=run_dir)
     if head == "ff":
         if len(nesting) != 1:
             raise InputError(f"an FF head reads one dim, got nesting {nesting}")
-        return MatryoshkaClassifier(encoder, FixedFeatureHead(embed_dim, num_classes, nesting[0]))
+        return MatryoshkaClassifier(encoder, FixedFeatureHead(embed_dim, num_classes, nesting[0], bias=bias))
     if head not in ("mrl", "mrl_e"):
         raise InputError(f"unknown head {head!r}; choose mrl, mrl_e or ff")
-    return MatryoshkaClassifier(encoder, MRLHead(embed_dim, num_classes, nesting, tied=head == "mrl_e"))
+    return MatryoshkaClassifier(encoder, MRLHead(embed_dim, num_classes, nesting, tied=head == "mrl_e", bias=bias))
 
 
 def build_model(
@@ -90,7 +92,14 @@ def build_model(
     """The model a ``ModelConfig`` describes, ready to train: built, started from ``config.init_from`` when given,
     and with its feature extractor frozen when ``config.freeze_backbone`` is set."""
     model = build_classifier(
-        config.backbone, config.embed_dim, config.head, nesting, input_shape, num_classes, config.width
+        config.backbone,
+        config.embed_dim,
+        config.head,
+        nesting,
+        input_shape,
+        num_classes,
+        config.width,
+        bias=config.head_bias,
     )
     if config.init_from is not None:
         load_init_weights(model, config.init_from)

@@ -34,7 +34,7 @@ from torch import nn
 
 from matryoshka.errors import InputError
 from matryoshka.io import atomic_write_with
-from matryoshka.nesting import nesting_list, validate_nesting
+from matryoshka.nesting import nesting_list, nesting_weights, validate_nesting
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
 
 
@@ -72,6 +72,9 @@ class MatryoshkaAdaptor:
         neighbours, negatives, temperature: listwise candidates per anchor (exact full-dim neighbours, random rows
             shared by the batch) and softmax temperature.
         ranking_weight: weight of the supervised ranking loss (only when ``fit`` gets pairs).
+        dim_weights: c_m per nesting dim, multiplying that prefix's terms (default: equal). The text trainer's fast
+            path weighs the smallest prefixes more (``model.loss_weights``), which brings them closer to an adaptor
+            fitted for their dim alone.
         validation: held-out rows (and pairs) scored by recall@10 every ``eval_every`` steps; the best state is kept.
         progress: show a progress bar while fitting.
 
@@ -102,6 +105,7 @@ class MatryoshkaAdaptor:
         negatives: int = 200,
         temperature: float = 0.05,
         target_dims: Sequence[int] | None = None,
+        dim_weights: Sequence[float] | None = None,
         seed: int = 0,
         device: str = "cpu",
         progress: bool = False,
@@ -114,6 +118,7 @@ class MatryoshkaAdaptor:
             raise InputError(f"loss must be 'similarity' or 'listwise', got {loss!r}")
         self.loss, self.neighbours, self.negatives, self.temperature = loss, neighbours, negatives, temperature
         self.target_dims = None if target_dims is None else list(target_dims)
+        self.dim_weights = None if dim_weights is None else list(dim_weights)
         self.transform_: _Transform | None = None
 
     def _check(self, embeddings: np.ndarray | torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -133,10 +138,10 @@ class MatryoshkaAdaptor:
         top = target.topk(k, dim=1).indices
         w_pair, w_top, w_rec = self.weights
         loss = w_rec * (out.norm(dim=1) - batch.norm(dim=1)).pow(2).mean()
-        for m in self.nesting_:
+        for c, m in zip(nesting_weights(self.nesting_, self.dim_weights), self.nesting_, strict=True):
             sim = _cos(out[:, :m])
-            loss = loss + w_pair * (sim - target).abs().mean()
-            loss = loss + w_top * (sim.gather(1, top) - target.gather(1, top)).abs().mean()
+            loss = loss + c * w_pair * (sim - target).abs().mean()
+            loss = loss + c * w_top * (sim.gather(1, top) - target.gather(1, top)).abs().mean()
         return loss
 
     def _listwise_loss(
@@ -155,10 +160,11 @@ class MatryoshkaAdaptor:
         target = teacher.log_softmax(1)
         fa, fn, fr = f(a), f(cand_near), f(cand_random)
         loss = self.weights[2] * (fa.norm(dim=1) - a.norm(dim=1)).pow(2).mean()
-        for m in self.nesting_:
+        for c, m in zip(nesting_weights(self.nesting_, self.dim_weights), self.nesting_, strict=True):
             qa, qn, qr = unit(fa[:, :m], dim=1), unit(fn[:, :, :m], dim=2), unit(fr[:, :m], dim=1)
             student = torch.cat([torch.einsum("bd,bcd->bc", qa, qn), qa @ qr.T], dim=1) / self.temperature
-            loss = loss + nn.functional.kl_div(student.log_softmax(1), target, log_target=True, reduction="batchmean")
+            kl = nn.functional.kl_div(student.log_softmax(1), target, log_target=True, reduction="batchmean")
+            loss = loss + c * kl
         return loss
 
     def _neighbour_lists(self, train: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,7 +205,9 @@ class MatryoshkaAdaptor:
         opt = torch.optim.Adam(f.parameters(), lr=self.lr)
         best = (self._score(f, val, val_pairs), {k: v.clone() for k, v in f.state_dict().items()})
         self.history_ = [{"step": 0, "val_recall": best[0]}]
-        ranking = MatryoshkaLoss(InfoNCELoss(symmetric=True), self.nesting_) if pairs is not None else None
+        ranking = None
+        if pairs is not None:
+            ranking = MatryoshkaLoss(InfoNCELoss(symmetric=True), self.nesting_, self.dim_weights_)
         lists = self._neighbour_lists(train, g) if self.loss == "listwise" else None
         with Progress(disable=not self.progress) as bar:
             task = bar.add_task("fitting adaptor", total=self.steps)
@@ -227,7 +235,7 @@ class MatryoshkaAdaptor:
         return self
 
     def _check_fit(self, embeddings: Any, pairs: Any) -> tuple[torch.Tensor, Any, Any]:
-        """Checked (embeddings, queries, documents); sets ``dim_``, ``nesting_`` and ``target_dims_``."""
+        """Checked (embeddings, queries, documents); sets ``dim_``, ``nesting_``, ``target_dims_``, ``dim_weights_``."""
         x = self._check(embeddings)
         d = x.shape[1]
         queries = documents = None
@@ -242,6 +250,7 @@ class MatryoshkaAdaptor:
         if self.nesting_[-1] > d:
             raise InputError(f"nesting dim {self.nesting_[-1]} is larger than the embeddings' {d} dims")
         self.target_dims_ = validate_nesting(self.target_dims) if self.target_dims else self.nesting_
+        self.dim_weights_ = nesting_weights(self.nesting_, self.dim_weights)
         if self.target_dims_[-1] > d:
             raise InputError(f"target dim {self.target_dims_[-1]} is larger than the embeddings' {d} dims")
         return x, queries, documents

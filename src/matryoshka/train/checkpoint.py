@@ -229,6 +229,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
             info["num_classes"],
             m.get("width"),
             run_dir=run_dir,
+            bias=m.get("head_bias", True),  # runs saved before the option had heads with a bias
         )
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise CheckpointError(f"{config_path} is not a valid model config: {e}") from e

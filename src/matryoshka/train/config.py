@@ -86,6 +86,11 @@ class ModelConfig(_Strict):
         description="c_m per nesting dim: a list, uniform (the paper's ones) or small_dims (max(1, 16/m): the "
         "smallest prefixes weigh more, so they keep up with FF-k)",
     )
+    head_bias: bool = Field(
+        True,
+        description="classifiers with a bias; false: each head decides by its prefix's direction alone, as cosine "
+        "search sees it (at 2 dims a biased head can also separate classes by the prefix's length)",
+    )
     loss_weights_schedule: Literal["ramp", "linear", "constant"] = Field(
         "ramp",
         description="ramp: every c_m starts at 1 and reaches its value at the end, as 1 + (c_m - 1) * t^2 (t: the "
@@ -198,12 +203,19 @@ class TextDataConfig(_Strict):
         return self
 
 
+TEXT_SMALL_DIM_FACTOR = 4  # text small_dims: the smallest prefix weighs 4 (measured on the fast path, benchmarks.md)
+
+
 class TextModelConfig(_Strict):
     base: str = Field("all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' or a SentenceTransformer folder")
     matryoshka: bool = Field(True, description="false: the same fine-tuning with the loss at the full dim only")
     nesting: list[int] | None = Field(None, description="default: d, d/2, d/4, ... down to min_dim")
     min_dim: int = Field(12, ge=1)
-    loss_weights: list[float] | None = None
+    loss_weights: list[float] | Literal["uniform", "small_dims"] | None = Field(
+        None,
+        description="c_m per nesting dim: a list, uniform, or small_dims (max(1, 4 m_1 / m): 4 at the smallest dim, "
+        "halving per doubling down to 1); default: small_dims with frozen_base, uniform for full fine-tuning",
+    )
     distill: float = Field(
         0.0, ge=0, description="weight of the full-dim -> prefix ranking distillation (PrefixDistillationLoss); 0: off"
     )
@@ -227,6 +239,17 @@ class TextModelConfig(_Strict):
     def resolved_nesting(self, d: int) -> list[int]:
         """The dims trained for a base model of width ``d``: ``nesting``, or d, d/2, ... down to ``min_dim``."""
         return validate_nesting(self.nesting, d) if self.nesting is not None else halving_nesting(d, self.min_dim)
+
+    def resolved_loss_weights(self, nesting: list[int]) -> list[float] | None:
+        """The c_m of the trained dims (None: equal; a full-dim-only run has one term)."""
+        choice = self.loss_weights
+        if choice is None:
+            choice = "small_dims" if self.frozen_base else "uniform"
+        if not self.matryoshka or choice == "uniform":
+            return None
+        if choice == "small_dims":
+            return small_dim_weights(nesting, pivot=TEXT_SMALL_DIM_FACTOR * nesting[0]) if len(nesting) > 1 else None
+        return list(choice)
 
 
 class TextOptimConfig(_Strict):

@@ -59,6 +59,7 @@ def fit_frozen_base(trainer: Any) -> Any:
     """Encode the training pairs with the frozen base, fit the adaptor, save and score the run like a fine-tuned one.
 
     ``trainer`` is the :class:`~matryoshka.train.text_trainer.TextTrainer` (its config, data and run folder)."""
+    from matryoshka.nesting import nesting_weights
     from matryoshka.nn.text_encoder import embedding_dimension, load_sentence_transformer
     from matryoshka.posthoc import MatryoshkaAdaptor
     from matryoshka.train.text_trainer import save_sentence_transformer
@@ -71,11 +72,14 @@ def fit_frozen_base(trainer: Any) -> Any:
     m = cfg.model
     nesting = m.resolved_nesting(d)
     run_dir.mkdir(parents=True, exist_ok=True)
+    trained = nesting if m.matryoshka else [d]
+    weights = nesting_weights(trained, m.resolved_loss_weights(trained))  # checked before the minutes of encoding
     t0 = time.perf_counter()
     z, q, doc = _encode_pairs(base, trainer.pairs, trainer.progress, cfg.model.base)
     encode_seconds = time.perf_counter() - t0
     adaptor = MatryoshkaAdaptor(
-        nesting=nesting if m.matryoshka else [d],
+        nesting=trained,
+        dim_weights=weights,
         steps=cfg.train.adaptor_steps,
         lr=cfg.optim.adaptor_lr,
         batch_size=min(1024, len(trainer.pairs)),
@@ -86,7 +90,7 @@ def fit_frozen_base(trainer: Any) -> Any:
     save_sentence_transformer(base, run_dir / "model")
     seconds = {"train_seconds": time.perf_counter() - t0, "encode_seconds": encode_seconds}
     model = AdaptedTextModel(base, adaptor)
-    return trainer.score_and_save(model, nesting, seconds, base=base, frozen_base=True)
+    return trainer.score_and_save(model, nesting, seconds, base=base, frozen_base=True, loss_weights=weights)
 
 
 def _encode_pairs(base: Any, pairs: list, progress: bool, name: str) -> tuple[torch.Tensor, ...]:

@@ -110,7 +110,7 @@ class TextTrainer(TrainingLoop):
         m = cfg.model
         self.nesting = m.resolved_nesting(d)
         trained = self.nesting if m.matryoshka else [d]
-        weights = m.loss_weights if m.matryoshka else None
+        weights = m.resolved_loss_weights(self.nesting)
         self.criterion = MatryoshkaLoss(InfoNCELoss(m.scale, m.symmetric), trained, weights)
         self.distillation = PrefixDistillationLoss(trained, m.scale) if m.matryoshka and m.distill > 0 else None
         o = cfg.optim
@@ -184,7 +184,8 @@ class TextTrainer(TrainingLoop):
     def finish(self, train_seconds: float) -> TextTrainResult:
         self.model.eval()
         save_sentence_transformer(self.model, self.run_dir / "model")
-        return self.score_and_save(self.model, self.nesting, {"train_seconds": train_seconds})
+        weights = self.criterion.weights.tolist()
+        return self.score_and_save(self.model, self.nesting, {"train_seconds": train_seconds}, loss_weights=weights)
 
     def score_and_save(
         self, model: Any, nesting: list[int], seconds: dict[str, float], base: Any = None, **extra: Any
