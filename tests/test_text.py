@@ -116,6 +116,8 @@ def test_text_loss_weights_default_to_small_dims_on_the_fast_path_only():
     assert weights(frozen_base=True, loss_weights="uniform") is None
     assert weights(loss_weights=[3, 1, 1, 1, 1, 1]) == [3, 1, 1, 1, 1, 1]
     assert weights(frozen_base=True, matryoshka=False) is None
+    with pytest.raises(NestingError, match=r"model.loss_weights: got 2 weights for 6 nesting dims"):
+        weights(loss_weights=[2, 1])
     with pytest.raises(ConfigError, match="loss_weights"):
         parse_config({"data": {"name": "wordnet"}, "model": {"loss_weights": "big_dims"}})
 

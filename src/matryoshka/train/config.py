@@ -10,7 +10,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from matryoshka.errors import MatryoshkaError
-from matryoshka.nesting import halving_nesting, nesting_list, small_dim_weights, validate_nesting
+from matryoshka.nesting import (
+    NestingError,
+    halving_nesting,
+    nesting_list,
+    nesting_weights,
+    small_dim_weights,
+    validate_nesting,
+)
 
 
 class ConfigError(MatryoshkaError, ValueError):
@@ -249,7 +256,10 @@ class TextModelConfig(_Strict):
             return None
         if choice == "small_dims":
             return small_dim_weights(nesting, pivot=TEXT_SMALL_DIM_FACTOR * nesting[0]) if len(nesting) > 1 else None
-        return list(choice)
+        try:
+            return nesting_weights(nesting, choice)
+        except NestingError as e:
+            raise NestingError(f"model.loss_weights: {e}") from e
 
 
 class TextOptimConfig(_Strict):
