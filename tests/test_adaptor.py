@@ -52,13 +52,19 @@ def test_adaptor_bad_input():
         MatryoshkaAdaptor.load("no/such/adaptor.safetensors")
 
 
-def test_known_pairs_pull_the_matching_directions_to_the_front():
-    # Twelve loud directions carry no pairing signal; four quiet ones identify each document. Unsupervised, the
-    # adaptor keeps the loud ones first; with (query, document) pairs its 4-dim prefix finds the right document.
+def _quiet_pairs():
+    """(documents, queries): twelve loud directions carry no pairing signal; four quiet ones identify each document."""
     rng = np.random.default_rng(0)
     ident = rng.standard_normal((1500, 4))
     docs = np.concatenate([rng.standard_normal((1500, 12)) * 3, ident], 1)
     queries = np.concatenate([rng.standard_normal((1500, 12)) * 3, ident + 0.05 * rng.standard_normal((1500, 4))], 1)
+    return docs, queries
+
+
+def test_known_pairs_pull_the_matching_directions_to_the_front():
+    # Unsupervised, the adaptor keeps the loud directions first; with (query, document) pairs its 4-dim prefix
+    # finds the right document.
+    docs, queries = _quiet_pairs()
 
     def top1(adaptor):
         q, d = adaptor.transform(queries[1000:], 4), adaptor.transform(docs[1000:], 4)
@@ -73,12 +79,9 @@ def test_known_pairs_pull_the_matching_directions_to_the_front():
 
 
 def test_dim_weights_decide_which_prefixes_the_pairs_shape():
-    # The same quiet identifying directions as above: with the 4-dim prefix's terms weighted 0 it keeps the loud
-    # directions (and finds few documents); weighted, it finds them. Wrong lengths are refused.
-    rng = np.random.default_rng(0)
-    ident = rng.standard_normal((1500, 4))
-    docs = np.concatenate([rng.standard_normal((1500, 12)) * 3, ident], 1)
-    queries = np.concatenate([rng.standard_normal((1500, 12)) * 3, ident + 0.05 * rng.standard_normal((1500, 4))], 1)
+    # With the 4-dim prefix's terms weighted 0 it keeps the loud directions (and finds few documents); weighted, it
+    # finds them. Wrong lengths are refused.
+    docs, queries = _quiet_pairs()
 
     def top1(dim_weights):
         settings = {"nesting": [4, 8, 16], "steps": 100, "batch_size": 256, "eval_every": 50, "validation": 300}
@@ -191,7 +194,7 @@ def test_listwise_loss_lists_exact_neighbours_and_starts_at_zero_at_the_full_dim
 
     x = torch.as_tensor(_embeddings(600), dtype=torch.float32)
     adaptor = MatryoshkaAdaptor([16], loss="listwise", neighbours=5, negatives=20, batch_size=128, weights=(1, 1, 0))
-    adaptor.nesting_ = [16]
+    adaptor._check_fit(x, None)  # nesting_ = [16] and its weights, as fit() sets them
     g = torch.Generator().manual_seed(0)
     anchors, near = adaptor._neighbour_lists(x, g)
     unit = torch.nn.functional.normalize(x, dim=1)

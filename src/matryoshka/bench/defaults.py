@@ -144,7 +144,7 @@ def _train_and_score(raw: dict[str, Any], data: Any, out: Path) -> dict[str, Any
     from matryoshka.inference import encode_and_classify
     from matryoshka.train import Trainer, load_model, parse_config
 
-    reused = (out / "config.json").exists() and (out / "model.safetensors").exists()
+    reused = (out / "config.json").exists()  # written last, after the weights (save_model): the run finished
     t0 = time.perf_counter()
     if reused:  # a finished run of this very config (the folder is keyed by it): scored again, not trained
         model, _ = load_model(out)

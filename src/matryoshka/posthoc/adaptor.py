@@ -138,7 +138,7 @@ class MatryoshkaAdaptor:
         top = target.topk(k, dim=1).indices
         w_pair, w_top, w_rec = self.weights
         loss = w_rec * (out.norm(dim=1) - batch.norm(dim=1)).pow(2).mean()
-        for c, m in zip(nesting_weights(self.nesting_, self.dim_weights), self.nesting_, strict=True):
+        for c, m in zip(self.dim_weights_, self.nesting_, strict=True):
             sim = _cos(out[:, :m])
             loss = loss + c * w_pair * (sim - target).abs().mean()
             loss = loss + c * w_top * (sim.gather(1, top) - target.gather(1, top)).abs().mean()
@@ -160,7 +160,7 @@ class MatryoshkaAdaptor:
         target = teacher.log_softmax(1)
         fa, fn, fr = f(a), f(cand_near), f(cand_random)
         loss = self.weights[2] * (fa.norm(dim=1) - a.norm(dim=1)).pow(2).mean()
-        for c, m in zip(nesting_weights(self.nesting_, self.dim_weights), self.nesting_, strict=True):
+        for c, m in zip(self.dim_weights_, self.nesting_, strict=True):
             qa, qn, qr = unit(fa[:, :m], dim=1), unit(fn[:, :, :m], dim=2), unit(fr[:, :m], dim=1)
             student = torch.cat([torch.einsum("bd,bcd->bc", qa, qn), qa @ qr.T], dim=1) / self.temperature
             kl = nn.functional.kl_div(student.log_softmax(1), target, log_target=True, reduction="batchmean")

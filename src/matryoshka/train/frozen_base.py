@@ -59,7 +59,6 @@ def fit_frozen_base(trainer: Any) -> Any:
     """Encode the training pairs with the frozen base, fit the adaptor, save and score the run like a fine-tuned one.
 
     ``trainer`` is the :class:`~matryoshka.train.text_trainer.TextTrainer` (its config, data and run folder)."""
-    from matryoshka.nesting import nesting_weights
     from matryoshka.nn.text_encoder import embedding_dimension, load_sentence_transformer
     from matryoshka.posthoc import MatryoshkaAdaptor
     from matryoshka.train.text_trainer import save_sentence_transformer
@@ -73,7 +72,7 @@ def fit_frozen_base(trainer: Any) -> Any:
     nesting = m.resolved_nesting(d)
     run_dir.mkdir(parents=True, exist_ok=True)
     trained = nesting if m.matryoshka else [d]
-    weights = nesting_weights(trained, m.resolved_loss_weights(trained))  # checked before the minutes of encoding
+    weights = m.resolved_loss_weights(trained)  # a bad list is refused here, before the minutes of encoding
     t0 = time.perf_counter()
     z, q, doc = _encode_pairs(base, trainer.pairs, trainer.progress, cfg.model.base)
     encode_seconds = time.perf_counter() - t0
@@ -90,7 +89,8 @@ def fit_frozen_base(trainer: Any) -> Any:
     save_sentence_transformer(base, run_dir / "model")
     seconds = {"train_seconds": time.perf_counter() - t0, "encode_seconds": encode_seconds}
     model = AdaptedTextModel(base, adaptor)
-    return trainer.score_and_save(model, nesting, seconds, base=base, frozen_base=True, loss_weights=weights)
+    extra = {"frozen_base": True, "loss_weights": adaptor.dim_weights_}
+    return trainer.score_and_save(model, nesting, seconds, base=base, **extra)
 
 
 def _encode_pairs(base: Any, pairs: list, progress: bool, name: str) -> tuple[torch.Tensor, ...]:

@@ -110,7 +110,7 @@ class TextTrainer(TrainingLoop):
         m = cfg.model
         self.nesting = m.resolved_nesting(d)
         trained = self.nesting if m.matryoshka else [d]
-        weights = m.resolved_loss_weights(self.nesting)
+        weights = m.resolved_loss_weights(trained)
         self.criterion = MatryoshkaLoss(InfoNCELoss(m.scale, m.symmetric), trained, weights)
         self.distillation = PrefixDistillationLoss(trained, m.scale) if m.matryoshka and m.distill > 0 else None
         o = cfg.optim
