@@ -200,7 +200,7 @@ def _text_suite(raw: dict[str, Any], out: Path, console: Console, seeds: int = 1
         for seed in range(seeds):
             t0 = time.perf_counter()
             steps, lr = cfg.train.adaptor_steps, cfg.optim.adaptor_lr
-            weights = cfg.model.resolved_loss_weights(dims)  # FF-k: one dim, one term
+            weights = cfg.model.resolved_loss_weights(dims) if run == "mrl" else None  # FF-k: one dim, one term
             seeded = cfg.train.seed + seed
             adaptor = MatryoshkaAdaptor(nesting=dims, steps=steps, lr=lr, dim_weights=weights, seed=seeded)
             adaptor.fit(train_rows, pairs=(q, d))
