@@ -81,7 +81,8 @@ def test_truncate_rejects_out_of_range(m):
 def test_ramped_weights_start_equal_and_end_at_the_weights():
     assert ramped_weights([8, 2, 1], 0.0) == [1.0, 1.0, 1.0]
     assert ramped_weights([8, 2, 1], 1.0) == [8.0, 2.0, 1.0]
-    assert ramped_weights([8, 2, 1], 0.5) == pytest.approx([2.75, 1.25, 1.0])
+    assert ramped_weights([8, 2, 1], 0.5) == pytest.approx([4.5, 1.5, 1.0])  # linear by default
+    assert ramped_weights([8, 2, 1], 0.5, power=2) == pytest.approx([2.75, 1.25, 1.0])
     assert ramped_weights([0.5], 1.0) == [0.5]  # a weight below 1 ramps down
     with pytest.raises(ValueError, match="within"):
         ramped_weights([2.0], 1.5)

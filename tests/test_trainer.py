@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from matryoshka.train import CheckpointError, Trainer, TrainingDivergedError, load_model
+from matryoshka.train import CheckpointError, Trainer, TrainingDivergedError, load_model, parse_config
 from matryoshka.train.checkpoint import latest_checkpoint, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,22 +194,28 @@ def test_loss_weights_ramp_from_equal_to_their_values(digits, digits_config, tmp
             self.seen.append(self.criterion.weights.tolist())
             return loss
 
+    assert digits_config().model.loss_weights_schedule == "linear"
     runs = {}
-    for schedule in ("ramp", "linear", "constant"):
+    for schedule in ("linear", "quadratic", "constant"):
         cfg = digits_config(out_dir=str(tmp_path / schedule))
         cfg.model.loss_weights_schedule = schedule
         trainer = Recording(cfg, data=digits, progress=False)
         trainer.seen = []
         runs[schedule] = (trainer, trainer.fit())
-    ramp, constant = runs["ramp"][0].seen, runs["constant"][0].seen
-    assert ramp[0] == [1.0, 1.0, 1.0] and ramp[-1] == [2.0, 1.0, 1.0]  # small_dims on 8, 16, 32
-    assert all(a[0] <= b[0] for a, b in itertools.pairwise(ramp))
+    linear, constant = runs["linear"][0].seen, runs["constant"][0].seen
+    assert linear[0] == [1.0, 1.0, 1.0] and linear[-1] == [2.0, 1.0, 1.0]  # small_dims on 8, 16, 32
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(linear))
     assert constant[0] == constant[-1] == [2.0, 1.0, 1.0]
-    linear = runs["linear"][0].seen
+    quadratic = runs["quadratic"][0].seen
     middle = len(linear) // 2
-    assert linear[-1] == [2.0, 1.0, 1.0] and linear[middle][0] > ramp[middle][0]  # t > t^2 before the end
-    info = json.loads((runs["ramp"][1].run_dir / "config.json").read_text())
-    assert info["loss_weights"] == [2.0, 1.0, 1.0] and info["loss_weights_schedule"] == "ramp"
+    assert quadratic[-1] == [2.0, 1.0, 1.0] and linear[middle][0] > quadratic[middle][0]  # t > t^2 before the end
+    info = json.loads((runs["linear"][1].run_dir / "config.json").read_text())
+    assert info["loss_weights"] == [2.0, 1.0, 1.0] and info["loss_weights_schedule"] == "linear"
+
+
+def test_former_schedule_name_ramp_reads_as_quadratic():
+    raw = {"data": {"name": "digits"}, "model": {"loss_weights_schedule": "ramp"}}
+    assert parse_config(raw).model.loss_weights_schedule == "quadratic"
 
 
 def test_heads_without_bias_decide_by_direction_and_runs_reload(digits, digits_config, tmp_path):

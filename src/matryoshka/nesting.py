@@ -126,22 +126,24 @@ def small_dim_weights(nesting: Sequence[int], pivot: int = SMALL_DIM_PIVOT) -> l
     return [max(1.0, pivot / m) for m in validate_nesting(nesting)]
 
 
-def ramped_weights(weights: Sequence[float], progress: float, power: float = 2.0) -> list[float]:
+def ramped_weights(weights: Sequence[float], progress: float, power: float = 1.0) -> list[float]:
     """The c_m at a fraction ``progress`` (0..1) of training: 1 + (c_m - 1) * progress**power.
 
-    The trainers' default schedule for the loss weights. Every prefix weighs 1 at the start, so the representation
-    is learned for all dims alike; the small prefixes' extra weight comes in over the late part of training. Extra
-    weight from the first step (a constant c_m) buys the small dims at the cost of the large dims' 1-NN accuracy
-    (1.5-2.4 points on a feature table, ``docs/benchmarks.md``); ramped, both keep up with FF-k there.
+    The trainers' default schedule for the loss weights (linear, ``power=1``; ``quadratic`` is ``power=2``). Every
+    prefix weighs 1 at the start, so the representation is learned for all dims alike, and the small prefixes
+    gain their extra weight as training goes on. Extra weight from the first step (a constant c_m) buys the small
+    dims at the cost of the large dims' 1-NN accuracy (1.5-2.7 points on a feature table); coming later still (t^2)
+    it leaves a 2-dim prefix whose classes a head tells apart by length, which cosine search cannot
+    (``docs/benchmarks.md``).
 
     Example::
 
         from matryoshka import ramped_weights
 
         assert ramped_weights([8, 4, 1], 0.0) == [1.0, 1.0, 1.0]
-        assert ramped_weights([8, 4, 1], 0.5) == [2.75, 1.75, 1.0]
+        assert ramped_weights([8, 4, 1], 0.5) == [4.5, 2.5, 1.0]
         assert ramped_weights([8, 4, 1], 1.0) == [8.0, 4.0, 1.0]
-        assert ramped_weights([8, 4, 1], 0.5, power=1) == [4.5, 2.5, 1.0]   # the linear ramp
+        assert ramped_weights([8, 4, 1], 0.5, power=2) == [2.75, 1.75, 1.0]   # the quadratic ramp
     """
     if not 0.0 <= progress <= 1.0:
         raise ValueError(f"progress must be within [0, 1], got {progress}")

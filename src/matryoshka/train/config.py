@@ -98,12 +98,18 @@ class ModelConfig(_Strict):
         description="classifiers with a bias; false: each head decides by its prefix's direction alone, as cosine "
         "search sees it (at 2 dims a biased head can also separate classes by the prefix's length)",
     )
-    loss_weights_schedule: Literal["ramp", "linear", "constant"] = Field(
-        "ramp",
-        description="ramp: every c_m starts at 1 and reaches its value at the end, as 1 + (c_m - 1) * t^2 (t: the "
-        "fraction of training done), so the representation is learned for all dims before the small prefixes get "
-        "their extra weight; linear: 1 + (c_m - 1) * t; constant: the c_m from the first step",
+    loss_weights_schedule: Literal["linear", "quadratic", "constant"] = Field(
+        "linear",
+        description="linear: every c_m starts at 1 and reaches its value at the end, as 1 + (c_m - 1) * t (t: the "
+        "fraction of training done), so the representation is learned for all dims before the small prefixes weigh "
+        "most; quadratic: 1 + (c_m - 1) * t^2, the extra weight later still (ramp, its former name, is read as "
+        "quadratic); constant: the c_m from the first step",
     )
+
+    @field_validator("loss_weights_schedule", mode="before")
+    @classmethod
+    def _former_schedule_name(cls, schedule: Any) -> Any:
+        return "quadratic" if schedule == "ramp" else schedule
 
     @field_validator("backbone")
     @classmethod
