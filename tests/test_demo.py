@@ -14,6 +14,8 @@ def test_demo_writes_results_report_and_plots(tmp_path):
     results = run_demo(tmp_path, _tiny())
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["dims"] == [8, 16, 32] == results["dims"]
+    model = json.loads((tmp_path / "models" / "mrl" / "config.json").read_text())["config"]["model"]
+    assert saved["settings"]["paper_heads"] and model["head_bias"] and not model["logit_scale"]  # the paper's heads
     for section in ("classification", "knn1"):
         for method in ("mrl", "mrl_e", "ff", "svd", "random"):
             values = saved[section][method]

@@ -180,3 +180,29 @@ def test_prefix_distillation_is_zero_when_every_prefix_ranks_like_the_full_dim()
     assert q.grad[:, :16].abs().sum() > 0 and q.grad[:, 16:].abs().sum() == 0
     with pytest.raises(ValueError, match="larger than the embedding size"):
         PrefixDistillationLoss([8, 64])(q, d)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_logit_scale_multiplies_each_dims_logits_by_its_learned_temperature(tied):
+    torch.manual_seed(0)
+    plain = MRLHead(32, 5, NESTING, tied=tied)
+    scaled = MRLHead(32, 5, NESTING, tied=tied, logit_scale=True)
+    scaled.load_state_dict(plain.state_dict(), strict=False)  # same classifiers; log scales start at 0
+    assert sum(p.numel() for p in scaled.parameters()) == sum(p.numel() for p in plain.parameters()) + len(NESTING)
+    z = torch.randn(6, 32)
+    for a, b in zip(plain(z), scaled(z), strict=True):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():
+        scaled.log_scales.copy_(torch.log(torch.tensor([1.0, 2.0, 3.0, 4.0])))
+    for i, (a, b) in enumerate(zip(plain(z), scaled(z), strict=True)):
+        torch.testing.assert_close(b, (i + 1) * a)
+        torch.testing.assert_close(scaled.logits_at(z, i), b)
+
+
+def test_fixed_feature_head_logit_scale():
+    head = FixedFeatureHead(32, 5, k=8, logit_scale=True)
+    z = torch.randn(3, 32)
+    plain = head.classifier(z[:, :8])
+    with torch.no_grad():
+        head.log_scale.fill_(torch.log(torch.tensor(2.5)))
+    torch.testing.assert_close(head(z)[0], 2.5 * plain)

@@ -218,12 +218,25 @@ def test_former_schedule_name_ramp_reads_as_quadratic():
     assert parse_config(raw).model.loss_weights_schedule == "quadratic"
 
 
+def test_heads_learn_their_logit_scale(digits, digits_config):
+    """By default each head learns a temperature, saved with the run; weights with scales under a config without
+    them are refused (a run saved before the option reloads with plain heads: the test below)."""
+    run = Trainer(digits_config(), data=digits, progress=False).fit().run_dir
+    model, info = load_model(run)
+    assert info["config"]["model"]["logit_scale"] is True
+    assert model.head.log_scales.abs().min() > 0  # trained: every head's scale moved from its start at 1
+    info["config"]["model"].pop("logit_scale")
+    (run / "config.json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match="do not fit the model"):  # the weights have scales, the config not
+        load_model(run)
+
+
 def test_heads_without_bias_decide_by_direction_and_runs_reload(digits, digits_config, tmp_path):
-    """model.head_bias: false leaves the classifiers without a bias, so scaling a prefix scales its logits (the
-    decision depends on its direction alone); a run saved before the option existed reloads with biased heads."""
+    """By default the classifiers have no bias, so scaling a prefix scales its logits (the decision depends on its
+    direction alone); a run saved before the options existed (biased heads, no scales) reloads as it was trained."""
     for head in ("mrl", "ff"):
         cfg = digits_config(out_dir=str(tmp_path / head))
-        cfg.model.head_bias, cfg.model.head = False, head
+        cfg.model.head = head
         result = Trainer(cfg, data=digits, progress=False).fit()
         model, info = load_model(result.run_dir)
         assert info["config"]["model"]["head_bias"] is False
@@ -231,9 +244,11 @@ def test_heads_without_bias_decide_by_direction_and_runs_reload(digits, digits_c
         z = model.encode(digits.test.x[:16])
         for small, large in zip(model.head(z), model.head(3 * z), strict=True):
             torch.testing.assert_close(3 * small, large)
-    biased = Trainer(digits_config(out_dir=str(tmp_path / "biased")), data=digits, progress=False).fit().run_dir
+    cfg = digits_config(out_dir=str(tmp_path / "biased"))
+    cfg.model.head_bias, cfg.model.logit_scale = True, False
+    biased = Trainer(cfg, data=digits, progress=False).fit().run_dir
     info = json.loads((biased / "config.json").read_text())
-    del info["config"]["model"]["head_bias"]
+    del info["config"]["model"]["head_bias"], info["config"]["model"]["logit_scale"]
     (biased / "config.json").write_text(json.dumps(info))
     model, _ = load_model(biased)
-    assert all(clf.bias is not None for clf in model.head.classifiers)
+    assert all(clf.bias is not None for clf in model.head.classifiers) and model.head.log_scales is None

@@ -54,7 +54,9 @@ class DemoSettings:
     ``ff_dims``: the dims that get an FF-k model (None: every nesting dim; the full dim is always trained, as the
     SVD and random-feature baselines are computed from it). ``knn_queries``: test queries for 1-NN and the per-dim
     retrieval metrics (None: all; fewer make method gaps of 1pt noise); ``plan_queries``: for the search plans and
-    the adaptor. ``adaptor_steps=0`` leaves the post-hoc adaptor out.
+    the adaptor. ``adaptor_steps=0`` leaves the post-hoc adaptor out. ``paper_heads``: the paper's classifiers (a
+    bias, no learned scale) for every model, as the comparison it reproduces; False: the library's defaults (a
+    learned scale, no bias), which need more steps than one or two epochs give to form a 2-dim head.
     """
 
     dataset: str = "fashion_mnist"
@@ -72,6 +74,7 @@ class DemoSettings:
     probe_iters: int = 60
     cascade_splits: int = 5
     adaptor_steps: int = 150
+    paper_heads: bool = True
     device: str = "auto"
     seed: int = 0
 
@@ -118,6 +121,8 @@ def _train_all(settings: DemoSettings, data: ImageData, out: Path, console: Cons
                     "width": settings.width,
                     "embed_dim": settings.embed_dim,
                     "min_dim": settings.min_dim,
+                    "head_bias": settings.paper_heads,
+                    "logit_scale": not settings.paper_heads,
                     **head,
                 },
                 "optim": {"lr": settings.lr},

@@ -30,6 +30,13 @@ def demo(
     min_dim: Annotated[int | None, typer.Option(help="smallest nesting dim (default 2)")] = None,
     train_subset: Annotated[int | None, typer.Option(help="train on this many examples")] = None,
     knn_queries: Annotated[int | None, typer.Option(help="test queries for 1-NN / retrieval (0: all)")] = None,
+    paper_heads: Annotated[
+        bool,
+        typer.Option(
+            "--paper-heads/--default-heads",
+            help="the paper's classifiers (a bias, no learned scale), or the library's training defaults",
+        ),
+    ] = True,
     device: Device = "auto",
     fresh: Annotated[bool, typer.Option(help="retrain from scratch instead of reusing OUT/models")] = False,
 ) -> None:
@@ -49,7 +56,8 @@ def demo(
         "min_dim": min_dim,
         "train_subset": train_subset,
     }
-    settings = replace(settings, device=device, **{k: v for k, v in changes.items() if v is not None})
+    changes = {k: v for k, v in changes.items() if v is not None}
+    settings = replace(settings, device=device, paper_heads=paper_heads, **changes)
     if knn_queries is not None:
         settings = replace(settings, knn_queries=knn_queries or None)
     results = run_demo(out, settings, fresh=fresh)

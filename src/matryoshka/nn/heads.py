@@ -7,6 +7,15 @@ W^(m) = W[:, :m], so the head has the parameters of a single full-dim classifier
 ``FixedFeatureHead`` is the FF-k baseline's head: a single classifier that reads only the first k
 features, so the remaining features receive no gradient and the model is effectively k-dimensional.
 
+With ``logit_scale=True`` each classifier's logits are multiplied by a learned temperature exp(s), s starting at 0
+(as CLIP's logit scale, Radford et al. 2021). Why it matters for MRL: a 2-dim head needs large logits to be
+confident; without its own scale it gets them by inflating z[:2], and the first dims, read by every head, then
+dominate the cosine of every larger prefix (on a 26-class feature table their RMS was 6x that of the last dims, and
+1-NN at 64 dims was no better than at 16). With the scale the heads grow confident and the dims stay comparable.
+With ``bias=False`` a head decides by its prefix's direction alone, as cosine search does. Both heads default to
+the paper's (a bias, no scale); the training config (``model.logit_scale``, ``model.head_bias``) defaults to a
+scale and no bias, as measured in docs/benchmarks.md ("The heads").
+
 Example::
 
     import torch
@@ -15,6 +24,7 @@ Example::
     head = MRLHead(in_dim=64, num_classes=10, nesting=[8, 16, 32, 64])
     z = torch.randn(32, 64)
     logits = head(z)                       # list of 4 tensors, each (32, 10)
+    scaled = MRLHead(64, 10, [8, 16, 32, 64], bias=False, logit_scale=True)  # the training config's default
     loss = MatryoshkaLoss(torch.nn.CrossEntropyLoss(), head.nesting)(logits, torch.randint(0, 10, (32,)))
 """
 
@@ -42,6 +52,7 @@ class MRLHead(nn.Module):
         nesting: increasing list of dims <= d; defaults to ``nesting_list(in_dim)``.
         tied: MRL-E (shared weight, sliced) instead of a separate Linear per dim.
         bias: whether each classifier has a bias.
+        logit_scale: a learned temperature exp(s_m) per nesting dim multiplies that dim's logits.
 
     ``forward(z)`` returns a list of logits, one ``(batch, num_classes)`` tensor per nesting dim.
 
@@ -62,6 +73,7 @@ class MRLHead(nn.Module):
         nesting: Sequence[int] | None = None,
         tied: bool = False,
         bias: bool = True,
+        logit_scale: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -74,20 +86,27 @@ class MRLHead(nn.Module):
             self.classifier = nn.Linear(self.nesting[-1], num_classes, bias=bias)
         else:
             self.classifiers = nn.ModuleList(nn.Linear(m, num_classes, bias=bias) for m in self.nesting)
+        self.log_scales = nn.Parameter(torch.zeros(len(self.nesting))) if logit_scale else None
+
+    def _scaled(self, logits: torch.Tensor, index: int) -> torch.Tensor:
+        return logits if self.log_scales is None else logits * self.log_scales[index].exp()
 
     def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
         _check_input(z, self.in_dim, type(self).__name__)
         if not self.tied:
-            return [clf(z[:, :m]) for m, clf in zip(self.nesting, self.classifiers, strict=True)]
+            return [
+                self._scaled(clf(z[:, :m]), i)
+                for i, (m, clf) in enumerate(zip(self.nesting, self.classifiers, strict=True))
+            ]
         # MRL-E: logits at dim m are those at the previous dim plus the next block of features, so all
         # dims together cost one full-dim matmul.
         weight, bias = self.classifier.weight, self.classifier.bias
         outputs, start = [], 0
         running = bias.expand(z.shape[0], -1) if bias is not None else None
-        for m in self.nesting:
+        for i, m in enumerate(self.nesting):
             block = z[:, start:m] @ weight[:, start:m].T
             running = block if running is None else running + block
-            outputs.append(running)
+            outputs.append(self._scaled(running, i))
             start = m
         return outputs
 
@@ -96,11 +115,12 @@ class MRLHead(nn.Module):
         _check_input(z, self.in_dim, type(self).__name__)
         m = self.nesting[index]
         if not self.tied:
-            return self.classifiers[index](z[:, :m])
-        return nn.functional.linear(z[:, :m], self.classifier.weight[:, :m], self.classifier.bias)
+            return self._scaled(self.classifiers[index](z[:, :m]), index)
+        return self._scaled(nn.functional.linear(z[:, :m], self.classifier.weight[:, :m], self.classifier.bias), index)
 
     def extra_repr(self) -> str:
-        return f"in_dim={self.in_dim}, num_classes={self.num_classes}, nesting={self.nesting}, tied={self.tied}"
+        scale = ", logit_scale=True" if self.log_scales is not None else ""
+        return f"in_dim={self.in_dim}, num_classes={self.num_classes}, nesting={self.nesting}, tied={self.tied}{scale}"
 
 
 class FixedFeatureHead(nn.Module):
@@ -117,7 +137,9 @@ class FixedFeatureHead(nn.Module):
         (logits,) = head(torch.randn(4, 64))
     """
 
-    def __init__(self, in_dim: int, num_classes: int, k: int | None = None, bias: bool = True) -> None:
+    def __init__(
+        self, in_dim: int, num_classes: int, k: int | None = None, bias: bool = True, logit_scale: bool = False
+    ) -> None:
         super().__init__()
         k = in_dim if k is None else k
         if not 1 <= k <= in_dim:
@@ -127,10 +149,13 @@ class FixedFeatureHead(nn.Module):
         self.k = k
         self.nesting = [k]
         self.classifier = nn.Linear(k, num_classes, bias=bias)
+        self.log_scale = nn.Parameter(torch.zeros(())) if logit_scale else None
 
     def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
         _check_input(z, self.in_dim, type(self).__name__)
-        return [self.classifier(z[:, : self.k])]
+        logits = self.classifier(z[:, : self.k])
+        return [logits if self.log_scale is None else logits * self.log_scale.exp()]
 
     def extra_repr(self) -> str:
-        return f"in_dim={self.in_dim}, num_classes={self.num_classes}, k={self.k}"
+        scale = ", logit_scale=True" if self.log_scale is not None else ""
+        return f"in_dim={self.in_dim}, num_classes={self.num_classes}, k={self.k}{scale}"

@@ -70,20 +70,23 @@ def build_classifier(
     width: int | None = None,
     run_dir: str | Path | None = None,
     bias: bool = True,
+    logit_scale: bool = False,
 ) -> MatryoshkaClassifier:
     """Build a model by names: ``backbone`` is any spec :func:`create_backbone` takes; ``head`` is "mrl", "mrl_e"
     (tied) or "ff" (one head on z[:nesting[0]]). ``run_dir``: rebuild the backbone of that trained run. ``bias``:
-    whether the classifiers have a bias (without one, a head decides by the prefix's direction alone)."""
+    whether the classifiers have a bias (without one, a head decides by the prefix's direction alone).
+    ``logit_scale``: each head's logits times a learned temperature (see :mod:`matryoshka.nn.heads`)."""
     from matryoshka.nn.heads import FixedFeatureHead, MRLHead
 
     encoder = create_backbone(backbone, embed_dim, tuple(input_shape), width, run_dir=run_dir)
     if head == "ff":
         if len(nesting) != 1:
             raise InputError(f"an FF head reads one dim, got nesting {nesting}")
-        return MatryoshkaClassifier(encoder, FixedFeatureHead(embed_dim, num_classes, nesting[0], bias=bias))
+        return MatryoshkaClassifier(encoder, FixedFeatureHead(embed_dim, num_classes, nesting[0], bias, logit_scale))
     if head not in ("mrl", "mrl_e"):
         raise InputError(f"unknown head {head!r}; choose mrl, mrl_e or ff")
-    return MatryoshkaClassifier(encoder, MRLHead(embed_dim, num_classes, nesting, tied=head == "mrl_e", bias=bias))
+    heads = MRLHead(embed_dim, num_classes, nesting, tied=head == "mrl_e", bias=bias, logit_scale=logit_scale)
+    return MatryoshkaClassifier(encoder, heads)
 
 
 def build_model(
@@ -100,6 +103,7 @@ def build_model(
         num_classes,
         config.width,
         bias=config.head_bias,
+        logit_scale=config.logit_scale,
     )
     if config.init_from is not None:
         load_init_weights(model, config.init_from)

@@ -230,6 +230,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
             m.get("width"),
             run_dir=run_dir,
             bias=m.get("head_bias", True),  # runs saved before the option had heads with a bias
+            logit_scale=m.get("logit_scale", False),  # and heads without a learned scale
         )
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise CheckpointError(f"{config_path} is not a valid model config: {e}") from e

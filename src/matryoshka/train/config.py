@@ -94,9 +94,16 @@ class ModelConfig(_Strict):
         "smallest prefixes weigh more, so they keep up with FF-k)",
     )
     head_bias: bool = Field(
+        False,
+        description="classifiers with a bias (the paper's); false: each head decides by its prefix's direction "
+        "alone, as cosine search sees it (at 2 dims a biased head can also separate classes by the prefix's length, "
+        "which search cannot use)",
+    )
+    logit_scale: bool = Field(
         True,
-        description="classifiers with a bias; false: each head decides by its prefix's direction alone, as cosine "
-        "search sees it (at 2 dims a biased head can also separate classes by the prefix's length)",
+        description="each head's logits times a learned temperature exp(s), s from 0: a small prefix's head grows "
+        "confident by its own scale instead of inflating the first dims, which would then dominate the cosine of "
+        "every larger prefix (false: the paper's plain linear heads)",
     )
     loss_weights_schedule: Literal["linear", "quadratic", "constant"] = Field(
         "linear",
