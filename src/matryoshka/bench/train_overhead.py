@@ -1,7 +1,8 @@
 """Cost of Matryoshka training: train-step time of MRL and MRL-E relative to one full-dim head.
 
-The three models share the backbone (same init) and differ only in the head; steps are timed in
-interleaved rounds and the medians compared, so machine noise hits all three alike.
+The three models share the backbone (same init) and differ only in the head, built as training builds it by
+default (``model.head_bias``, ``model.logit_scale``); steps are timed in interleaved rounds and the medians
+compared, so machine noise hits all three alike.
 
     mrl bench train-overhead [--backbone cnn] [--embed-dim 512] [--batch-size 256] [--device auto]
     mrl bench train-overhead --backbone hf-vit-tiny --image-size 32 --channels 3 --batch-size 64
@@ -26,6 +27,7 @@ from torch import nn
 from matryoshka import MatryoshkaLoss, nesting_list
 from matryoshka.inference import resolve_device
 from matryoshka.nn.model import build_classifier
+from matryoshka.train.config import ModelConfig
 
 TARGETS = {"MRL": 1.05, "MRL-E": 1.02}
 BASELINE = "single full-dim head"
@@ -86,10 +88,21 @@ def run(
         backbone = f"hf:{tiny_vit_folder(image_size, channels)}"
     d = embed_dim
     heads = {BASELINE: ("ff", [d]), "MRL": ("mrl", nesting_list(d)), "MRL-E": ("mrl_e", nesting_list(d))}
+    defaults = ModelConfig()
     step_fns = {}
     for name, (head, nesting) in heads.items():
         torch.manual_seed(0)
-        model = build_classifier(backbone, d, head, nesting, shape, num_classes, width).to(dev)
+        model = build_classifier(
+            backbone,
+            d,
+            head,
+            nesting,
+            shape,
+            num_classes,
+            width,
+            bias=defaults.head_bias,
+            logit_scale=defaults.logit_scale,
+        ).to(dev)
         step_fns[name] = make_step(model, dev, batch_size, num_classes, shape)
         for _ in range(3):  # warm-up
             step_fns[name]()
