@@ -10,8 +10,9 @@ features, so the remaining features receive no gradient and the model is effecti
 With ``logit_scale=True`` each classifier's logits are multiplied by a learned temperature exp(s), s starting at 0
 (as CLIP's logit scale, Radford et al. 2021). Why it matters for MRL: a 2-dim head needs large logits to be
 confident; without its own scale it gets them by inflating z[:2], and the first dims, read by every head, then
-dominate the cosine of every larger prefix (on a 26-class feature table their RMS was 6x that of the last dims, and
-1-NN at 64 dims was no better than at 16). With the scale the heads grow confident and the dims stay comparable.
+dominate the cosine of every larger prefix (on a 26-class feature table they grew several times larger than the
+last dims, and 1-NN at 64 dims was barely above 16 dims'). With the scale the heads grow confident and the first
+dims grow less.
 With ``bias=False`` a head decides by its prefix's direction alone, as cosine search does. Both heads default to
 the paper's (a bias, no scale); the training config (``model.logit_scale``, ``model.head_bias``) defaults to a
 scale and no bias, as measured in docs/benchmarks.md ("The heads").
