@@ -156,3 +156,21 @@ def test_an_index_folder_on_the_disk_tier_exports_alike(engine, indexes, tmp_pat
     queries = _vectors(4, 7)
     expected = MatryoshkaIndex.load(folder).search(queries, 10, AdaptivePlan(8, 60, 64))[1]
     np.testing.assert_array_equal(search(engine, "from_disk", queries, 10, AdaptivePlan(8, 60, 64))[1], expected)
+
+
+def test_a_rotated_index_exports_its_rotated_prefixes_and_the_engine_projects_queries(engine, indexes):
+    from matryoshka.index.basis import fit_basis
+
+    raw = indexes["int"]
+    rotated = raw.with_basis(fit_basis(_vectors(1500, 0)))
+    queries, plan = _vectors(8, 1), AdaptivePlan(8, 60, 64)
+    engine.drop("rotated")
+    export_index(rotated, engine, "rotated", dims=[8, 64], plan=plan, progress=False)
+    scores, ids = search(engine, "rotated", queries, 10)  # the recorded plan, over the rotated 8-dim field
+    ref_scores, ref_ids = rotated.search(queries, 10, plan)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-4)
+    with pytest.raises(InputError, match="re-ranks with the 8-dim prefix, but .* holds rotated prefixes"):
+        search(engine, "rotated", queries, 10, FunnelPlan([(8, 60), (8, 30), (64, 10)]))
+    with pytest.raises(InputError, match="another basis than this index's"):
+        export_index(raw, engine, "rotated", dims=[8, 64], progress=False)

@@ -64,14 +64,23 @@ def build(
     full_vectors: Annotated[
         str, typer.Option(help="where the full-dim vectors live when opened: ram, mmap, or disk (direct I/O per query)")
     ] = "ram",
+    rotate: Annotated[
+        str,
+        typer.Option(
+            help="shortlist prefixes: auto (autotune tries raw and rotated, keeps the faster), raw (the first dims), "
+            "or svd (the first coordinates in a basis fitted on the corpus)"
+        ),
+    ] = "auto",
     force: Annotated[bool, typer.Option("--force", help="replace an index already in --out")] = False,
 ) -> None:
     """Build an index from embeddings and save it; by default tuned to recall@10 0.95 (structure and plan)."""
     from matryoshka.index import MatryoshkaIndex
     from matryoshka.index.autotune import build_tuned
+    from matryoshka.index.basis import check_rotation, fit_index_basis
     from matryoshka.io import read_npy
 
     _check_build_options(out, force, shortlist, tune_queries, target_recall, full_vectors)
+    check_rotation(rotate)
     vectors = read_npy(embeddings, "embeddings")
     options = {
         "shortlist_dims": int_list(shortlist_dims, "--shortlist-dims"),
@@ -83,16 +92,19 @@ def build(
     if shortlist == "auto":
         queries = read_npy(tune_queries, "queries") if tune_queries is not None else None
         index, tuned = build_tuned(
-            vectors, given_ids, 10, target_recall, queries, verbose=True, objective=objective, **options
+            vectors, given_ids, 10, target_recall, queries, verbose=True, objective=objective, rotate=rotate, **options
         )
         if tuned is not None:
+            prefixes = "rotated (svd basis)" if index.rotated else "raw"
             typer.echo(
-                f"structure: {index.shortlist} over {index.shortlist_dims} dims, {index.encoding} codes; "
-                f"plan: {index.default_plan}"
+                f"structure: {index.shortlist} over {index.shortlist_dims} dims ({prefixes} prefixes), "
+                f"{index.encoding} codes; plan: {index.default_plan}"
             )
             typer.echo(f"recall@10 vs exact {tuned.recall:.4f}, {tuned.latency_ms:.3f} ms per single query")
     else:
         index = MatryoshkaIndex.build(vectors, given_ids, **options)
+        if rotate == "svd":
+            index = index.with_basis(fit_index_basis(index))
     folder = index.save(out)
     typer.echo(f"indexed {index.ntotal} vectors of dim {index.dim} ({index.bytes_per_vector()} bytes each) in {folder}")
 

@@ -4,6 +4,8 @@ another process, on another machine) knows the index's dim, its prefix fields, i
 
 from __future__ import annotations
 
+import base64
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,13 +32,30 @@ def field_name(dim: int) -> str:
 @dataclass
 class CollectionInfo:
     """dim: the full dim of the exported index; dims: the prefix sizes held (one vector field each); id_kind:
-    "int" or "str"; plan / plan_k: the index's tuned plan (text form) and the k it was tuned for, or None."""
+    "int" or "str"; plan / plan_k: the index's tuned plan (text form) and the k it was tuned for, or None;
+    basis: for an index with rotated prefixes, the first columns of its basis (base64 of float32, (dim, D) with
+    D the widest rotated field): every field below the full dim then holds rotated prefixes, and a query is
+    projected onto them the same way (:meth:`query_prefix`)."""
 
     dim: int
     dims: list[int]
     id_kind: str
     plan: str | None = None
     plan_k: int = 10
+    basis: str | None = None
+
+    @staticmethod
+    def encode_basis(columns: np.ndarray) -> str:
+        return base64.b64encode(np.ascontiguousarray(columns, dtype="<f4").tobytes()).decode()
+
+    def basis_columns(self) -> np.ndarray | None:
+        return None if self.basis is None else _decoded_basis(self.basis, self.dim)
+
+    def query_prefix(self, queries: np.ndarray, d: int) -> np.ndarray:
+        """The (Q, d) prefix of full-dim queries that field ``dimN`` is compared with: the first d dims, or its
+        rotated coordinates."""
+        columns = self.basis_columns() if d < self.dim else None
+        return queries[:, :d] if columns is None else queries @ columns[:, :d]
 
     def to_metadata(self) -> dict:
         return {METADATA_KEY: asdict(self)}
@@ -52,7 +71,14 @@ class CollectionInfo:
             id_kind=str(fields["id_kind"]),
             plan=fields.get("plan"),
             plan_k=int(fields.get("plan_k") or 10),
+            basis=fields.get("basis"),
         )
+
+
+@functools.lru_cache(maxsize=16)  # searches decode it once (a str caches its own hash)
+def _decoded_basis(text: str, dim: int) -> np.ndarray:
+    columns = np.frombuffer(base64.b64decode(text), dtype="<f4").reshape(dim, -1)
+    return np.ascontiguousarray(columns, dtype=np.float32)
 
 
 class Engine(ABC):
@@ -165,7 +191,14 @@ def _rerank(queries, candidates, vectors, stages):
 
 
 def check_prefixes(info: CollectionInfo, stages: list[tuple[int, int]], where: str) -> None:
-    """Every stage's prefix must be a field of the collection."""
+    """Every stage's prefix must be a field of the collection; in a collection of rotated prefixes, only the first
+    stage may read one (the re-ranks read full-dim vectors)."""
+    rotated_reranks = sorted({d for d, _ in stages[1:] if d < info.dim}) if info.basis is not None else []
+    if rotated_reranks:
+        raise InputError(
+            f"the plan re-ranks with the {rotated_reranks[0]}-dim prefix, but {where} holds rotated prefixes, which "
+            f"serve only the first stage: re-rank at the full dim ({info.dim})"
+        )
     missing = sorted({d for d, _ in stages} - set(info.dims))
     if missing:
         raise InputError(

@@ -79,6 +79,9 @@ def export_index(
         plan=plan_text,
         plan_k=index.default_plan_k,
     )
+    rotated = [d for d in info.dims if d < index.dim] if index.rotated else []
+    if rotated:  # the prefix fields hold the index's rotated prefixes, so the tuned plan holds on the engine
+        info.basis = CollectionInfo.encode_basis(index.basis[:, : max(rotated)])
     engine = to if isinstance(to, Engine) else connect(to)
     try:
         with engine.refusals():
@@ -121,6 +124,11 @@ def _open_collection(engine: Engine, collection: str, info: CollectionInfo) -> b
         first = parse_plan(info.plan).stages(info.dim, 1)[0][0] if info.plan else min(info.dims)
         engine.create(collection, info, ann_dims=[first])
         return False
+    if (held.basis is None) != (info.basis is None) or (held.basis and held.basis != info.basis):
+        raise InputError(
+            f"collection {collection!r} on {engine.uri} holds prefixes of another basis than this index's (raw, or "
+            "rotated by another fit): export to another collection"
+        )
     if (held.dim, held.dims, held.id_kind) != (info.dim, info.dims, info.id_kind):
         raise InputError(
             f"collection {collection!r} on {engine.uri} holds prefixes {held.dims} of {held.dim}-d vectors with "
@@ -154,7 +162,7 @@ def _upload(
                 pos, ids, skipped = pos[keep], [i for i in ids if i not in held], skipped + len(held)
             if ids:
                 rows = index.vectors(pos, bulk=True)
-                prefixes = {d: normalize(rows[:, :d]) for d in info.dims}
+                prefixes = {d: normalize(info.query_prefix(rows, d)) for d in info.dims}
                 pending.append((pool.submit(engine.insert, collection, ids, prefixes), batch_size))
             else:
                 bar.advance(task, batch_size)

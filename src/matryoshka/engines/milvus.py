@@ -145,7 +145,7 @@ class MilvusEngine(Engine):
             self.client.load_collection(name)  # a no-op when loaded; a collection is searchable only once loaded
             self._loaded.add(name)
         d0, k0 = stages[0]
-        hits = self._search(name, queries, d0, k0)
+        hits = self._search(name, info.query_prefix(queries, d0), d0, k0)
         if len(stages) == 1:
             return _as_arrays(hits, info.id_kind)
         rerank = self._rerank_by_filter if self.rerank == "filter" else self._rerank_by_fetch

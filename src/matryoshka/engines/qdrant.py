@@ -102,21 +102,26 @@ class QdrantEngine(Engine):
     def close(self) -> None:
         self.client.close()
 
-    def query_request(self, query: np.ndarray, stages: list[tuple[int, int]]):
-        """The Query API request that runs checked ``stages`` for one full-dim query vector."""
+    def query_request(self, query: np.ndarray, stages: list[tuple[int, int]], first: np.ndarray | None = None):
+        """The Query API request that runs checked ``stages`` for one full-dim query vector; ``first``: the first
+        stage's query where it is not the prefix of ``query`` (a rotated prefix)."""
         models = self.models
         prefetch = None
-        for d, limit in stages[:-1]:
-            prefetch = models.Prefetch(query=query[:d].tolist(), using=field_name(d), limit=limit, prefetch=prefetch)
+        for number, (d, limit) in enumerate(stages[:-1]):
+            vector = first if number == 0 and first is not None else query[:d]
+            prefetch = models.Prefetch(query=vector.tolist(), using=field_name(d), limit=limit, prefetch=prefetch)
         d, limit = stages[-1]
+        vector = first if len(stages) == 1 and first is not None else query[:d]
         return models.QueryRequest(
-            query=query[:d].tolist(), using=field_name(d), limit=limit, prefetch=prefetch, with_payload=["id"]
+            query=vector.tolist(), using=field_name(d), limit=limit, prefetch=prefetch, with_payload=["id"]
         )
 
     def run_stages(self, name, info, queries, stages):
         ids, scores = [], []
+        firsts = info.query_prefix(queries, stages[0][0]) if info.basis is not None else [None] * len(queries)
         for start in range(0, len(queries), QUERY_BATCH):
-            requests = [self.query_request(q, stages) for q in queries[start : start + QUERY_BATCH]]
+            batch = zip(queries[start : start + QUERY_BATCH], firsts[start : start + QUERY_BATCH], strict=True)
+            requests = [self.query_request(q, stages, first) for q, first in batch]
             for response in self.client.query_batch_points(name, requests=requests):
                 ids.append([(p.payload or {}).get("id", p.id) for p in response.points])
                 scores.append([p.score for p in response.points])

@@ -7,7 +7,10 @@ time (batch 1, the latency a user waits for); the best plan of each structure is
 with the others, and the fastest wins. On a large :class:`MatryoshkaIndex`
 (``structures="auto"``) the search also covers HNSW graphs over short prefixes (d/16, d/8, d/4 dims; AdANNS,
 Rege et al. 2023, builds its structures on low-dim prefixes the same way): each is built, tuned and timed, and
-the index keeps the winning structure.
+the index keeps the winning structure. Each structure is also tried with rotated prefixes (``rotate="auto"``,
+:mod:`matryoshka.index.basis`): the first D coordinates in a basis fitted on the corpus, which often keep the
+full-dim neighbours with a far shorter shortlist; whichever is faster wins, and the structure says which
+(``basis``: ``raw`` or ``svd``).
 
 Example::
 
@@ -27,6 +30,7 @@ from rich.console import Console
 
 from matryoshka.errors import InputError
 from matryoshka.evaluate.ranking import recall_against
+from matryoshka.index.basis import check_rotation, fit_index_basis
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, Plan, plan_to_text
 
@@ -64,6 +68,7 @@ def structure_of(index) -> dict:
         "shortlist_dims": list(index.shortlist_dims),
         "hnsw_m": index.hnsw_m,
         "encoding": index.encoding,
+        "basis": "svd" if getattr(index, "rotated", False) else "raw",
         "bytes_per_vector": index.bytes_per_vector(),
     }
 
@@ -77,6 +82,8 @@ def plan_flops(plan: Plan, index, k: int) -> float:
         flops = max(index.hnsw_ef_search, previous_k) * 2 * index.hnsw_m * d0
     else:
         flops = index.ntotal * d0
+    if getattr(index, "rotated", False):  # the query's projection onto each rotated prefix it uses
+        flops += index.dim * sum(d for d in {d for d, _ in stages} if d < index.dim)
     for d, kk in stages[1:]:
         flops += previous_k * d
         previous_k = kk
@@ -84,12 +91,15 @@ def plan_flops(plan: Plan, index, k: int) -> float:
 
 
 def candidate_plans(index, k: int) -> list[Plan]:
-    dims = [2**i for i in range(3, 16) if 2**i < index.dim] + [index.dim]
+    if getattr(index, "rotated", False):  # rotated prefixes live in the shortlist structures only
+        dims = [*index.shortlist_dims, index.dim]
+    else:
+        dims = [2**i for i in range(3, 16) if 2**i < index.dim] + [index.dim]
     plans: list[Plan] = []
     for ds in index.shortlist_dims:
         for factor in SHORTLIST_FACTORS:
             for dr in dims:
-                if dr > ds:
+                if dr > ds and (dr == index.dim or not getattr(index, "rotated", False)):
                     plans.append(AdaptivePlan(ds, int(factor * k), dr))
         for start_k in (10 * k, 20 * k, 40 * k):
             steps, kk = [(ds, start_k)], start_k
@@ -98,7 +108,8 @@ def candidate_plans(index, k: int) -> list[Plan]:
                     kk = max(k, kk // 2)
                     steps.append((d, kk))
             steps[-1] = (index.dim, k)
-            plans.append(FunnelPlan(steps))
+            if len(steps) > 2:  # two steps are an adaptive plan
+                plans.append(FunnelPlan(steps))
     return plans
 
 
@@ -175,6 +186,21 @@ def _final_round(table: list[dict], index, siblings: dict, queries: np.ndarray, 
     return list(finalists.values())
 
 
+def _basis_variants(index, rotate: str, plans) -> list[object]:
+    """The indexes to tune, each with its own prefixes: ``index`` itself and, for a large :class:`MatryoshkaIndex`
+    with ``rotate="auto"``, the same rows with the other kind of prefix (rotated, or raw for a rotated index);
+    ``"svd"`` / ``"raw"``: only that kind."""
+    if not isinstance(index, MatryoshkaIndex):
+        return [index]
+    if rotate == "auto":
+        if index.ntotal < STRUCTURE_MIN_ROWS or plans:  # small corpora: exact short-prefix scans are about as fast
+            return [index]
+        return [index, index.with_basis(None if index.rotated else fit_index_basis(index))]
+    if (rotate == "svd") == index.rotated:
+        return [index]
+    return [index.with_basis(fit_index_basis(index) if rotate == "svd" else None)]
+
+
 def _siblings_to_try(index, current: dict, structures: str, objective: str, plans) -> list[tuple[dict, object]]:
     """(structure, sibling index) pairs to tune besides ``index`` itself: HNSW graphs over short prefixes (large
     :class:`MatryoshkaIndex` only) and, for the memory objective, each structure with compact full-dim codes."""
@@ -210,6 +236,7 @@ def autotune(
     structures: str = "auto",
     verbose: bool = False,
     objective: str = "latency",
+    rotate: str = "auto",
 ) -> TunedPlan:
     """The fastest measured plan (batch 1) among the cheapest that reach ``target_recall``.
 
@@ -221,6 +248,10 @@ def autotune(
     ``objective="memory"`` also tries every structure with float16 and int8 full-dim codes and keeps the
     smallest index (bytes per vector) whose plan reaches the target, the fastest among equals: compact codes are
     chosen only where the recall holds.
+
+    ``rotate="auto"`` (a :class:`MatryoshkaIndex` of at least 20,000 vectors, no ``plans`` given) tunes every
+    structure both over the raw prefixes and over rotated ones (:meth:`MatryoshkaIndex.with_basis`, a basis fitted
+    on the index's rows); ``"svd"`` tunes rotated prefixes only, ``"raw"`` the first dims as stored.
 
     Example::
 
@@ -235,23 +266,30 @@ def autotune(
         print(result.plan, result.recall)      # the plan is also the index's default now
     """
     queries = _check_tuning(queries, target_recall, structures, objective)
+    check_rotation(rotate)
     console = Console(stderr=True, quiet=not verbose)
     _, truth = index.search(queries, k, FullPlan())
-    current = structure_of(index)
-    table = _tune(index, queries, truth, k, target_recall, plans, time_top, current)
-    full = {"plan": FullPlan(), "recall": 1.0, "flops": plan_flops(FullPlan(), index, k), "structure": current}
-    full["latency_ms"] = batch1_ms(index, queries, k, FullPlan())  # on a small corpus the exact scan can win
-    table.append(full)
+    table: list[dict] = []
     siblings = {}
-    for structure, sibling in _siblings_to_try(index, current, structures, objective, plans):
-        rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure)
-        siblings[id(structure)] = sibling
-        table.extend(rows)
-        best_here = min((c["latency_ms"] for c in rows if "latency_ms" in c), default=float("nan"))
-        console.print(
-            f"{structure['shortlist']} over {structure['shortlist_dims']} dims, {structure['encoding']} codes: "
-            f"fastest plan reaching {target_recall} recall: {best_here:.3f} ms"
-        )
+    for variant in _basis_variants(index, rotate, plans):
+        current = structure_of(variant)
+        if variant is not index:
+            siblings[id(current)] = variant
+        if not table:  # on a small corpus the exact scan can win; it reads no prefix, so any variant serves it
+            full = {"plan": FullPlan(), "recall": 1.0, "flops": plan_flops(FullPlan(), index, k), "structure": current}
+            full["latency_ms"] = batch1_ms(variant, queries, k, FullPlan())
+            table.append(full)
+        tried = [(current, variant), *_siblings_to_try(variant, current, structures, objective, plans)]
+        for structure, sibling in tried:
+            rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure)
+            if sibling is not index:
+                siblings[id(structure)] = sibling
+            table.extend(rows)
+            best_here = min((c["latency_ms"] for c in rows if "latency_ms" in c), default=float("nan"))
+            console.print(
+                f"{structure['shortlist']} over {structure['shortlist_dims']} dims ({structure['basis']} prefixes), "
+                f"{structure['encoding']} codes: fastest plan reaching {target_recall} recall: {best_here:.3f} ms"
+            )
     finalists = _final_round(table, index, siblings, queries, k)
     if objective == "memory":
         best = min(finalists, key=lambda c: (c["structure"]["bytes_per_vector"], c["latency_ms"]))
@@ -295,6 +333,7 @@ def build_tuned(
     seed: int = 0,
     verbose: bool = False,
     objective: str = "latency",
+    rotate: str = "auto",
     **options,
 ) -> tuple[MatryoshkaIndex, TunedPlan | None]:
     """A :class:`MatryoshkaIndex` over ``vectors`` with the structure and plan :func:`autotune` picks for
@@ -303,21 +342,23 @@ def build_tuned(
     Without calibration ``queries``, up to ``holdout`` rows (a tenth of a small corpus) are held out of the index
     while it is tuned, so that the calibration queries are vectors it has not seen (a query that is in the index
     finds itself, which makes every plan look better), and added afterwards. Corpora under 100 vectors are not
-    tuned (exact search). ``objective`` as for :func:`autotune`; ``options`` as for :class:`MatryoshkaIndex`.
+    tuned (exact search). ``objective`` and ``rotate`` as for :func:`autotune`; ``options`` as for
+    :class:`MatryoshkaIndex`.
     """
+    check_rotation(rotate)
     vectors = np.asarray(vectors)
     if vectors.ndim != 2:
         raise InputError(f"embeddings must be 2-D (N, d), got shape {vectors.shape}")
     n = len(vectors)
     if queries is not None:
         index = MatryoshkaIndex.build(vectors, ids, **options)
-        return index, autotune(index, queries, k, target_recall, verbose=verbose, objective=objective)
+        return index, autotune(index, queries, k, target_recall, verbose=verbose, objective=objective, rotate=rotate)
     if n < 100:
         return MatryoshkaIndex.build(vectors, ids, **options), None
     all_ids = np.asarray(list(ids) if ids is not None else np.arange(n, dtype=np.int64))
     held = np.zeros(n, dtype=bool)
     held[np.random.default_rng(seed).choice(n, min(holdout, n // 10), replace=False)] = True
     index = MatryoshkaIndex.build(vectors[~held], all_ids[~held], **options)
-    tuned = autotune(index, vectors[held], k, target_recall, verbose=verbose, objective=objective)
+    tuned = autotune(index, vectors[held], k, target_recall, verbose=verbose, objective=objective, rotate=rotate)
     index.add(vectors[held], all_ids[held])
     return index, tuned

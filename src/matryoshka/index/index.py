@@ -10,7 +10,6 @@ See :class:`MatryoshkaIndex` for an example.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,17 +19,19 @@ import numpy as np
 
 from matryoshka.errors import InputError
 from matryoshka.index import storage
+from matryoshka.index.basis import check_basis
 from matryoshka.index.disk import DiskRows, check_tier
 from matryoshka.index.errors import DuplicateIdError, IndexInputError, UnknownIdError
 from matryoshka.index.ids import check_ids, check_new_ids, empty_ids, listed
-from matryoshka.index.plans import Plan, checked_stages, plan_or_default
+from matryoshka.index.plans import Plan, check_rotated_stages, checked_stages, plan_or_default
 from matryoshka.index.stages import EXACT_CHUNK, StagedSearch
 from matryoshka.index.state import IndexArrays, live_arrays
 from matryoshka.index.storage import normalize, row_squares
 from matryoshka.index.threads import search_threads
+from matryoshka.index.variants import IndexVariants
 
 
-class MatryoshkaIndex(StagedSearch):
+class MatryoshkaIndex(StagedSearch, IndexVariants):
     """Add, remove and search full-dim vectors with multi-stage (prefix) plans.
 
     Args:
@@ -46,6 +47,10 @@ class MatryoshkaIndex(StagedSearch):
         default_plan: the plan of a search that names none (text form, e.g. "adaptive:64:40:512"); set by
             :func:`~matryoshka.index.autotune.autotune` and saved with the index. None: exact full-dim search.
         default_plan_k: the k it was tuned for; a search for more results scales its candidate counts alike.
+
+    An index may hold an orthogonal ``basis`` (:meth:`with_basis`, chosen by autotune): its shortlist structures
+    then hold the first D coordinates of each row in that basis, queries are projected the same way, and every
+    later stage re-ranks at a shortlist dim (in the basis) or at the full dim (the stored rows, exact).
 
     Ids are integers in [0, 2^63 - 1] or strings (at most 512 bytes), one kind per index. A removal only marks
     the row deleted (searches skip it); :meth:`compacted` and :meth:`save` drop deleted rows for good.
@@ -101,6 +106,8 @@ class MatryoshkaIndex(StagedSearch):
         self._shortlist = {d: self._new_shortlist(d) for d in self.shortlist_dims}
         self._params: dict[int, faiss.SearchParameters] = {}
         self._norms: dict[int, np.ndarray] = {}  # prefix lengths for compiled re-ranking, by prefix size
+        self.basis: np.ndarray | None = None  # (dim, dim) orthogonal: shortlist prefixes are x @ basis[:, :D]
+        self._basis_columns: dict[int, np.ndarray] = {}  # basis[:, :D], contiguous, by D
 
     def options(self) -> dict:
         """The constructor arguments (everything but the contents)."""
@@ -127,43 +134,28 @@ class MatryoshkaIndex(StagedSearch):
         """(Re)build every shortlist index from the stored vectors."""
         self._shortlist = {d: self._new_shortlist(d) for d in self.shortlist_dims}
         for start in range(0, self.rows, EXACT_CHUNK):
-            pos = np.arange(start, min(start + EXACT_CHUNK, self.rows))
-            for d, index in self._shortlist.items():
-                index.add(normalize(self._rows(pos, d, bulk=True)))
+            rows = self._rows(np.arange(start, min(start + EXACT_CHUNK, self.rows)), self.dim, bulk=True)
+            self._add_to_shortlists(rows)
 
-    def with_shortlists(self, dims: Iterable[int], shortlist: str, hnsw_m: int = 16, hnsw_ef_search: int = 16):
-        """This index's rows (shared, not copied) under other shortlist structures, built now."""
-        out = copy.copy(self)
-        out._dead, out._dead_bits = self._dead.copy(), self._dead_bits.copy()  # a snapshot, like _n_dead
-        out._norms = {}
-        out.shortlist_dims, out.shortlist = sorted(set(int(d) for d in dims)), shortlist
-        out.hnsw_m, out.hnsw_ef_search, out._params = hnsw_m, hnsw_ef_search, {}
-        out.default_plan = None  # tuned for other structures
-        out._fill_shortlist()
-        return out
+    def _add_to_shortlists(self, rows: np.ndarray) -> None:
+        """Add full-dim rows to every shortlist structure, as their (rotated) unit prefixes."""
+        for d, index in self._shortlist.items():
+            index.add(normalize(self.query_prefix(rows, d)))
 
-    def with_encoding(self, encoding: str) -> MatryoshkaIndex:
-        """This index's structures (shared) over its rows stored in another encoding (re-encoded now, in blocks)."""
-        if encoding not in storage.ENCODINGS:
-            raise IndexInputError(f"unknown encoding {encoding!r}; choose one of {storage.ENCODINGS}")
-        out = copy.copy(self)
-        out._dead, out._dead_bits = self._dead.copy(), self._dead_bits.copy()
-        out._norms, out.encoding = {}, encoding
-        blocks = [
-            self._rows(np.arange(start, min(start + EXACT_CHUNK, self.rows)), self.dim, bulk=True)
-            for start in range(0, self.rows, EXACT_CHUNK)
-        ]
-        out._codes, out._scales = storage.encode(np.concatenate(blocks or [np.zeros((0, self.dim))]), encoding)
-        return out
+    def query_prefix(self, x: np.ndarray, d: int) -> np.ndarray:
+        """The d-dim prefix the index compares rows by: the first d dims, or with a basis (d below the full dim)
+        the first d coordinates in it (one (dim x d) product)."""
+        if self.basis is None or d >= self.dim:
+            return x[:, :d]
+        columns = self._basis_columns.get(d)
+        if columns is None:
+            columns = self._basis_columns[d] = np.ascontiguousarray(self.basis[:, :d])
+        return x @ columns
 
-    def adopt_shortlists(self, other: MatryoshkaIndex) -> None:
-        """Take ``other``'s shortlist structures and code encoding (made by :meth:`with_shortlists` or
-        :meth:`with_encoding` from this index, unchanged since)."""
-        if other.rows != self.rows or other._n_dead != self._n_dead:
-            raise IndexInputError("this index changed after its structures were built: build them again")
-        keys = ("shortlist_dims", "shortlist", "hnsw_m", "hnsw_ef_search", "_shortlist", "_params")
-        keys += ("encoding", "_codes", "_scales")
-        self.__dict__.update({key: other.__dict__[key] for key in keys})
+    @property
+    def rotated(self) -> bool:
+        """Whether the shortlist prefixes are coordinates in a fitted basis (see :meth:`with_basis`)."""
+        return self.basis is not None
 
     @classmethod
     def build(cls, vectors: np.ndarray, ids: Iterable | None = None, **options) -> MatryoshkaIndex:
@@ -178,7 +170,8 @@ class MatryoshkaIndex(StagedSearch):
     # -- state ----------------------------------------------------------------------------------------------
     def arrays(self) -> IndexArrays:
         """What the index holds, as arrays (no copy): see :mod:`matryoshka.index.state`."""
-        return IndexArrays(self._codes, self._scales, self._ids, self._dead, dict(self._shortlist), self.id_kind)
+        shortlists = dict(self._shortlist)
+        return IndexArrays(self._codes, self._scales, self._ids, self._dead, shortlists, self.id_kind, self.basis)
 
     @classmethod
     def from_arrays(cls, arrays: IndexArrays, **options) -> MatryoshkaIndex:
@@ -189,6 +182,8 @@ class MatryoshkaIndex(StagedSearch):
         index._dead = arrays.dead
         index._dead_bits = np.packbits(arrays.dead, bitorder="little")
         index._n_dead = int(arrays.dead.sum())
+        if arrays.basis is not None:
+            index.basis = check_basis(arrays.basis, index.dim)
         index._shortlist.update(arrays.shortlists)
         return index
 
@@ -274,9 +269,7 @@ class MatryoshkaIndex(StagedSearch):
         self._ids = np.concatenate([self._ids, new_ids])
         self._dead = np.concatenate([self._dead, np.zeros(len(new_ids), dtype=bool)])
         self._dead_bits = np.packbits(self._dead, bitorder="little")
-        decoded = storage.decode(codes, scales, self.encoding)
-        for d, index in self._shortlist.items():
-            index.add(normalize(decoded[:, :d]))
+        self._add_to_shortlists(storage.decode(codes, scales, self.encoding))
 
     def remove(self, ids: Iterable) -> int:
         """Remove vectors by id (one id or several); unknown ids are an error (nothing is removed then)."""
@@ -333,13 +326,16 @@ class MatryoshkaIndex(StagedSearch):
         corpus size."""
         plan = plan_or_default(plan, self.default_plan, self.default_plan_k, k)
         try:
-            return checked_stages(plan, k, self.dim, self.shortlist_dims, max(self.ntotal, 1), exact)
+            stages = checked_stages(plan, k, self.dim, self.shortlist_dims, max(self.ntotal, 1), exact)
+            if self.basis is not None:
+                check_rotated_stages(stages, self.dim, self.shortlist_dims)
         except InputError as e:
             raise IndexInputError(str(e)) from None
+        return stages
 
     def check_prefix(self, q: np.ndarray, d0: int) -> None:
         """Refuse queries whose first-stage prefix is all zeros (no direction to shortlist by)."""
-        zero = np.flatnonzero(row_squares(np.ascontiguousarray(q[:, :d0])) == 0)
+        zero = np.flatnonzero(row_squares(np.ascontiguousarray(self.query_prefix(q, d0))) == 0)
         if zero.size:
             raise IndexInputError(f"query {int(zero[0])} is all zeros in its first {d0} dims, where the plan starts")
 

@@ -159,6 +159,22 @@ def checked_stages(
     return [(d, min(kk, n)) for d, kk in stages]
 
 
+def check_rotated_stages(stages: list[tuple[int, int]], dim: int, structures: list[int]) -> None:
+    """An index with rotated prefixes holds them only in its shortlist structures: every stage below the full dim
+    must be one of those dims, and the last stage the full dim (the stored rows, in which every score is exact)."""
+    for d, _ in stages:
+        if d < dim and d not in structures:
+            raise InputError(
+                f"the plan asks for the {d}-dim prefix, but this index's prefixes are rotated and it holds them only "
+                f"at {structures} dims (and the full dim, {dim}): use those dims"
+            )
+    if stages[-1][0] != dim:
+        raise InputError(
+            f"the plan ends at {stages[-1][0]} dims, but this index's prefixes are rotated: its last stage must "
+            f"re-rank at the full dim ({dim})"
+        )
+
+
 def parse_plan(text: str) -> Plan:
     """``full``, ``adaptive:DS:K:DR`` or ``funnel:D1xK1,D2xK2,...``.
 

@@ -45,7 +45,7 @@ class StagedSearch:
                 pos = pos[~dead[pos]]
             if not len(pos):
                 continue
-            block = normalize(self._rows(pos, d, bulk=True))
+            block = normalize(self._scan_rows(pos, d))
             s, p = faiss.knn(qn, block, min(k, len(pos)), metric=faiss.METRIC_INNER_PRODUCT)
             best_s = np.concatenate([best_s, s], axis=1)
             best_p = np.concatenate([best_p, pos[p]], axis=1)
@@ -54,6 +54,13 @@ class StagedSearch:
                 best_s = np.take_along_axis(best_s, top, 1)
                 best_p = np.take_along_axis(best_p, top, 1)
         return best_first(best_s, best_p, k)
+
+    def _scan_rows(self, positions: np.ndarray, d: int) -> np.ndarray:
+        """The d-prefixes of rows at ``positions`` as the index compares them: a rotated index's live in its
+        shortlist structure of that dim (the only place it holds them)."""
+        if self.basis is not None and d < self.dim:
+            return self._table(d)[1][positions]
+        return self._rows(positions, d, bulk=True)
 
     def _table(self, d: int) -> tuple[object, np.ndarray, int, np.ndarray | None] | None:
         """Where d-prefixes are stored contiguously enough for FAISS's compiled scoring: (owner, rows, step, norms).
@@ -146,23 +153,24 @@ class StagedSearch:
         """(scores, row positions) of checked queries through checked stages, best first."""
         d0, k0 = stages[0]
         k0 = min(k0, self.ntotal)
+        q0 = self.query_prefix(q, d0)
         if d0 in self._shortlist:
-            scores, positions = self._shortlist_search(q, d0, k0)
+            scores, positions = self._shortlist_search(q0, d0, k0)
         else:
-            scores, positions = self._exact(q, d0, k0)
+            scores, positions = self._exact(q0, d0, k0)
         if len(stages) == 1:
             return scores, positions
         # Re-rank in query blocks so that gathered candidates stay around RERANK_FLOATS floats.
         step = max(1, RERANK_FLOATS // max(kk * d for d, kk in stages[1:]))
         if len(q) <= step:
             for d, kk in stages[1:]:
-                scores, positions = self._rerank(q, positions, d, kk)
+                scores, positions = self._rerank(self.query_prefix(q, d), positions, d, kk)
             return scores, positions
         out_s, out_p = [], []
         for start in range(0, len(q), step):
             s_blk, p_blk = None, positions[start : start + step]
             for d, kk in stages[1:]:
-                s_blk, p_blk = self._rerank(q[start : start + step], p_blk, d, kk)
+                s_blk, p_blk = self._rerank(self.query_prefix(q[start : start + step], d), p_blk, d, kk)
             out_s.append(s_blk)
             out_p.append(p_blk)
         return np.concatenate(out_s), np.concatenate(out_p)

@@ -19,7 +19,8 @@ from matryoshka.index.disk import DiskRows
 class IndexArrays:
     """codes: the full-dim rows in the index's encoding (an array, a memory map, or :class:`DiskRows`); scales: the
     int8 row scales (else None); ids: one per row; dead: rows removed but not compacted away; shortlists: the FAISS
-    structure per shortlist dim; id_kind: "int", "str", or None while empty."""
+    structure per shortlist dim; id_kind: "int", "str", or None while empty; basis: the (d, d) orthogonal basis
+    the shortlist prefixes are coordinates in (None: raw prefixes)."""
 
     codes: np.ndarray | DiskRows
     scales: np.ndarray | None
@@ -27,11 +28,12 @@ class IndexArrays:
     dead: np.ndarray
     shortlists: dict[int, faiss.Index] = field(default_factory=dict)
     id_kind: str | None = None
+    basis: np.ndarray | None = None
 
     def memory_bytes(self) -> int:
         held = 0 if isinstance(self.codes, DiskRows | np.memmap) else self.codes.nbytes
         held += 0 if self.scales is None else self.scales.nbytes
-        held += self.dead.nbytes + _ids_bytes(self.ids)
+        held += self.dead.nbytes + _ids_bytes(self.ids) + (0 if self.basis is None else self.basis.nbytes)
         return held + sum(_faiss_bytes(index) for index in self.shortlists.values())
 
 
@@ -59,7 +61,7 @@ def live_arrays(
     if state.id_kind is None:
         ids = empty_ids(kind)
     shortlists = {} if n_dead else {d: faiss.clone_index(index) for d, index in state.shortlists.items()}
-    return IndexArrays(codes, scales, ids, np.zeros(len(ids), dtype=bool), shortlists, kind)
+    return IndexArrays(codes, scales, ids, np.zeros(len(ids), dtype=bool), shortlists, kind, state.basis)
 
 
 def _ids_bytes(ids: np.ndarray) -> int:

@@ -19,8 +19,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from matryoshka.index.basis import check_basis
 from matryoshka.index.disk import DiskRows, check_tier
-from matryoshka.index.errors import CorruptIndexError, StoreBusyError
+from matryoshka.index.errors import CorruptIndexError, IndexInputError, StoreBusyError
 from matryoshka.index.ids import load_ids, save_ids
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.state import IndexArrays
@@ -62,6 +63,9 @@ def write_version(index: MatryoshkaIndex, root: Path) -> str:
             files["scales"] = tmp / "scales.npy"
             np.save(files["scales"], np.ascontiguousarray(state.scales))
         files.update(save_ids(tmp, state.ids, index.id_kind or "int"))
+        if state.basis is not None:
+            files["basis"] = tmp / "basis.npy"
+            np.save(files["basis"], state.basis)
         for d, shortlist in state.shortlists.items():
             files[f"shortlist-{d}"] = tmp / f"shortlist-{d}.faiss"
             faiss.write_index(shortlist, str(files[f"shortlist-{d}"]))
@@ -72,6 +76,7 @@ def write_version(index: MatryoshkaIndex, root: Path) -> str:
             **index.options(),
             "id_kind": index.id_kind or "int",
             "ntotal": index.ntotal,
+            "rotated": state.basis is not None,
             "sha256": {key: sha256_file(file) for key, file in files.items()},
         }
         atomic_write_json(tmp / "meta.json", meta)
@@ -178,8 +183,14 @@ def read_version(
         if shortlist is None or shortlist.ntotal != meta["ntotal"] or shortlist.d != d:
             raise CorruptIndexError(f"{folder}: the shortlist index for dim {d} is missing or does not match")
         shortlists[d] = shortlist
+    basis = arrays.get("basis")
+    if basis is not None:
+        try:
+            basis = check_basis(basis, meta["dim"])
+        except IndexInputError as e:
+            raise CorruptIndexError(f"{folder / 'basis.npy'}: {e}") from None
     state = IndexArrays(
-        codes, arrays.get("scales"), ids, np.zeros(len(ids), dtype=bool), shortlists, kind if len(ids) else None
+        codes, arrays.get("scales"), ids, np.zeros(len(ids), dtype=bool), shortlists, kind if len(ids) else None, basis
     )
     index = MatryoshkaIndex.from_arrays(state, **options)
     return index
