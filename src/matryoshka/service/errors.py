@@ -16,6 +16,8 @@ from matryoshka.index.errors import (
     CorruptIndexError,
     DuplicateIdError,
     StoreBusyError,
+    StoreFullError,
+    StoreWriteError,
     UnknownIdError,
 )
 
@@ -25,6 +27,8 @@ STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (UnknownIdError, 404),
     (CompactionError, 503),
     (StoreBusyError, 503),
+    (StoreFullError, 507),  # Insufficient Storage: the write is refused until space is freed
+    (StoreWriteError, 503),  # an I/O error on write or fsync: nothing of the write was kept; retry
     (CorruptIndexError, 500),
     (InputError, 422),
     (MatryoshkaError, 422),  # data a request carried that cannot be read (a corrupt image, ...)
