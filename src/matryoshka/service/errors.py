@@ -20,6 +20,7 @@ from matryoshka.index.errors import (
     StoreWriteError,
     UnknownIdError,
 )
+from matryoshka.service.model import TextTooLongError
 
 # Most specific first: the first type the error is an instance of gives the status.
 STATUS: tuple[tuple[type[BaseException], int], ...] = (
@@ -30,6 +31,7 @@ STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (StoreFullError, 507),  # Insufficient Storage: the write is refused until space is freed
     (StoreWriteError, 503),  # an I/O error on write or fsync: nothing of the write was kept; retry
     (CorruptIndexError, 500),
+    (TextTooLongError, 413),
     (InputError, 422),
     (MatryoshkaError, 422),  # data a request carried that cannot be read (a corrupt image, ...)
 )
