@@ -265,17 +265,24 @@ def test_served_embeddings_of_raw_images_equal_the_encoded_ones(tmp_path):
     Trainer(_config(tmp_path, {"name": "imagefolder", "path": str(folder), "image_size": 12}), progress=False).fit()
     run = TrainedRun.load(tmp_path / "run")
     z, names = run.encode_path(folder)
-    index = MatryoshkaIndex(8, [4])
-    index.add(np.ascontiguousarray(z[:, :8]))
-    index.save(tmp_path / "ix")
-    # A 16-dim model on an 8-dim index is refused at start-up, in one line naming both dims, unless asked for.
-    with pytest.raises(InputError, match=r"gives 16 dims but the index .* holds 8; pass --model-prefix"):
-        create_app(tmp_path / "ix", model_path=tmp_path / "run")
-    client = TestClient(create_app(tmp_path / "ix", model_path=tmp_path / "run", model_prefix=True))
+    for dim in (6, 8):
+        index = MatryoshkaIndex(dim, [4])
+        index.add(np.ascontiguousarray(z[:, :dim]))
+        index.save(tmp_path / f"ix{dim}")
+    # A 16-dim model on a 6-dim index (not one of its nesting dims, 4/8/16) is refused at start-up, in one line
+    # naming both dims, unless asked for; on an 8-dim index it serves its 8-dim prefix.
+    with pytest.raises(InputError, match=r"gives 16 dims but the index .* holds 6; 6 is not one of .* --model-prefix"):
+        create_app(tmp_path / "ix6", model_path=tmp_path / "run")
+    prefix = TestClient(create_app(tmp_path / "ix6", model_path=tmp_path / "run", model_prefix=True))
+    assert prefix.post("/embed", json={"inputs": [[0.0] * 432]}).json()["dim"] == 6
+    client = TestClient(create_app(tmp_path / "ix8", model_path=tmp_path / "run"))
     images = [base64.b64encode(Path(n).read_bytes()).decode() for n in names[:3]]
     served = client.post("/embed", json={"images": images})
-    assert served.status_code == 200, served.text
-    np.testing.assert_allclose(np.array(served.json()["embeddings"]), z[:3], atol=1e-5)
+    assert served.status_code == 200 and served.json()["dim"] == 8, served.text
+    cut = z[:3, :8] / np.linalg.norm(z[:3, :8], axis=1, keepdims=True)
+    np.testing.assert_allclose(np.array(served.json()["embeddings"]), cut, atol=1e-5)
+    full = client.post("/embed", json={"images": images, "dim": 16}).json()["embeddings"]
+    np.testing.assert_allclose(np.array(full), z[:3], atol=1e-5)
     hits = client.post("/search", json={"images": images, "k": 1}).json()["ids"]
     assert [h[0] for h in hits] == [0, 1, 2]  # each image finds itself in the 8-dim index
     bad = client.post("/embed", json={"images": ["not base64!"]})

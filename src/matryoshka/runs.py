@@ -124,6 +124,8 @@ class TrainedRun:
 
     def encode_images(self, images: Sequence[bytes | str | Path], dim: int | None = None) -> np.ndarray:
         """Raw images (encoded bytes or paths) -> unit embeddings, with the run's stored preprocessing."""
+        if self.kind == "text":  # before the preprocessing check: a text run has none, and needs none
+            raise InputError(f"{self.path} is a text model; send texts")
         pre = self._need_preprocess()
         if pre.kind != "image":
             raise InputError(f"{self.path} was trained on feature vectors, not images")

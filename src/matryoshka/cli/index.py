@@ -129,17 +129,51 @@ def _check_build_options(
 @one_line_errors
 def add(
     index: Annotated[Path, typer.Option(help="index folder")],
-    embeddings: Annotated[Path, typer.Option(help=".npy (n, d) embeddings to add")],
+    embeddings: Annotated[Path | None, typer.Option(help=".npy (n, d) embeddings to add")] = None,
     ids: IdsFile = None,
+    texts: Annotated[
+        Path | None, typer.Option(help="or a text file, one text per line, embedded with --model at the index's dim")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="with --texts: the run folder of a text model")] = None,
+    model_prefix: Annotated[
+        bool, typer.Option(help="let a wider --model add with any prefix (default: only the dims it was trained for)")
+    ] = False,
 ) -> None:
-    """Add vectors: appended to the folder's log (O(n) on disk), durable when the command returns."""
+    """Add vectors (or texts, embedded with a text run): appended to the folder's log (O(n) on disk), durable when
+    the command returns."""
     from matryoshka.index import IndexStore
     from matryoshka.io import read_npy
 
-    with IndexStore.open(index) as store:
+    if (embeddings is None) == (texts is None):
+        raise InputError("give one of --embeddings or --texts (with --model)")
+    if texts is not None and model is None:
+        raise InputError("--texts needs --model RUN: the run folder of the text model that embeds them")
+    with IndexStore.open(index) as store:  # first, so a busy or broken folder is refused before any embedding
         new_ids = read_ids(ids, store.id_kind) if ids is not None else None
-        added = store.add(read_npy(embeddings, "embeddings"), new_ids)
+        if embeddings is not None:
+            vectors = read_npy(embeddings, "embeddings")
+        else:
+            vectors = _embed_text_file(texts, model, store.dim, index, model_prefix)
+        added = store.add(vectors, new_ids)
         typer.echo(f"added {len(added)} vectors; {store.ntotal} in {index}")
+
+
+def _embed_text_file(path: Path, model: Path, dim: int, index: Path, model_prefix: bool) -> np.ndarray:
+    """The texts of ``path`` (one a line) embedded by the text run ``model`` at ``dim``, with the server's checks."""
+    from matryoshka.runs import TrainedRun
+    from matryoshka.service.model import check_texts, max_text_chars, served_dim
+
+    if not path.is_file():
+        raise InputError(f"texts file {path} does not exist")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines:
+        raise InputError(f"texts file {path} is empty")
+    run = TrainedRun.load(model)
+    if run.kind != "text":
+        raise InputError(f"{model} is an image model; --texts needs a text model")
+    served_dim(run, dim, model_prefix, model, index)
+    check_texts(lines, max_text_chars(run), where=f"{path}: line {{}}", first=1)
+    return run.encode_texts(lines, dim)
 
 
 @app.command("delete")

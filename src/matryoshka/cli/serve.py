@@ -27,7 +27,10 @@ def serve(
         str | None, typer.Option(help="ram, mmap or disk (default: the tier the index was built for)")
     ] = None,
     model_prefix: Annotated[
-        bool, typer.Option(help="let a wider --model serve this index with its first dims (a Matryoshka prefix)")
+        bool,
+        typer.Option(
+            help="let a wider --model serve this index with any prefix (one of its trained dims needs no flag)"
+        ),
     ] = False,
 ) -> None:
     """Serve an index over HTTP (FastAPI): /search, /vectors (X-API-Key from $MRL_API_KEY), /health, /docs."""

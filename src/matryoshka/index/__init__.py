@@ -7,6 +7,8 @@ from matryoshka.index.errors import (
     DuplicateIdError,
     IndexInputError,
     StoreBusyError,
+    StoreFullError,
+    StoreWriteError,
     UnknownIdError,
 )
 from matryoshka.index.index import MatryoshkaIndex
@@ -24,6 +26,8 @@ __all__ = [
     "IndexStore",
     "MatryoshkaIndex",
     "StoreBusyError",
+    "StoreFullError",
+    "StoreWriteError",
     "UnknownIdError",
     "parse_plan",
 ]

@@ -26,3 +26,16 @@ class StoreBusyError(MatryoshkaError, RuntimeError):
 
 class CompactionError(MatryoshkaError, RuntimeError):
     """A background compaction failed (reported by the next write, which is refused)."""
+
+
+class StoreWriteError(MatryoshkaError, OSError):
+    """The disk refused a write (an I/O error on write or fsync); nothing of that write is kept (the service
+    answers 503). Also an ``OSError``, with the ``errno`` of the failure."""
+
+    def __str__(self) -> str:  # the one-line message, not OSError's "[Errno N] strerror: filename"
+        return str(self.args[0]) if self.args else super().__str__()
+
+
+class StoreFullError(StoreWriteError):
+    """No space left on the device (or over a disk quota): the write is refused, the store stays usable, and writes
+    go through again once space is freed (the service answers 507)."""

@@ -4,11 +4,14 @@ acknowledged, so a write costs O(batch) bytes on disk however large the index is
 Record layout (little-endian): magic ``MRLW``, op (1 add, 2 delete), n (rows), payload length, CRC-32 of the
 payload; the payload is the ids as JSON (length-prefixed) then, for adds, n x dim float32 unit vectors.
 A process killed mid-append leaves a torn last record; :func:`read_records` stops before it and the store
-cuts it off (that write was never acknowledged).
+cuts it off (that write was never acknowledged). A write the disk refuses (no space, an I/O error on write or
+fsync) is cut back at once and raised as :class:`~matryoshka.index.errors.StoreFullError` or
+:class:`~matryoshka.index.errors.StoreWriteError`; the next write goes through once the disk takes it again.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import struct
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from matryoshka.index.errors import StoreFullError, StoreWriteError
 from matryoshka.io import FILE_MODE, fsync_dir
 
 MAGIC = b"MRLW"
@@ -96,6 +100,31 @@ def _torn_tail(data: bytes, offset: int, end: int) -> bool:
     return not any(data[offset:])  # zeros a crash left after the last record
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written: on a file system that fills up, a write can take part of the bytes
+    and return, and only the next one fails."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, "the file system wrote nothing")
+        view = view[written:]
+
+
+def refused_write(error: OSError, path: Path, cut: bool = True) -> StoreWriteError:
+    """The store's error for a write the disk refused: :class:`StoreFullError` when out of space or quota."""
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    why = "no space left on the device" if full else f"an I/O error ({error.strerror or error})"
+    if cut:
+        then = "nothing of it was kept; free some space and retry" if full else "nothing of it was kept; retry"
+    else:
+        # The record may have reached the disk whole: its outcome is unknown, and the user is told so.
+        then = "it could not be cut back from the log (it may reappear after a reopen); reopen the store to write"
+    refused = (StoreFullError if full else StoreWriteError)(f"write refused in {path.parent}: {why}; {then}")
+    refused.errno, refused.strerror, refused.filename = error.errno, error.strerror, str(path)
+    return refused
+
+
 class WriteAheadLog:
     """An append-only log file opened for writing at ``offset`` (anything after it, a torn tail, is cut)."""
 
@@ -110,18 +139,38 @@ class WriteAheadLog:
         if created:
             fsync_dir(path.parent)
         self.size = offset
+        self._broken: str | None = None  # why writes are refused (a refused record could not be cut back)
 
     def append(self, record: bytes) -> None:
-        """Write and fsync one record; on any error the log is cut back to where it was."""
+        """Write and fsync one record. On a failure the log is cut back to where it was, so the refused write leaves
+        nothing behind and the next one starts on a whole record; if even the cut fails, every later write is
+        refused until the store is reopened (opening cuts a torn tail)."""
+        if self._broken is not None:
+            raise StoreWriteError(f"{self.path}: writes are refused since {self._broken}; reopen the store")
         start = self.size
+        fd = self._file.fileno()
         try:
-            self._file.write(record)
-            os.fdatasync(self._file.fileno())
-        except BaseException:
-            self._file.truncate(start)
-            self._file.seek(start)
+            _write_all(fd, record)
+            os.fdatasync(fd)
+        except BaseException as e:
+            cut = self._cut_back(start)
+            if isinstance(e, OSError):
+                raise refused_write(e, self.path, cut) from e
             raise
         self.size = start + len(record)
+
+    def _cut_back(self, start: int) -> bool:
+        """Truncate the log to ``start`` durably (so a refused record cannot come back after a crash); on failure,
+        mark the log broken and say so."""
+        fd = self._file.fileno()
+        try:
+            os.ftruncate(fd, start)
+            os.lseek(fd, start, os.SEEK_SET)
+            os.fdatasync(fd)
+        except OSError as e:
+            self._broken = f"a refused write could not be cut back from the log ({e.strerror or e})"
+            return False
+        return True
 
     def copy_from(self, other: Path, start: int, end: int) -> None:
         """Append bytes [start, end) of another log (the writes that arrived during a compaction)."""

@@ -1,8 +1,8 @@
 """HTTP service over an index store (FastAPI).
 
 Endpoints: ``POST /search`` (vectors, or raw images / texts / values when a model is loaded), ``POST /embed``,
-``POST /vectors``, ``DELETE /vectors/{id}`` and ``POST /vectors/delete`` (writes need the ``X-API-Key``
-header), ``GET /health``, and the OpenAPI docs at ``/docs``.
+``POST /vectors`` (vectors, or texts the text model embeds), ``DELETE /vectors/{id}`` and ``POST /vectors/delete``
+(writes need the ``X-API-Key`` header), ``GET /health``, and the OpenAPI docs at ``/docs``.
 Every acknowledged write is in the store's write-ahead log (fsynced) before the response, so a crash loses
 nothing that was acknowledged; searches run in parallel with each other and with writes. Ids are integers in
 [0, 2^63 - 1] or strings of at most 512 bytes. Run it with ``mrl serve --index DIR``.
@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from matryoshka.errors import InputError
 from matryoshka.index import IndexStore
 from matryoshka.service.errors import install_error_handlers
+from matryoshka.service.model import served_dim
 from matryoshka.service.routes import API_KEY_ENV, Service, search_router, vectors_router
 from matryoshka.service.schemas import AddRequest, DeleteRequest, EmbedRequest, SearchRequest
 
@@ -45,21 +46,6 @@ class BodySizeLimit:
         await self.app(scope, receive, send)
 
 
-def _check_model_dim(
-    model_dim: int, index_dim: int, model_prefix: bool, model_path: object, index_dir: object, store: IndexStore
-) -> None:
-    """A model and an index of different dims answer nothing useful: refuse at start-up, in one line."""
-    if model_dim == index_dim or (model_prefix and model_dim > index_dim):
-        return
-    store.close()
-    hint = (
-        f"; pass --model-prefix to search with its first {index_dim} dims (a Matryoshka prefix)"
-        if model_dim > index_dim
-        else "; build the index from this model's embeddings"
-    )
-    raise InputError(f"the model {model_path} gives {model_dim} dims but the index {index_dir} holds {index_dim}{hint}")
-
-
 def create_app(
     index_dir: str | Path,
     api_key: str | None = None,
@@ -77,8 +63,9 @@ def create_app(
     read-only, so several such servers may share it). ``compact_threshold`` as for :meth:`IndexStore.open`;
     ``threads``: requests handled at once (default: the number of CPU cores, at least 2); ``full_vectors``: "ram",
     "mmap" or "disk" (default: the tier the index was built for); ``telemetry``: FastAPI's OpenTelemetry hooks.
-    A model must give the index's dim; ``model_prefix=True`` lets a wider Matryoshka model serve a smaller index
-    with the first dims of its embeddings (re-normalised)."""
+    A model must give the index's dim, or be a wider Matryoshka run whose recorded nesting holds the index's dim: its
+    embeddings are then cut to that prefix (re-normalised) for /search, /embed and /vectors. ``model_prefix=True``
+    allows any narrower prefix."""
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
     run = None
     if model_path is not None:
@@ -89,7 +76,11 @@ def create_app(
         Path(index_dir), writable=key is not None, compact_threshold=compact_threshold, full_vectors=full_vectors
     )
     if run is not None:
-        _check_model_dim(run.dim, store.dim, model_prefix, model_path, index_dir, store)
+        try:
+            served_dim(run, store.dim, model_prefix, model_path, index_dir)
+        except InputError:
+            store.close()
+            raise
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

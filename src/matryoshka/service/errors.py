@@ -16,8 +16,11 @@ from matryoshka.index.errors import (
     CorruptIndexError,
     DuplicateIdError,
     StoreBusyError,
+    StoreFullError,
+    StoreWriteError,
     UnknownIdError,
 )
+from matryoshka.service.model import TextTooLongError
 
 # Most specific first: the first type the error is an instance of gives the status.
 STATUS: tuple[tuple[type[BaseException], int], ...] = (
@@ -25,7 +28,10 @@ STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (UnknownIdError, 404),
     (CompactionError, 503),
     (StoreBusyError, 503),
+    (StoreFullError, 507),  # Insufficient Storage: the write is refused until space is freed
+    (StoreWriteError, 503),  # an I/O error on write or fsync: nothing of the write was kept; retry
     (CorruptIndexError, 500),
+    (TextTooLongError, 413),
     (InputError, 422),
     (MatryoshkaError, 422),  # data a request carried that cannot be read (a corrupt image, ...)
 )

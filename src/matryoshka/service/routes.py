@@ -19,9 +19,10 @@ from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
+from matryoshka.errors import InputError
 from matryoshka.index import IndexStore, parse_plan
 from matryoshka.index.ids import MAX_ID_BYTES, parse_id
-from matryoshka.normalize import normalize
+from matryoshka.service.model import check_texts, max_text_chars
 from matryoshka.service.schemas import (
     AddRequest,
     AddResponse,
@@ -70,15 +71,21 @@ class Service:
         return np.asarray(rows, dtype=np.float32)
 
     def embed_raw(self, req: RawInputs, dim: int | None = None) -> np.ndarray:
-        """Unit embeddings of a request's raw inputs, with the run's stored preprocessing."""
+        """Unit embeddings of a request's raw inputs, with the run's stored preprocessing, at ``dim`` (default: the
+        index's dim, a prefix of a wider Matryoshka model)."""
         if self.run is None:
-            raise HTTPException(422, "this server has no model: send 'vectors', or start it with --model")
+            raise HTTPException(422, "this server has no model: send 'vectors', or start it with --model RUN")
         rows = req.images or req.texts or req.inputs or []
         if not rows:
             raise HTTPException(422, "the inputs must not be empty")
         if len(rows) > self.max_queries:
             raise HTTPException(413, f"at most {self.max_queries} inputs per request, got {len(rows)}")
+        dim = dim or self.store.dim
+        if not 1 <= dim <= self.run.dim:  # before any work on the inputs
+            raise InputError(f"dim must be in [1, {self.run.dim}] (the model's dim), got {dim}")
         if req.texts is not None:
+            if self.run.kind == "text":  # before the tokenizer: it would spend seconds on what the model never reads
+                check_texts(req.texts, max_text_chars(self.run))
             return self.run.encode_texts(req.texts, dim)
         if req.images is not None:
             try:
@@ -89,14 +96,18 @@ class Service:
         return self.run.encode_raw(np.asarray(req.inputs, dtype=np.float32), dim)
 
     def queries(self, req: SearchRequest) -> np.ndarray:
-        """The request's query embeddings: its vectors, or its raw inputs embedded (a wider model's prefix when the
-        server was started with ``model_prefix``)."""
+        """The request's query embeddings: its vectors, or its raw inputs embedded at the index's dim."""
         if req.vectors is not None:
             return self.as_matrix(req.vectors)
-        queries = self.embed_raw(req)
-        if queries.shape[1] > self.store.dim:
-            return normalize(queries[:, : self.store.dim])
-        return np.ascontiguousarray(queries, dtype=np.float32)
+        return np.ascontiguousarray(self.embed_raw(req), dtype=np.float32)
+
+    def new_rows(self, req: AddRequest) -> np.ndarray:
+        """The rows an add writes: its vectors, or its texts embedded with the run at the index's dim."""
+        if (req.vectors is None) == (req.texts is None):
+            raise HTTPException(422, "give exactly one of 'vectors' or 'texts'")
+        if req.vectors is not None:
+            return self.as_matrix(req.vectors)
+        return np.ascontiguousarray(self.embed_raw(RawInputs(texts=req.texts)), dtype=np.float32)
 
 
 def search_router(service: Service) -> APIRouter:
@@ -111,7 +122,8 @@ def search_router(service: Service) -> APIRouter:
     def embed(req: EmbedRequest) -> EmbedResponse:
         if len(req.given()) != 1:
             raise HTTPException(422, "give exactly one of 'images', 'texts' or 'inputs'")
-        return EmbedResponse(embeddings=service.embed_raw(req, req.dim).tolist())
+        z = service.embed_raw(req, req.dim)
+        return EmbedResponse(embeddings=z.tolist(), dim=z.shape[1])
 
     @router.post("/search", response_model=SearchResponse)
     def search(req: SearchRequest) -> Response:
@@ -132,7 +144,7 @@ def vectors_router(service: Service) -> APIRouter:
 
     @router.post("/vectors", response_model=AddResponse)
     def add(req: AddRequest) -> Response:
-        ids = store.add(service.as_matrix(req.vectors), req.ids)  # in the fsynced log before the 200
+        ids = store.add(service.new_rows(req), req.ids)  # one write, in the fsynced log before the 200
         return json_response({"ids": ids.tolist(), "ntotal": store.ntotal})
 
     @router.delete("/vectors/{vector_id:path}", response_model=DeleteResponse)

@@ -49,11 +49,14 @@ class SearchRequest(RawInputs):
 
 
 class EmbedRequest(RawInputs):
-    dim: int | None = Field(None, ge=1, description="prefix length (default: the model's full dim)")
+    dim: int | None = Field(
+        None, ge=1, description="prefix length, up to the model's dim (default: the index's dim, unit length)"
+    )
 
 
 class EmbedResponse(BaseModel):
     embeddings: list[list[float]]
+    dim: int = Field(..., description="the embeddings' dim (the index's, unless the request asked for another)")
 
 
 class SearchResponse(BaseModel):
@@ -62,8 +65,13 @@ class SearchResponse(BaseModel):
 
 
 class AddRequest(BaseModel):
+    """Rows to add: ``vectors`` of the index's dim, or ``texts`` the server embeds with its run (``--model``)."""
+
     model_config = ConfigDict(extra="forbid")
-    vectors: list[list[FiniteFloat]] = Field(..., min_length=1)
+    vectors: list[list[FiniteFloat]] | None = Field(None, min_length=1)
+    texts: list[str] | None = Field(
+        None, min_length=1, description="texts to embed with the server's text model at the index's dim"
+    )
     ids: list[VectorId] | None = None
 
 
