@@ -108,6 +108,9 @@ def test_fidelity_of_the_base_model_on_real_texts(tmp_path, text_cache):
     for need in table.values():  # the smallest K of the swept list that reaches the target, or None
         assert all(k is None or k in (10, 20, 50, 100, 200, 400, 800, 1600) for k in need.values())
     assert table["192"]["0.95"] is not None and (tmp_path / "out" / "fidelity.json").exists()
+    rotated = found["base (rotated)"]["k_needed"]  # the same embeddings in their corpus's basis
+    assert set(rotated) == set(table)
+    assert rotated["192"]["0.95"] is not None
     assert any(text_cache.rglob("chunk-*.npy"))  # encodings are cached for the next run
 
 

@@ -81,6 +81,22 @@ class FaissIVF(Faiss):
         return faiss.SearchParametersIVF(nprobe=setting)
 
 
+class FaissRefined(Faiss):
+    """A compressed faiss index re-ranked by exact float32 vectors (``IndexRefineFlat``): a setting is (the base
+    index's knob, k_factor: how many times k candidates the refine re-scores)."""
+
+    def __init__(self, *args, base_params) -> None:
+        super().__init__(*args)
+        self.base_params = base_params
+
+    def params(self, setting):
+        knob, factor = setting
+        return faiss.IndexRefineSearchParameters(k_factor=factor, base_index_params=self.base_params(knob))
+
+    def describe(self, setting):
+        return f"{self.name} {self.knob}={setting[0]} k_factor={setting[1]}"
+
+
 class Hnswlib(Peer):
     def search(self, q, setting):
         self.index.set_ef(max(setting, K))
@@ -132,7 +148,54 @@ def missing(package: str) -> bool:
 def build_faiss_hnsw(x: np.ndarray, m: int = 32) -> Peer:
     index = faiss.IndexHNSWFlat(x.shape[1], m, faiss.METRIC_INNER_PRODUCT)
     index.add(x)
-    return FaissHNSW(f"faiss HNSW M={m}", "faiss HNSWFlat", [4, 6, 8, 12, 16, 24, 32, 64, 128, 256], index, "faiss")
+    return FaissHNSW(f"faiss HNSW M={m}", "faiss HNSWFlat", EF_SEARCH, index, "faiss")
+
+
+EF_SEARCH = [4, 6, 8, 12, 16, 24, 32, 64, 128, 256]
+REFINE_FACTORS = (1, 2, 4, 8)
+
+
+def build_faiss_hnsw_sq8(x: np.ndarray, m: int = 32) -> Peer:
+    """int8 scalar-quantised graph at the full dim (a quarter of HNSWFlat's vector bytes)."""
+    index = faiss.IndexHNSWSQ(x.shape[1], faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
+    index.train(x)
+    index.add(x)
+    return FaissHNSW(f"faiss HNSW M={m},SQ8", "faiss HNSW-SQ8", EF_SEARCH, index, "faiss")
+
+
+def build_faiss_hnsw_panorama(x: np.ndarray, m: int = 32, levels: int = 8) -> Peer:
+    """faiss's Panorama graph: distances pruned level by level over the dims (made for energy in the first
+    dims). It supports L2 only, which ranks unit vectors as the inner product does."""
+    index = faiss.IndexHNSWFlatPanorama(x.shape[1], m, levels)
+    index.add(x)
+    return FaissHNSW(f"faiss HNSW M={m} Panorama{levels}", "faiss HNSW Panorama", EF_SEARCH, index, "faiss")
+
+
+def build_faiss_hnsw_rabitq(x: np.ndarray, m: int = 32) -> Peer:
+    """A graph over 1-bit RaBitQ codes (L2 only, as Panorama), re-ranked by the exact vectors."""
+    base = faiss.IndexHNSWRaBitQ(x.shape[1], m)
+    base.train(x)
+    index = faiss.IndexRefineFlat(base)
+    index.add(x)
+    settings = [(ef, f) for ef in (16, 32, 64, 128, 256) for f in REFINE_FACTORS]
+    peer = FaissRefined(f"faiss HNSW M={m},RaBitQ+refine", "faiss HNSW-RaBitQ", settings, index, "faiss",
+                        base_params=lambda ef: faiss.SearchParametersHNSW(efSearch=ef))  # fmt: skip
+    peer.knob = "efSearch"
+    return peer
+
+
+def build_faiss_ivf_rabitq(x: np.ndarray) -> Peer:
+    """IVF over RaBitQ codes scanned with FastScan (SIMD lookups), re-ranked by the exact vectors."""
+    n, d = x.shape
+    nlist = max(1, int(4 * math.sqrt(n)))
+    index = faiss.index_factory(d, f"IVF{nlist},RaBitQfs,Refine(Flat)", faiss.METRIC_INNER_PRODUCT)
+    index.train(x[:: max(1, n // (64 * nlist))])
+    index.add(x)
+    settings = [(p, f) for p in (1, 2, 4, 8, 16, 32, 64, 128) for f in REFINE_FACTORS]
+    peer = FaissRefined(f"faiss IVF{nlist},RaBitQfs+refine", "faiss IVF-RaBitQ-FastScan", settings, index, "faiss",
+                        base_params=lambda nprobe: faiss.SearchParametersIVF(nprobe=nprobe))  # fmt: skip
+    peer.knob = "nprobe"
+    return peer
 
 
 def build_faiss_ivf(x: np.ndarray) -> Peer:
@@ -191,6 +254,10 @@ def build_scann(x: np.ndarray) -> Peer:
 # name -> (package it needs, builder); the order of the benchmark's tables
 PEERS = {
     "faiss-hnsw": ("faiss", build_faiss_hnsw),
+    "faiss-hnsw-sq8": ("faiss", build_faiss_hnsw_sq8),
+    "faiss-hnsw-panorama": ("faiss", build_faiss_hnsw_panorama),
+    "faiss-hnsw-rabitq": ("faiss", build_faiss_hnsw_rabitq),
+    "faiss-ivf-rabitq": ("faiss", build_faiss_ivf_rabitq),
     "faiss-ivf": ("faiss", build_faiss_ivf),
     "faiss-ivf-disk": ("faiss", build_faiss_ivf_mapped),
     "hnswlib": ("hnswlib", build_hnswlib),

@@ -38,11 +38,13 @@ from matryoshka.bench.busy import busy_process
 from matryoshka.bench.corpora import Corpus
 from matryoshka.bench.corpora import load as load_corpus
 from matryoshka.bench.peers import PEERS, Peer, available
+from matryoshka.bench.prefixes import fidelity_goal, prefix_ceiling
 from matryoshka.bench.retrieval_report import compare, goals, plot, print_rows
 from matryoshka.errors import InputError
 from matryoshka.evaluate.ranking import recall_against
 from matryoshka.index import MatryoshkaIndex
 from matryoshka.index.autotune import SHORTLIST_FACTORS, autotune, median_batch1_ms
+from matryoshka.index.basis import fit_basis
 from matryoshka.index.plans import AdaptivePlan, parse_plan, plan_to_text
 from matryoshka.index.storage import normalize
 from matryoshka.io import atomic_write_json
@@ -181,6 +183,8 @@ def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[s
     and for memory (the smallest index whose plan reaches the target)."""
     index, info = tuned_index(corpus, target, "latency")
     plan, build_s, tag = parse_plan(info["plan"]), info["build_s"], f"ours@{target}"
+    if info["structure"].get("basis") == "svd":
+        tag += " rotated"
     folder = out / f"index-{target}"
     index.save(folder)
     size = rss.file_bytes(folder)
@@ -246,49 +250,6 @@ def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[s
     return methods, {**info, "memory": small_info}
 
 
-def prefix_ceiling(
-    x: np.ndarray,
-    q: np.ndarray,
-    exact: tuple[np.ndarray, np.ndarray],
-    shortlists=(10, 20, 50, 100, 200, 400, 800, 1600),
-    targets=(0.95, 0.99),
-) -> dict[str, Any]:
-    """How faithful the prefixes are (what decides the cost of a prefix shortlist): recall@10 of an exact D-dim
-    shortlist of K re-ranked exactly at the full dim (no index involved), the smallest K that reaches each target,
-    and the median cosine gap between each query's 10th and 11th neighbour. ``x`` and ``q`` are unit vectors;
-    ``exact`` is their exact top-11 (scores, positions)."""
-    full_scores, truth = exact
-    d_full = x.shape[1]
-    dims = sorted({d_full // f for f in (32, 16, 8, 4, 2) if d_full // f >= 8})
-    table: dict[str, dict[str, float]] = {}
-    needed: dict[str, dict[str, int | None]] = {}
-    for d in dims:
-        _, cand = faiss.knn(
-            normalize(q[:, :d]), normalize(x[:, :d]), max(shortlists), metric=faiss.METRIC_INNER_PRODUCT
-        )
-        table[str(d)] = {}
-        for shortlist in shortlists:
-            c = cand[:, :shortlist]
-            scores = np.concatenate(
-                [np.einsum("qkd,qd->qk", x[c[i : i + 50]], q[i : i + 50]) for i in range(0, len(q), 50)]
-            )
-            top = np.take_along_axis(c, np.argsort(-scores, axis=1)[:, :K], 1)
-            table[str(d)][str(shortlist)] = recall_against(top, truth[:, :K])
-        row = table[str(d)]
-        needed[str(d)] = {str(t): next((int(k) for k, r in row.items() if r >= t), None) for t in targets}
-    gap = float(np.median(full_scores[:, K - 1] - full_scores[:, K]))
-    print(
-        f"\nprefix fidelity: exact D-dim shortlist of K, re-ranked at {d_full} dims: recall@10 "
-        f"(median gap 10th-11th: {gap:.1e})"
-    )
-    head = "".join(f"{'K=' + str(k):>8}" for k in shortlists)
-    print(f"{'D':>6}{head}" + "".join(f"{'K for ' + str(t):>11}" for t in targets))
-    for d, row in table.items():
-        ks = "".join(f"{needed[d][str(t)] or '>' + str(max(shortlists)):>11}" for t in targets)
-        print(f"{d:>6}" + "".join(f"{v:>8.4f}" for v in row.values()) + ks)
-    return {"recall": table, "k_needed": needed, "median_gap_10_11": gap}
-
-
 def measure(methods: list[Method], corpus: Corpus, truth: np.ndarray, single: int, rounds: int) -> None:
     """Recall on the evaluation queries (``truth``: their exact top-k), then interleaved timing rounds: every
     method searches the same single queries and one batch per round, so slow spells of a shared machine fall on
@@ -349,6 +310,10 @@ def run(
     x, q = normalize(corpus.vectors), normalize(corpus.queries)  # once: each is a copy of the corpus
     exact = faiss.knn(q, x, K + 1, metric=faiss.METRIC_INNER_PRODUCT)
     ceiling = prefix_ceiling(x, q, exact)
+    basis = fit_basis(x)  # the corpus's own basis: what an index with rotated prefixes shortlists by
+    print("\nthe same, rotated prefixes (the first coordinates in the corpus's basis)")
+    rotated_ceiling = prefix_ceiling(x @ basis, q @ basis, exact)
+    fidelity_goal(rotated_ceiling, d)
     print(
         f"corpus: {corpus.name}, {n:,} x {d}; {queries} calibration + {queries} evaluation queries; "
         f"faiss threads {faiss.omp_get_max_threads()}",
@@ -369,6 +334,7 @@ def run(
     plot(rows, out / "retrieval.png", f"{corpus.name} ({d} dims)")
     results = {
         "ceiling": ceiling,
+        "rotated_ceiling": rotated_ceiling,
         "corpus": corpus.name,
         "n": n,
         "dim": d,
