@@ -43,10 +43,11 @@ from matryoshka.bench.retrieval_report import compare, goals, plot, print_rows
 from matryoshka.errors import InputError
 from matryoshka.evaluate.ranking import recall_against
 from matryoshka.index import MatryoshkaIndex
-from matryoshka.index.autotune import SHORTLIST_FACTORS, autotune, median_batch1_ms
+from matryoshka.index.autotune import SHORTLIST_FACTORS, autotune
 from matryoshka.index.basis import fit_basis
 from matryoshka.index.plans import AdaptivePlan, parse_plan, plan_to_text
 from matryoshka.index.storage import normalize
+from matryoshka.index.timing import median_batch1_ms
 from matryoshka.io import atomic_write_json
 
 K = 10
@@ -157,16 +158,21 @@ def peer_methods(
     return methods, builds
 
 
-def tuned_index(corpus: Corpus, target: float, objective: str) -> tuple[MatryoshkaIndex, dict[str, Any]]:
-    """``MatryoshkaIndex(d)``, ``add``, then ``autotune`` (structures, plan and, for ``objective="memory"``, the
-    encoding of the full-dim codes)."""
+def tuned_index(
+    corpus: Corpus, target: float, objective: str, budget: float | None = None
+) -> tuple[MatryoshkaIndex, dict[str, Any]]:
+    """``MatryoshkaIndex(d)``, ``add``, then ``autotune`` (structures, plan and, for ``objective="memory"`` or a
+    ``budget`` of bytes per vector, the codes of the full-dim rows and of the graph's prefixes)."""
     t0 = time.perf_counter()
     index = MatryoshkaIndex(corpus.vectors.shape[1])
     index.add(corpus.vectors)
     add_s = time.perf_counter() - t0
-    print(f"ours: autotune to recall {target} for {objective} (structures and plans)", flush=True)
+    within = f" within {budget:.0f} B/vector" if budget else ""
+    print(f"ours: autotune to recall {target} for {objective}{within} (structures and plans)", flush=True)
     t0 = time.perf_counter()
-    tuned = autotune(index, corpus.calibration, K, target, verbose=True, objective=objective)
+    tuned = autotune(
+        index, corpus.calibration, K, target, verbose=True, objective=objective, max_bytes_per_vector=budget
+    )
     info = {
         "target": target,
         "objective": objective,
@@ -178,9 +184,12 @@ def tuned_index(corpus: Corpus, target: float, objective: str) -> tuple[Matryosh
     return index, info
 
 
-def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[str, Any]]:
-    """Our index tuned to ``target`` for speed (its K curve, the same index memory-mapped and on the disk tier)
-    and for memory (the smallest index whose plan reaches the target)."""
+def ours(
+    corpus: Corpus, target: float, out: Path, hnsw_bytes: float | None = None
+) -> tuple[list[Method], dict[str, Any]]:
+    """Our index tuned to ``target`` for speed (its K curve, the same index memory-mapped and on the disk tier),
+    for memory (the smallest index whose plan reaches the target) and, given faiss HNSW's bytes per vector, for
+    speed within half of them."""
     index, info = tuned_index(corpus, target, "latency")
     plan, build_s, tag = parse_plan(info["plan"]), info["build_s"], f"ours@{target}"
     if info["structure"].get("basis") == "svd":
@@ -247,7 +256,28 @@ def ours(corpus: Corpus, target: float, out: Path) -> tuple[list[Method], dict[s
             target=target,
         )
     )
+    if hnsw_bytes:
+        half, half_info = tuned_index(corpus, target, "latency", budget=0.5 * hnsw_bytes)
+        half_plan, folder = parse_plan(half_info["plan"]), out / f"index-{target}-half"
+        half.save(folder)
+        methods.append(
+            Method(
+                f"ours-half@{target} {half_info['plan']} {_codes(half_info['structure'])}",
+                "ours (tuned within half of HNSW's RAM)",
+                lambda q: half.search(q, K, half_plan)[1],
+                rss.measure("ours", folder),
+                half_info["build_s"],
+                file_bytes=rss.file_bytes(folder),
+                target=target,
+            )
+        )
+        small_info["half"] = half_info
     return methods, {**info, "memory": small_info}
+
+
+def _codes(structure: dict) -> str:
+    rotated = " rotated" if structure.get("basis") == "svd" else ""
+    return f"{structure['encoding']}/{structure.get('shortlist_codes', 'float32')}{rotated}"
 
 
 def measure(methods: list[Method], corpus: Corpus, truth: np.ndarray, single: int, rounds: int) -> None:
@@ -322,8 +352,9 @@ def run(
     cal_truth = faiss.knn(normalize(corpus.calibration), x, K, metric=faiss.METRIC_INNER_PRODUCT)[1]
     methods, builds = peer_methods(peer_names, x, corpus, cal_truth, wanted, out)
     tuned = []
+    hnsw = next((m for m in methods if m.family == "faiss HNSWFlat"), None)
     for target in wanted:
-        mine, info = ours(corpus, target, out)
+        mine, info = ours(corpus, target, out, hnsw.bytes / n if hnsw else None)
         methods += mine
         tuned.append(info)
     del x, q  # the indexes hold their own copies

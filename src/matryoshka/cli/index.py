@@ -71,6 +71,10 @@ def build(
             "or svd (the first coordinates in a basis fitted on the corpus)"
         ),
     ] = "auto",
+    max_bytes_per_vector: Annotated[
+        float | None,
+        typer.Option(help="with --shortlist auto: the fastest structure holding at most this many bytes per vector"),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an index already in --out")] = False,
 ) -> None:
     """Build an index from embeddings and save it; by default tuned to recall@10 0.95 (structure and plan)."""
@@ -92,13 +96,22 @@ def build(
     if shortlist == "auto":
         queries = read_npy(tune_queries, "queries") if tune_queries is not None else None
         index, tuned = build_tuned(
-            vectors, given_ids, 10, target_recall, queries, verbose=True, objective=objective, rotate=rotate, **options
+            vectors,
+            given_ids,
+            10,
+            target_recall,
+            queries,
+            verbose=True,
+            objective=objective,
+            rotate=rotate,
+            max_bytes_per_vector=max_bytes_per_vector,
+            **options,
         )
         if tuned is not None:
             prefixes = "rotated (svd basis)" if index.rotated else "raw"
             typer.echo(
-                f"structure: {index.shortlist} over {index.shortlist_dims} dims ({prefixes} prefixes), "
-                f"{index.encoding} codes; plan: {index.default_plan}"
+                f"structure: {index.shortlist} over {index.shortlist_dims} dims ({prefixes} prefixes, "
+                f"{index.shortlist_codes} codes), {index.encoding} full-dim codes; plan: {index.default_plan}"
             )
             typer.echo(f"recall@10 vs exact {tuned.recall:.4f}, {tuned.latency_ms:.3f} ms per single query")
     else:

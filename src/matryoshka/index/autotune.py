@@ -33,12 +33,11 @@ from matryoshka.evaluate.ranking import recall_against
 from matryoshka.index.basis import check_rotation, fit_index_basis
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, Plan, plan_to_text
+from matryoshka.index.timing import batch1_ms, final_round, within_budget
 
 STRUCTURE_MIN_ROWS = 20_000  # below this an exact scan of a short prefix is about as fast as any graph
-TIMED_QUERIES = 100  # single queries timed per candidate plan
-FINAL_ROUNDS = 3  # interleaved rounds timing the best plan of each structure against each other
 SHORTLIST_FACTORS = (1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 40, 80)  # shortlist K as multiples of k
-COMPACT_ENCODINGS = ("float16", "int8")  # full-dim codes the memory objective tries
+COMPACT_ENCODINGS = ("float16", "int8")  # full-dim codes (and HNSW prefix codes) that compact tuning tries
 
 
 @dataclass
@@ -67,6 +66,7 @@ def structure_of(index) -> dict:
         "shortlist": index.shortlist,
         "shortlist_dims": list(index.shortlist_dims),
         "hnsw_m": index.hnsw_m,
+        "shortlist_codes": getattr(index, "shortlist_codes", "float32"),
         "encoding": index.encoding,
         "basis": "svd" if getattr(index, "rotated", False) else "raw",
         "bytes_per_vector": index.bytes_per_vector(),
@@ -113,25 +113,14 @@ def candidate_plans(index, k: int) -> list[Plan]:
     return plans
 
 
-def candidate_structures(index: MatryoshkaIndex) -> list[dict]:
-    """HNSW graphs (M=16) over one short prefix each: d/16, d/8 and d/4 dims (at least 16, below d)."""
+def candidate_structures(index: MatryoshkaIndex, compact: bool = False) -> list[dict]:
+    """HNSW graphs (M=16) over one short prefix each: d/16, d/8 and d/4 dims (at least 16, below d), their prefixes
+    as float32 codes (and, ``compact``, float16 and int8 ones)."""
     dims = dict.fromkeys(d for d in (index.dim // 16, index.dim // 8, index.dim // 4) if 16 <= d < index.dim)
-    return [{"shortlist": "hnsw", "shortlist_dims": [d], "hnsw_m": 16} for d in dims]
-
-
-def median_batch1_ms(search, queries: np.ndarray, n: int = TIMED_QUERIES) -> float:
-    """Median milliseconds of ``search(one_query)`` over the first ``n`` queries, one at a time."""
-    times = []
-    for i in range(min(n, len(queries))):
-        t0 = time.perf_counter()
-        search(queries[i : i + 1])
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
-
-
-def batch1_ms(index, queries: np.ndarray, k: int, plan: Plan, n: int = TIMED_QUERIES) -> float:
-    """Median milliseconds of the index's single-query searches with ``plan``."""
-    return median_batch1_ms(lambda q: index.search(q, k, plan), queries, n)
+    codes = ("float32", *COMPACT_ENCODINGS) if compact else ("float32",)
+    return [
+        {"shortlist": "hnsw", "shortlist_dims": [d], "hnsw_m": 16, "shortlist_codes": c} for d in dims for c in codes
+    ]
 
 
 def _families(plans: list[Plan]) -> list[list[Plan]]:
@@ -168,24 +157,6 @@ def _tune(index, queries, truth, k, target_recall, plans, time_top, structure) -
     return table
 
 
-def _final_round(table: list[dict], index, siblings: dict, queries: np.ndarray, k: int) -> list[dict]:
-    """The fastest timed plan of each structure, timed again side by side in interleaved rounds: the structures
-    were first timed minutes apart, and a slow spell of a shared machine must not decide between them."""
-    finalists: dict[int, dict] = {}
-    for cand in table:
-        key = id(cand["structure"])
-        if "latency_ms" in cand and (key not in finalists or cand["latency_ms"] < finalists[key]["latency_ms"]):
-            finalists[key] = cand
-    if len(finalists) > 1:
-        samples: dict[int, list[float]] = {key: [] for key in finalists}
-        for _ in range(FINAL_ROUNDS):
-            for key, cand in finalists.items():
-                samples[key].append(batch1_ms(siblings.get(key, index), queries, k, cand["plan"]))
-        for key, cand in finalists.items():
-            cand["latency_ms"] = float(np.median(samples[key]))
-    return list(finalists.values())
-
-
 def _basis_variants(index, rotate: str, plans) -> list[object]:
     """The indexes to tune, each with its own prefixes: ``index`` itself and, for a large :class:`MatryoshkaIndex`
     with ``rotate="auto"``, the same rows with the other kind of prefix (rotated, or raw for a rotated index);
@@ -201,16 +172,17 @@ def _basis_variants(index, rotate: str, plans) -> list[object]:
     return [index.with_basis(fit_index_basis(index) if rotate == "svd" else None)]
 
 
-def _siblings_to_try(index, current: dict, structures: str, objective: str, plans) -> list[tuple[dict, object]]:
+def _siblings_to_try(index, current: dict, structures: str, compact: bool, plans) -> list[tuple[dict, object]]:
     """(structure, sibling index) pairs to tune besides ``index`` itself: HNSW graphs over short prefixes (large
-    :class:`MatryoshkaIndex` only) and, for the memory objective, each structure with compact full-dim codes."""
+    :class:`MatryoshkaIndex` only) and, when tuning for memory (``compact``), each structure with compact full-dim
+    codes and each graph with compact prefix codes."""
     if not isinstance(index, MatryoshkaIndex):
         return []
     graphs = []
     if structures == "auto" and index.ntotal >= STRUCTURE_MIN_ROWS and not plans:
-        same = ("shortlist", "shortlist_dims", "hnsw_m")
-        graphs = [s for s in candidate_structures(index) if any(s[key] != current[key] for key in same)]
-    encodings = [e for e in COMPACT_ENCODINGS if e != index.encoding] if objective == "memory" else []
+        same = ("shortlist", "shortlist_dims", "hnsw_m", "shortlist_codes")
+        graphs = [s for s in candidate_structures(index, compact) if any(s[key] != current[key] for key in same)]
+    encodings = [e for e in COMPACT_ENCODINGS if e != index.encoding] if compact else []
 
     def recoded(structure: dict, base, encoding: str) -> tuple[dict, object]:
         sibling = base.with_encoding(encoding)
@@ -219,7 +191,8 @@ def _siblings_to_try(index, current: dict, structures: str, objective: str, plan
     out = [recoded(current, index, e) for e in encodings]
     for structure in graphs:
         t0 = time.perf_counter()
-        sibling = index.with_shortlists(structure["shortlist_dims"], "hnsw", structure["hnsw_m"])
+        dims, m, codes = structure["shortlist_dims"], structure["hnsw_m"], structure["shortlist_codes"]
+        sibling = index.with_shortlists(dims, "hnsw", m, codes=codes)
         built = {**structure_of(sibling), "build_s": time.perf_counter() - t0}
         out.append((built, sibling))
         out += [recoded(built, sibling, e) for e in encodings]
@@ -237,6 +210,7 @@ def autotune(
     verbose: bool = False,
     objective: str = "latency",
     rotate: str = "auto",
+    max_bytes_per_vector: float | None = None,
 ) -> TunedPlan:
     """The fastest measured plan (batch 1) among the cheapest that reach ``target_recall``.
 
@@ -248,6 +222,9 @@ def autotune(
     ``objective="memory"`` also tries every structure with float16 and int8 full-dim codes and keeps the
     smallest index (bytes per vector) whose plan reaches the target, the fastest among equals: compact codes are
     chosen only where the recall holds.
+
+    ``max_bytes_per_vector`` (latency objective): the fastest structure that holds at most that many bytes per
+    vector, compact codes tried as for the memory objective (the smallest structure when none fits).
 
     ``rotate="auto"`` (a :class:`MatryoshkaIndex` of at least 20,000 vectors, no ``plans`` given) tunes every
     structure both over the raw prefixes and over rotated ones (:meth:`MatryoshkaIndex.with_basis`, a basis fitted
@@ -279,7 +256,8 @@ def autotune(
             full = {"plan": FullPlan(), "recall": 1.0, "flops": plan_flops(FullPlan(), index, k), "structure": current}
             full["latency_ms"] = batch1_ms(variant, queries, k, FullPlan())
             table.append(full)
-        tried = [(current, variant), *_siblings_to_try(variant, current, structures, objective, plans)]
+        compact = objective == "memory" or max_bytes_per_vector is not None
+        tried = [(current, variant), *_siblings_to_try(variant, current, structures, compact, plans)]
         for structure, sibling in tried:
             rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure)
             if sibling is not index:
@@ -288,9 +266,10 @@ def autotune(
             best_here = min((c["latency_ms"] for c in rows if "latency_ms" in c), default=float("nan"))
             console.print(
                 f"{structure['shortlist']} over {structure['shortlist_dims']} dims ({structure['basis']} prefixes), "
-                f"{structure['encoding']} codes: fastest plan reaching {target_recall} recall: {best_here:.3f} ms"
+                f"{structure['shortlist_codes']} prefix codes, {structure['encoding']} codes: fastest plan reaching "
+                f"{target_recall} recall: {best_here:.3f} ms ({structure['bytes_per_vector']} B/vector)"
             )
-    finalists = _final_round(table, index, siblings, queries, k)
+    finalists = final_round(within_budget(table, max_bytes_per_vector, console), index, siblings, queries, k)
     if objective == "memory":
         best = min(finalists, key=lambda c: (c["structure"]["bytes_per_vector"], c["latency_ms"]))
     else:
@@ -334,6 +313,7 @@ def build_tuned(
     verbose: bool = False,
     objective: str = "latency",
     rotate: str = "auto",
+    max_bytes_per_vector: float | None = None,
     **options,
 ) -> tuple[MatryoshkaIndex, TunedPlan | None]:
     """A :class:`MatryoshkaIndex` over ``vectors`` with the structure and plan :func:`autotune` picks for
@@ -342,8 +322,8 @@ def build_tuned(
     Without calibration ``queries``, up to ``holdout`` rows (a tenth of a small corpus) are held out of the index
     while it is tuned, so that the calibration queries are vectors it has not seen (a query that is in the index
     finds itself, which makes every plan look better), and added afterwards. Corpora under 100 vectors are not
-    tuned (exact search). ``objective`` and ``rotate`` as for :func:`autotune`; ``options`` as for
-    :class:`MatryoshkaIndex`.
+    tuned (exact search). ``objective``, ``rotate`` and ``max_bytes_per_vector`` as for :func:`autotune`;
+    ``options`` as for :class:`MatryoshkaIndex`.
     """
     check_rotation(rotate)
     vectors = np.asarray(vectors)
@@ -352,13 +332,31 @@ def build_tuned(
     n = len(vectors)
     if queries is not None:
         index = MatryoshkaIndex.build(vectors, ids, **options)
-        return index, autotune(index, queries, k, target_recall, verbose=verbose, objective=objective, rotate=rotate)
+        return index, autotune(
+            index,
+            queries,
+            k,
+            target_recall,
+            verbose=verbose,
+            objective=objective,
+            rotate=rotate,
+            max_bytes_per_vector=max_bytes_per_vector,
+        )
     if n < 100:
         return MatryoshkaIndex.build(vectors, ids, **options), None
     all_ids = np.asarray(list(ids) if ids is not None else np.arange(n, dtype=np.int64))
     held = np.zeros(n, dtype=bool)
     held[np.random.default_rng(seed).choice(n, min(holdout, n // 10), replace=False)] = True
     index = MatryoshkaIndex.build(vectors[~held], all_ids[~held], **options)
-    tuned = autotune(index, vectors[held], k, target_recall, verbose=verbose, objective=objective, rotate=rotate)
+    tuned = autotune(
+        index,
+        vectors[held],
+        k,
+        target_recall,
+        verbose=verbose,
+        objective=objective,
+        rotate=rotate,
+        max_bytes_per_vector=max_bytes_per_vector,
+    )
     index.add(vectors[held], all_ids[held])
     return index, tuned

@@ -24,14 +24,15 @@ from matryoshka.index.disk import DiskRows, check_tier
 from matryoshka.index.errors import DuplicateIdError, IndexInputError, UnknownIdError
 from matryoshka.index.ids import check_ids, check_new_ids, empty_ids, listed
 from matryoshka.index.plans import Plan, check_rotated_stages, checked_stages, plan_or_default
-from matryoshka.index.stages import EXACT_CHUNK, StagedSearch
+from matryoshka.index.shortlists import SHORTLIST_CODES, ShortlistStructures
+from matryoshka.index.stages import StagedSearch
 from matryoshka.index.state import IndexArrays, live_arrays
 from matryoshka.index.storage import normalize, row_squares
 from matryoshka.index.threads import search_threads
 from matryoshka.index.variants import IndexVariants
 
 
-class MatryoshkaIndex(StagedSearch, IndexVariants):
+class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
     """Add, remove and search full-dim vectors with multi-stage (prefix) plans.
 
     Args:
@@ -41,6 +42,8 @@ class MatryoshkaIndex(StagedSearch, IndexVariants):
         shortlist: "flat" (exact, default) or "hnsw" (approximate graph search: far faster first stages on
             large corpora; building it takes minutes per million vectors).
         hnsw_m, hnsw_ef_search: HNSW graph degree and search breadth (raised to the stage's K when smaller).
+        shortlist_codes: how an HNSW shortlist stores its prefixes: "float32", "float16" or "int8" (faiss's
+            scalar quantiser, trained on the first rows added): a half or a quarter of the graph's vector bytes.
         full_vectors: where the full-dim vectors live once the index is saved and opened again: "ram", "mmap"
             (memory-mapped) or "disk" (read per query with direct I/O; only the prefix structures stay in RAM,
             see :mod:`matryoshka.index.disk`). :meth:`load` can choose another.
@@ -76,6 +79,7 @@ class MatryoshkaIndex(StagedSearch, IndexVariants):
         hnsw_m: int = 32,
         hnsw_ef_search: int = 128,
         full_vectors: str = "ram",
+        shortlist_codes: str = "float32",
         default_plan: str | None = None,
         default_plan_k: int = 10,
     ) -> None:
@@ -92,6 +96,12 @@ class MatryoshkaIndex(StagedSearch, IndexVariants):
         if shortlist not in ("flat", "hnsw"):
             raise IndexInputError(f"unknown shortlist index {shortlist!r}; choose flat or hnsw")
         self.shortlist = shortlist
+        if shortlist_codes not in SHORTLIST_CODES or (shortlist == "flat" and shortlist_codes != "float32"):
+            raise IndexInputError(
+                f"unknown shortlist codes {shortlist_codes!r}; choose one of {', '.join(SHORTLIST_CODES)} (compact "
+                "codes with shortlist='hnsw' only)"
+            )
+        self.shortlist_codes = shortlist_codes
         self.hnsw_m = hnsw_m
         self.hnsw_ef_search = hnsw_ef_search
         self.full_vectors = check_tier(full_vectors)
@@ -118,44 +128,11 @@ class MatryoshkaIndex(StagedSearch, IndexVariants):
             "shortlist": self.shortlist,
             "hnsw_m": self.hnsw_m,
             "hnsw_ef_search": self.hnsw_ef_search,
+            "shortlist_codes": self.shortlist_codes,
             "full_vectors": self.full_vectors,
             "default_plan": self.default_plan,
             "default_plan_k": self.default_plan_k,
         }
-
-    def _new_shortlist(self, d: int) -> faiss.Index:
-        if self.shortlist == "hnsw":
-            index = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = 64
-            return index
-        return faiss.IndexFlatIP(d)
-
-    def _fill_shortlist(self) -> None:
-        """(Re)build every shortlist index from the stored vectors."""
-        self._shortlist = {d: self._new_shortlist(d) for d in self.shortlist_dims}
-        for start in range(0, self.rows, EXACT_CHUNK):
-            rows = self._rows(np.arange(start, min(start + EXACT_CHUNK, self.rows)), self.dim, bulk=True)
-            self._add_to_shortlists(rows)
-
-    def _add_to_shortlists(self, rows: np.ndarray) -> None:
-        """Add full-dim rows to every shortlist structure, as their (rotated) unit prefixes."""
-        for d, index in self._shortlist.items():
-            index.add(normalize(self.query_prefix(rows, d)))
-
-    def query_prefix(self, x: np.ndarray, d: int) -> np.ndarray:
-        """The d-dim prefix the index compares rows by: the first d dims, or with a basis (d below the full dim)
-        the first d coordinates in it (one (dim x d) product)."""
-        if self.basis is None or d >= self.dim:
-            return x[:, :d]
-        columns = self._basis_columns.get(d)
-        if columns is None:
-            columns = self._basis_columns[d] = np.ascontiguousarray(self.basis[:, :d])
-        return x @ columns
-
-    @property
-    def rotated(self) -> bool:
-        """Whether the shortlist prefixes are coordinates in a fitted basis (see :meth:`with_basis`)."""
-        return self.basis is not None
 
     @classmethod
     def build(cls, vectors: np.ndarray, ids: Iterable | None = None, **options) -> MatryoshkaIndex:
@@ -225,7 +202,8 @@ class MatryoshkaIndex(StagedSearch, IndexVariants):
         """Storage of one vector: the full-dim codes, its shortlist prefixes (float32), the bottom layer of each
         HNSW graph (2M links of 4 bytes) and its id."""
         links = 8 * self.hnsw_m * len(self.shortlist_dims) if self.shortlist == "hnsw" else 0
-        return storage.bytes_per_vector(self.dim, self.encoding) + 4 * sum(self.shortlist_dims) + links + 8
+        prefixes = SHORTLIST_CODES[self.shortlist_codes] * sum(self.shortlist_dims)
+        return storage.bytes_per_vector(self.dim, self.encoding) + prefixes + links + 8
 
     def check_vectors(self, x: np.ndarray, what: str) -> np.ndarray:
         """``x`` as float32 (n, dim); refuses wrong shapes, NaN/inf and all-zero rows."""

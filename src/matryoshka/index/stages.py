@@ -59,8 +59,13 @@ class StagedSearch:
         """The d-prefixes of rows at ``positions`` as the index compares them: a rotated index's live in its
         shortlist structure of that dim (the only place it holds them)."""
         if self.basis is not None and d < self.dim:
-            return self._table(d)[1][positions]
+            return self._structure_prefixes(d, positions)
         return self._rows(positions, d, bulk=True)
+
+    def _structure_prefixes(self, d: int, positions: np.ndarray) -> np.ndarray:
+        """Rows' d-prefixes as the shortlist structure of dim d holds them (in place when float32, else decoded)."""
+        table = self._table(d)
+        return table[1][positions] if table is not None else self.structure_rows(d, positions)
 
     def _table(self, d: int) -> tuple[object, np.ndarray, int, np.ndarray | None] | None:
         """Where d-prefixes are stored contiguously enough for FAISS's compiled scoring: (owner, rows, step, norms).
@@ -73,8 +78,10 @@ class StagedSearch:
         index = self._shortlist.get(d)
         if index is not None and d < self.dim:
             flat = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
-            if flat.ntotal == self.rows:
+            if isinstance(flat, faiss.IndexFlat) and flat.ntotal == self.rows:  # not scalar-quantised codes
                 return index, faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * d).reshape(flat.ntotal, d), 1, None
+        if self.basis is not None and d < self.dim:
+            return None  # rotated prefixes are not prefixes of the stored rows
         codes = self._codes
         disk = not isinstance(codes, np.ndarray)  # rows on the disk tier are read per query instead
         if disk or self.encoding != "float32" or not codes.flags.c_contiguous or self.dim % d:
@@ -110,7 +117,9 @@ class StagedSearch:
             if norms is not None:
                 scores /= norms[positions]
         else:
-            rows = self._rows(positions, d)  # (Q, K, d)
+            # (Q, K, d): a rotated prefix lives in its structure only, a raw one in the stored rows.
+            rotated = self.basis is not None and d < self.dim
+            rows = self._structure_prefixes(d, positions) if rotated else self._rows(positions, d)
             dots = np.einsum("qkd,qd->qk", rows, qn)
             scores = dots / np.maximum(np.sqrt(np.einsum("qkd,qkd->qk", rows, rows)), 1e-12)
         return best_first(scores, positions, k)

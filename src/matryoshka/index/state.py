@@ -72,6 +72,8 @@ def _ids_bytes(ids: np.ndarray) -> int:
 
 def _faiss_bytes(index: faiss.Index) -> int:
     """Vectors and graph links of a flat or HNSW FAISS index (what a search touches)."""
-    stored = index.ntotal * index.d * 4
-    hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
+    index = faiss.downcast_index(index)
+    storage = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
+    stored = index.ntotal * getattr(storage, "code_size", index.d * 4)
+    hnsw = getattr(index, "hnsw", None)
     return stored + (hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 if hnsw is not None else 0)

@@ -24,10 +24,14 @@ class IndexVariants:
         out._norms = {}
         return out
 
-    def with_shortlists(self, dims: Iterable[int], shortlist: str, hnsw_m: int = 16, hnsw_ef_search: int = 16):
-        """This index's rows (shared, not copied) under other shortlist structures (in its basis), built now."""
+    def with_shortlists(
+        self, dims: Iterable[int], shortlist: str, hnsw_m: int = 16, hnsw_ef_search: int = 16, codes: str = "float32"
+    ):
+        """This index's rows (shared, not copied) under other shortlist structures (in its basis, their prefixes
+        stored as ``codes``), built now."""
         out = self._snapshot()
         out.shortlist_dims, out.shortlist = sorted(set(int(d) for d in dims)), shortlist
+        out.shortlist_codes = codes
         out.hnsw_m, out.hnsw_ef_search, out._params = hnsw_m, hnsw_ef_search, {}
         out.default_plan = None  # tuned for other structures
         out._fill_shortlist()
@@ -62,6 +66,6 @@ class IndexVariants:
         :meth:`with_basis` or :meth:`with_encoding` from this index, unchanged since)."""
         if other.rows != self.rows or other._n_dead != self._n_dead:
             raise IndexInputError("this index changed after its structures were built: build them again")
-        keys = ("shortlist_dims", "shortlist", "hnsw_m", "hnsw_ef_search", "_shortlist", "_params")
+        keys = ("shortlist_dims", "shortlist", "shortlist_codes", "hnsw_m", "hnsw_ef_search", "_shortlist", "_params")
         keys += ("encoding", "_codes", "_scales", "basis", "_basis_columns")
         self.__dict__.update({key: other.__dict__[key] for key in keys})

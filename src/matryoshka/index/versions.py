@@ -165,6 +165,7 @@ def read_version(
         "shortlist": meta.get("shortlist", "flat"),
         "hnsw_m": meta.get("hnsw_m", 32),
         "hnsw_ef_search": meta.get("hnsw_ef_search", 128),
+        "shortlist_codes": meta.get("shortlist_codes", "float32"),
         "full_vectors": tier,  # where the rows live now (a later save records it)
         "default_plan": meta.get("default_plan"),
         "default_plan_k": meta.get("default_plan_k", 10),

@@ -1,0 +1,78 @@
+"""Compact shortlist structures: HNSW graphs whose prefixes are float16 or int8 codes, and autotune's memory budget."""
+
+import numpy as np
+import pytest
+
+from matryoshka.index import IndexInputError, IndexStore, MatryoshkaIndex
+from matryoshka.index.autotune import autotune, candidate_structures
+from matryoshka.index.basis import fit_basis
+
+
+def _corpus(n=3000, d=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, d)) * np.linspace(3, 0.2, d)).astype(np.float32)
+
+
+@pytest.mark.parametrize("codes", ["float16", "int8"])
+def test_compact_graphs_find_what_the_float_graph_finds_in_fewer_bytes(codes, tmp_path):
+    x, q = _corpus(), _corpus(50, seed=1)
+    full = MatryoshkaIndex(64, [16], shortlist="hnsw")
+    full.add(x)
+    small = MatryoshkaIndex(64, [16], shortlist="hnsw", shortlist_codes=codes)
+    small.add(x)
+    plan = "adaptive:16:100:64"
+    agree = np.mean(
+        [
+            len(set(a) & set(b)) / 10
+            for a, b in zip(full.search(q, 10, plan)[1], small.search(q, 10, plan)[1], strict=True)
+        ]
+    )
+    assert agree > 0.95
+    assert small.bytes_per_vector() == full.bytes_per_vector() - 16 * (4 - {"float16": 2, "int8": 1}[codes])
+    assert small.memory_bytes() < full.memory_bytes()
+    small.save(tmp_path / "i")
+    back = MatryoshkaIndex.load(tmp_path / "i")
+    assert back.shortlist_codes == codes
+    np.testing.assert_array_equal(back.search(q, 10, plan)[1], small.search(q, 10, plan)[1])
+
+
+def test_a_rotated_index_reranks_from_its_decoded_prefix_codes(tmp_path):
+    x = _corpus(4000)
+    index = MatryoshkaIndex(64, [16, 32], shortlist="hnsw", shortlist_codes="int8").with_basis(fit_basis(x))
+    index.add(x)
+    _, ids = index.search(x[:20], 1, "funnel:16x200,32x50,64x10")  # the 32-dim stage reads decoded int8 codes
+    np.testing.assert_array_equal(ids[:, 0], np.arange(20))
+    index.save(tmp_path / "s")
+    with IndexStore.open(tmp_path / "s", compact_threshold=0) as store:
+        store.add(x[:10] * 1.5 + 0.01, ids=np.arange(5000, 5010))
+        store.delete([0])
+        store.compact()
+        assert store.index.shortlist_codes == "int8" and store.index.rotated
+        assert store.search(x[1:2], 1, "funnel:16x200,32x50,64x10")[1][0, 0] in (1, 5001)
+
+
+def test_compact_codes_need_a_graph():
+    with pytest.raises(IndexInputError, match="unknown shortlist codes 'int4'"):
+        MatryoshkaIndex(64, [16], shortlist="hnsw", shortlist_codes="int4")
+    with pytest.raises(IndexInputError, match="with shortlist='hnsw' only"):
+        MatryoshkaIndex(64, [16], shortlist_codes="int8")
+
+
+def test_compact_tuning_tries_compact_prefix_codes():
+    index = MatryoshkaIndex(512, [32])
+    plain = {s["shortlist_codes"] for s in candidate_structures(index)}
+    compact = {s["shortlist_codes"] for s in candidate_structures(index, compact=True)}
+    assert plain == {"float32"} and compact == {"float32", "float16", "int8"}
+
+
+def test_autotune_within_a_memory_budget():
+    x, q = _corpus(6000), _corpus(100, seed=2)
+    index = MatryoshkaIndex(64, [16])
+    index.add(x)
+    float32_bytes = index.bytes_per_vector()
+    tuned = autotune(index, q, 10, 0.9, structures="keep", max_bytes_per_vector=0.5 * float32_bytes)
+    assert tuned.structure["bytes_per_vector"] <= 0.5 * float32_bytes
+    assert index.bytes_per_vector() == tuned.structure["bytes_per_vector"] and index.encoding == "int8"
+    # A budget no structure fits: the smallest one, said in a line.
+    tuned = autotune(index, q, 10, 0.9, structures="keep", max_bytes_per_vector=10, verbose=True)
+    assert tuned.structure["encoding"] == "int8"
