@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from matryoshka.errors import InputError, MatryoshkaError
+from matryoshka.io import atomic_replace_dir
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -31,7 +32,7 @@ class TextEncoderError(MatryoshkaError, RuntimeError):
     """A text encoder that cannot be loaded (missing package or folder)."""
 
 
-def _import_sentence_transformers():
+def import_sentence_transformers():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
@@ -59,7 +60,7 @@ def resolve_text_model(name: str) -> str:
 def load_sentence_transformer(
     name: str = "all-MiniLM-L6-v2", device: str | torch.device = "cpu", truncate_dim: int | None = None
 ) -> SentenceTransformer:
-    st = _import_sentence_transformers()
+    st = import_sentence_transformers()
     return st.SentenceTransformer(resolve_text_model(name), device=str(device), truncate_dim=truncate_dim)
 
 
@@ -80,3 +81,8 @@ def encode_texts(
         texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=progress, normalize_embeddings=False
     )
     return z.float().cpu()
+
+
+def save_sentence_transformer(model: SentenceTransformer, path: Path) -> None:
+    """Save a SentenceTransformer folder whole or not at all: written beside ``path``, then renamed over it."""
+    atomic_replace_dir(path, lambda tmp: model.save(str(tmp)))
