@@ -57,7 +57,13 @@ def _train_text(cfg, progress: bool, resume: bool) -> None:
 @app.command()
 @one_line_errors
 def encode(
-    checkpoint: Annotated[Path, typer.Option(help="run folder of a trained model")],
+    checkpoint: Annotated[
+        Path,
+        typer.Option(
+            help="run folder of a trained model, or a text model (all-MiniLM-L6-v2, a SentenceTransformer or "
+            "transformers folder) for its plain embeddings"
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="output .npy file")],
     inputs: Annotated[
         Path | None,
