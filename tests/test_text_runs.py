@@ -3,6 +3,7 @@ needs no training code."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,3 +87,32 @@ def test_loading_and_encoding_a_run_imports_no_training_code(tmp_path, base, dig
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert loaded.stdout.strip() == "", f"reading a run imported {loaded.stdout.strip()}"
+
+
+def test_mrl_encode_takes_a_text_model_name_for_the_base_models_embeddings(tmp_path, base):
+    from typer.testing import CliRunner
+
+    from matryoshka.cli import app
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n")
+    out = tmp_path / "z.npy"
+    args = ["encode", "--inputs", str(texts), "--out", str(out), "--dim", "48"]
+    encoded = CliRunner().invoke(app, [*args, "--checkpoint", "all-MiniLM-L6-v2"])
+    assert encoded.exit_code == 0, encoded.output
+    expected = torch.nn.functional.normalize(encode_texts(base, TEXTS)[:, :48], dim=1).numpy()
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
+    bad = CliRunner().invoke(app, [*args, "--checkpoint", "all-MiniLM-L6-v3"])
+    assert bad.exit_code == 2 and "no such run folder: all-MiniLM-L6-v3 (nor a text model" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
+
+
+def test_a_transformers_folder_is_a_text_model_and_an_image_run_is_not(tmp_path):
+    from matryoshka.runs.text_model import is_text_model_name
+
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert/config.json").write_text('{"model_type": "bert", "hidden_size": 384}')
+    (tmp_path / "image").mkdir()
+    (tmp_path / "image/config.json").write_text('{"config": {}, "nesting": [8, 16]}')
+    assert is_text_model_name(tmp_path / "bert") and not is_text_model_name(tmp_path / "image")
+    assert is_text_model_name(Path("minilm")) and not is_text_model_name(tmp_path / "nothing")

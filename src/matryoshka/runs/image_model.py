@@ -40,7 +40,10 @@ def load_weights(path: Path, expected_sha256: str | None = None) -> dict[str, to
 def missing_model_message(run_dir: Path) -> str:
     """Why a folder holds no trained model: it does not exist, its run did not finish, or it is not a run."""
     if not run_dir.exists():
-        return f"no such run folder: {run_dir}"
+        return (
+            f"no such run folder: {run_dir} (nor a text model: all-MiniLM-L6-v2, or a local SentenceTransformer or "
+            "transformers folder; nothing is downloaded)"
+        )
     if (run_dir / "checkpoints").is_dir():
         return (
             f"{run_dir} is an unfinished run (checkpoints, no final model): run the same `mrl train` again to resume "
