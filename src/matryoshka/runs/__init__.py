@@ -112,13 +112,18 @@ class TrainedRun:
         return self.model.encode(x.to(device)).float().cpu()
 
     def encode_texts(
-        self, texts: Sequence[str], dim: int | None = None, batch_size: int = 256, normalize: bool = True
+        self,
+        texts: Sequence[str],
+        dim: int | None = None,
+        batch_size: int = 256,
+        normalize: bool = True,
+        progress: bool = False,
     ) -> np.ndarray:
         if self.kind != "text":
             raise InputError(f"{self.path} is an image model; give it images (or the feature table it was trained on)")
         from matryoshka.nn.text_encoder import encode_texts
 
-        z = encode_texts(self.model, list(texts), batch_size)
+        z = encode_texts(self.model, list(texts), batch_size, progress)
         return truncate(z, self._check_dim(dim), normalize).numpy()
 
     def encode_images(self, images: Sequence[bytes | str | Path], dim: int | None = None) -> np.ndarray:
@@ -165,7 +170,7 @@ class TrainedRun:
         if self.kind == "text":
             if inputs.kind != "texts":
                 raise InputError(f"{self.path} is a text model; give it a .txt file with one text per line")
-            return self.encode_texts(inputs.texts(), dim, batch_size, normalize), inputs.names
+            return self.encode_texts(inputs.texts(), dim, batch_size, normalize, progress), inputs.names
         if inputs.kind == "texts":
             raise InputError(f"{self.path} is an image model; {path} holds texts")
         pre = self._need_preprocess()

@@ -60,6 +60,7 @@ def fit_frozen_base(trainer: Any) -> Any:
         batch_size=min(1024, len(trainer.pairs)),
         seed=cfg.train.seed,
         progress=trainer.progress,
+        log_every=cfg.train.log_every,  # the same step lines as fine-tuning prints
     ).fit(z, pairs=(q, doc))
     save_adapted(base, adaptor, run_dir / "model")
     seconds = {"train_seconds": time.perf_counter() - t0, "encode_seconds": encode_seconds}
