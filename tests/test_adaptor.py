@@ -239,3 +239,41 @@ def test_target_dims_choose_the_kept_state_and_are_checked():
         MatryoshkaAdaptor([4, 8], steps=1, target_dims=[32]).fit(x)
     with pytest.raises(ValueError, match="nesting dim 32 is larger"):
         MatryoshkaAdaptor([4, 32], steps=1).fit(x)
+
+
+def test_fitting_reports_step_lines_with_rate_and_time_left_while_it_runs(monkeypatch):
+    """In a log (not a terminal) the fit prints a line every log_every steps as it goes, not one line at the end."""
+    import contextlib
+    import io
+
+    import torch
+
+    steps_done = {"n": 0}
+    adam_step = torch.optim.Adam.step
+
+    def counted_step(self, *args, **kwargs):
+        steps_done["n"] += 1
+        return adam_step(self, *args, **kwargs)
+
+    written: list[tuple[int, str]] = []
+
+    class Log(io.StringIO):  # not a TTY; remembers how many optimizer steps had run when each line came
+        def write(self, text):
+            written.append((steps_done["n"], text))
+            return super().write(text)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counted_step)
+    log = Log()
+    with contextlib.redirect_stdout(log):
+        MatryoshkaAdaptor(
+            nesting=[4, 16], steps=40, batch_size=64, eval_every=20, validation=100, progress=True, log_every=10
+        ).fit(_embeddings(400))
+    lines = [(n, line) for n, text in written for line in text.splitlines() if line.strip()]
+    step_lines = {
+        line.split()[3]: n for n, line in lines if line.startswith("fitting adaptor: step ") and "left" in line
+    }
+    assert step_lines == {"10/40": 10, "20/40": 20, "30/40": 30}, lines  # each printed when its step had just run
+    assert all(("s/step" in line or "steps/s" in line) and "loss" in line for _, line in lines if "left" in line)
+    assert any("fitting adaptor: about" in line for _, line in lines)  # the early estimate
+    assert any("held-out recall@10" in line for n, line in lines if n == 20)
+    assert "\x1b[" not in log.getvalue()  # no live bar, no terminal codes in a log

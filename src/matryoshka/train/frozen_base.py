@@ -4,8 +4,10 @@ Fine-tuning a transformer on a CPU costs seconds per step (all-MiniLM-L6-v2 on 2
 batch 32, so hours per epoch for a few thousand pairs). With ``model.frozen_base: true`` the base model encodes the
 training texts once (the cost of one forward pass, no backward), then a :class:`~matryoshka.MatryoshkaAdaptor`
 is fitted on those embeddings with the in-batch-negatives ranking loss at every nesting dim (the supervised
-adaptor; Yoon et al., "Matryoshka-Adaptor", arXiv 2407.20243). The run folder holds the base model and the adaptor;
-``mrl encode`` / ``mrl eval`` / ``mrl serve`` apply both, so it is used exactly like a fine-tuned run.
+adaptor; Yoon et al., "Matryoshka-Adaptor", arXiv 2407.20243). The run's ``model/`` folder holds the base model
+followed by the adaptor as stock sentence-transformers modules (``matryoshka.posthoc.st_modules``), so
+``SentenceTransformer("RUN/model", truncate_dim=m)``, ``mrl encode``, ``mrl eval`` and ``mrl serve`` all give the
+adapted embeddings: it is used exactly like a fine-tuned run.
 
 Example::
 
@@ -15,54 +17,28 @@ Example::
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
-ADAPTOR_FILE = "adaptor.safetensors"
-
-
-class AdaptedTextModel:
-    """A SentenceTransformer followed by a fitted adaptor; ``encode`` answers like the model's own ``encode``."""
-
-    def __init__(self, base: Any, adaptor: Any) -> None:
-        self.base, self.adaptor = base, adaptor
-
-    def encode(
-        self, texts: list[str], batch_size: int = 256, show_progress_bar: bool = False, **_: Any
-    ) -> torch.Tensor:
-        z = self.base.encode(
-            texts,
-            batch_size=batch_size,
-            convert_to_tensor=True,
-            show_progress_bar=show_progress_bar,
-            normalize_embeddings=False,
-        )
-        return torch.from_numpy(self.adaptor.transform(z.float().cpu(), normalize=False))
-
-    def get_embedding_dimension(self) -> int:
-        return int(self.adaptor.dim_)
-
-
-def load_adapted(run_dir: Path, base: Any) -> Any:
-    """The run's text model: the base alone, or base + adaptor when the run used the fast path."""
-    file = run_dir / ADAPTOR_FILE
-    if not file.exists():
-        return base
-    from matryoshka.posthoc import MatryoshkaAdaptor
-
-    return AdaptedTextModel(base, MatryoshkaAdaptor.load(file))
+from matryoshka.nn.text_encoder import (
+    embedding_dimension,
+    encode_texts,
+    load_sentence_transformer,
+    save_sentence_transformer,
+)
+from matryoshka.posthoc import MatryoshkaAdaptor
+from matryoshka.posthoc.st_modules import adaptor_modules, normalize_module
+from matryoshka.runs.text_model import ADAPTOR_FILE, AdaptedTextModel
 
 
 def fit_frozen_base(trainer: Any) -> Any:
     """Encode the training pairs with the frozen base, fit the adaptor, save and score the run like a fine-tuned one.
 
     ``trainer`` is the :class:`~matryoshka.train.text_trainer.TextTrainer` (its config, data and run folder)."""
-    from matryoshka.nn.text_encoder import embedding_dimension, load_sentence_transformer
-    from matryoshka.posthoc import MatryoshkaAdaptor
-    from matryoshka.train.text_trainer import save_sentence_transformer
-
     cfg, run_dir = trainer.config, trainer.run_dir
     torch.manual_seed(cfg.train.seed)
     base = load_sentence_transformer(cfg.model.base, trainer.device)
@@ -84,9 +60,9 @@ def fit_frozen_base(trainer: Any) -> Any:
         batch_size=min(1024, len(trainer.pairs)),
         seed=cfg.train.seed,
         progress=trainer.progress,
+        log_every=cfg.train.log_every,  # the same step lines as fine-tuning prints
     ).fit(z, pairs=(q, doc))
-    adaptor.save(run_dir / ADAPTOR_FILE)
-    save_sentence_transformer(base, run_dir / "model")
+    save_adapted(base, adaptor, run_dir / "model")
     seconds = {"train_seconds": time.perf_counter() - t0, "encode_seconds": encode_seconds}
     model = AdaptedTextModel(base, adaptor)
     extra = {"frozen_base": True, "loss_weights": adaptor.dim_weights_}
@@ -95,11 +71,35 @@ def fit_frozen_base(trainer: Any) -> Any:
 
 def _encode_pairs(base: Any, pairs: list, progress: bool, name: str) -> tuple[torch.Tensor, ...]:
     """(embeddings of the distinct texts, of each pair's query, of each pair's document), encoded once."""
-    from matryoshka.nn.text_encoder import encode_texts
-
     texts = sorted({p.query for p in pairs} | {p.document for p in pairs})
     row = {t: i for i, t in enumerate(texts)}
     if progress:
         print(f"encoding {len(texts)} distinct training texts once with the frozen base ({name})")
     z = encode_texts(base, texts, progress=progress)
     return z, z[[row[p.query] for p in pairs]], z[[row[p.document] for p in pairs]]
+
+
+def save_adapted(base: Any, adaptor: MatryoshkaAdaptor, path: Path) -> None:
+    """Save ``base`` followed by the adaptor (and a last ``Normalize`` where the base ends with one) as one
+    SentenceTransformer folder. The adaptor was fitted on the base's output, so it goes after all of the base."""
+    extra = adaptor_modules(adaptor)
+    if type(base[-1]).__name__ == "Normalize":  # unit vectors at the full dim, as the base gave
+        extra.append(normalize_module())
+    # A run folder of the older layout holds the adaptor beside model/: it would be applied twice.
+    (path.parent / ADAPTOR_FILE).unlink(missing_ok=True)
+    with _appended(base, [m.to(base.device) for m in extra]):
+        save_sentence_transformer(base, path)
+
+
+@contextmanager
+def _appended(model: Any, modules: list[torch.nn.Module]) -> Iterator[Any]:
+    """``model`` with ``modules`` appended for the block, then as it was (the base keeps its own settings: prompts,
+    similarity function, which a new SentenceTransformer built from the modules would drop)."""
+    size = len(model)
+    for module in modules:
+        model.append(module)
+    try:
+        yield model
+    finally:
+        while len(model) > size:
+            del model[len(model) - 1]

@@ -30,8 +30,8 @@ from torch import nn
 
 from matryoshka.errors import MatryoshkaError
 from matryoshka.inference import resolve_device
+from matryoshka.progress import StepProgress
 from matryoshka.train.checkpoint import restore_training, save_training
-from matryoshka.train.progress import StepProgress
 
 CHECK_EVERY = 25  # steps between loss checks; each check waits for the device
 

@@ -32,16 +32,19 @@ from typing import Any
 
 import torch
 
-from matryoshka.data.pairs import PairsData, load_pairs
-from matryoshka.data.wordnet import WordNetData, load_wordnet
+from matryoshka.data.pairs import PairsData
+from matryoshka.data.text_sources import load_text_data
+from matryoshka.data.wordnet import WordNetData
 from matryoshka.errors import InputError
 from matryoshka.evaluate.text import evaluate_text_retrieval
-from matryoshka.io import atomic_replace_dir, atomic_write_json
+from matryoshka.io import atomic_write_json
 from matryoshka.nn.distillation import PrefixDistillationLoss
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
-from matryoshka.nn.text_encoder import embedding_dimension, load_sentence_transformer
-from matryoshka.train.config import TextExperimentConfig
+from matryoshka.nn.text_encoder import embedding_dimension, load_sentence_transformer, save_sentence_transformer
+from matryoshka.runs.text_model import ADAPTOR_FILE
+from matryoshka.train.frozen_base import fit_frozen_base
 from matryoshka.train.loop import TrainingLoop, decay_groups, lambda_schedule
+from matryoshka.train.text_config import TextExperimentConfig
 
 
 @dataclass
@@ -96,8 +99,6 @@ class TextTrainer(TrainingLoop):
 
     def fit(self) -> TextTrainResult:
         if self.config.model.frozen_base:
-            from matryoshka.train.frozen_base import fit_frozen_base
-
             return fit_frozen_base(self)
         return super().fit()
 
@@ -183,6 +184,7 @@ class TextTrainer(TrainingLoop):
     # -- output ---------------------------------------------------------------------------------------------
     def finish(self, train_seconds: float) -> TextTrainResult:
         self.model.eval()
+        (self.run_dir / ADAPTOR_FILE).unlink(missing_ok=True)  # a fast-path run's, from an older layout: not ours
         save_sentence_transformer(self.model, self.run_dir / "model")
         weights = self.criterion.weights.tolist()
         return self.score_and_save(self.model, self.nesting, {"train_seconds": train_seconds}, loss_weights=weights)
@@ -226,31 +228,3 @@ class TextTrainer(TrainingLoop):
 
 def system_info(device: torch.device) -> dict[str, Any]:
     return {"device": str(device), "cpus": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform()}
-
-
-def load_text_data(cfg: Any) -> WordNetData | PairsData:
-    """The WordNet pairs, or the user's own pairs file, a ``data:`` section of a text config describes."""
-    if cfg.name == "pairs":
-        return load_pairs(
-            cfg.path,
-            query_column=cfg.query_column,
-            document_column=cfg.document_column,
-            negative_column=cfg.negative_column,
-            val_fraction=cfg.val_fraction,
-            test_fraction=cfg.test_fraction,
-            seed=cfg.seed,
-            train_size=cfg.train_size,
-        )
-    return load_wordnet(
-        cfg.root,
-        val_size=cfg.val_size,
-        test_size=cfg.test_size,
-        train_size=cfg.train_size,
-        seed=cfg.seed,
-        query_style=cfg.query_style,
-    )
-
-
-def save_sentence_transformer(model: Any, path: Path) -> None:
-    """Save a SentenceTransformer folder whole or not at all: written beside ``path``, then renamed over it."""
-    atomic_replace_dir(path, lambda tmp: model.save(str(tmp)))

@@ -1,5 +1,8 @@
 """A finished run folder as one object: the model, how it preprocesses raw inputs, its class names.
 
+Reading a run needs none of the training code (``image_model.py``, ``text_model.py``): ``mrl encode``, ``mrl eval``
+and ``mrl serve`` import no ``matryoshka.train`` module.
+
 A run folder is self-contained: ``TrainedRun.load(path)`` needs neither the training data nor the training
 machine, so the same embeddings come out of ``mrl encode``, ``mrl serve --model`` and Python.
 
@@ -21,10 +24,16 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from matryoshka.data.config import DataConfig, TextDataConfig
 from matryoshka.data.images import Preprocess
 from matryoshka.data.inputs import Inputs, read_inputs
+from matryoshka.data.text_sources import load_text_data
 from matryoshka.errors import InputError
+from matryoshka.runs.image_model import load_model
+from matryoshka.runs.text_model import is_text_model_name, is_text_run, load_text_model
 from matryoshka.truncate import truncate
+
+__all__ = ["TrainedRun", "evaluate_text_run", "is_text_run"]
 
 
 @dataclass
@@ -55,19 +64,13 @@ class TrainedRun:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
+        """A run folder, a SentenceTransformer or transformers folder, or a text model name (``all-MiniLM-L6-v2``:
+        the plain base model's embeddings)."""
         path = Path(path)
-        if is_text_run(path):
-            from matryoshka.nn.text_encoder import load_sentence_transformer
-
-            folder = path / "model" if (path / "model").is_dir() else path
+        if is_text_run(path) or is_text_model_name(path):
             results = path / "results.json"
-            info = json.loads(results.read_text()) if results.exists() else {}
-            from matryoshka.train.frozen_base import load_adapted
-
-            model = load_adapted(path, load_sentence_transformer(str(folder), torch.device(device)))
-            return cls(path, "text", model, info, None)
-        from matryoshka.train.checkpoint import load_model
-
+            info = json.loads(results.read_text()) if results.is_file() else {}
+            return cls(path, "text", load_text_model(path, torch.device(device)), info, None)
         model, info = load_model(path, device)
         pre = Preprocess.from_dict(info["preprocess"]) if info.get("preprocess") else None
         return cls(path, "image", model, info, pre)
@@ -76,14 +79,10 @@ class TrainedRun:
         """The data the run was trained on, with the same splits, read again from the source its config names (a
         built-in data set, or the user's folder or file): an ``ImageData``, or text pairs for a text run."""
         if self.kind != "image":
-            from matryoshka.train.config import TextDataConfig
-            from matryoshka.train.text_trainer import load_text_data
-
             if "config" not in self.info:
                 raise InputError(f"{self.path} has no results.json naming its data")
             return load_text_data(TextDataConfig.model_validate(self.info["config"]["data"]))
         from matryoshka.data import load_data
-        from matryoshka.train.config import DataConfig
 
         return load_data(DataConfig.model_validate(self.info["config"]["data"]))
 
@@ -113,13 +112,18 @@ class TrainedRun:
         return self.model.encode(x.to(device)).float().cpu()
 
     def encode_texts(
-        self, texts: Sequence[str], dim: int | None = None, batch_size: int = 256, normalize: bool = True
+        self,
+        texts: Sequence[str],
+        dim: int | None = None,
+        batch_size: int = 256,
+        normalize: bool = True,
+        progress: bool = False,
     ) -> np.ndarray:
         if self.kind != "text":
             raise InputError(f"{self.path} is an image model; give it images (or the feature table it was trained on)")
         from matryoshka.nn.text_encoder import encode_texts
 
-        z = encode_texts(self.model, list(texts), batch_size)
+        z = encode_texts(self.model, list(texts), batch_size, progress)
         return truncate(z, self._check_dim(dim), normalize).numpy()
 
     def encode_images(self, images: Sequence[bytes | str | Path], dim: int | None = None) -> np.ndarray:
@@ -168,7 +172,7 @@ class TrainedRun:
         if self.kind == "text":
             if inputs.kind != "texts":
                 raise InputError(f"{self.path} is a text model; give it a .txt file with one text per line")
-            return self.encode_texts(inputs.texts(), dim, batch_size, normalize), inputs.names
+            return self.encode_texts(inputs.texts(), dim, batch_size, normalize, progress), inputs.names
         if inputs.kind == "texts":
             raise InputError(f"{self.path} is an image model; {path} holds texts")
         pre = self._need_preprocess()
@@ -187,11 +191,6 @@ class TrainedRun:
                 "raw files"
             )
         return self.preprocess
-
-
-def is_text_run(path: Path) -> bool:
-    """Whether ``path`` is a text run (a SentenceTransformer folder in ``model/``, or one itself)."""
-    return (path / "model" / "modules.json").exists() or (path / "modules.json").exists()
 
 
 def evaluate_text_run(
