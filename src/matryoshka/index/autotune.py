@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from rich.console import Console
 
 from matryoshka.errors import InputError
 from matryoshka.evaluate.ranking import recall_against
+from matryoshka.index.disk import DiskRows, DiskTier, read_cost_flops
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, Plan, plan_to_text
 
@@ -83,6 +85,23 @@ def plan_flops(plan: Plan, index, k: int) -> float:
     return float(flops)
 
 
+def plan_reads(plan: Plan, index, k: int) -> int:
+    """Rows a query reads for its re-ranking stages (each stage gathers the previous stage's K candidates): on the
+    disk tier each is a direct read, which the cost model prices with :func:`~matryoshka.index.disk.read_cost_flops`."""
+    stages = plan.stages(index.dim, k)
+    return sum(kk for _, kk in stages[:-1])  # stage i + 1 gathers stage i's survivors
+
+
+def disk_read_flops(index) -> float:
+    """The cost model's price of one row read (multiply-adds): 0 where the full-dim rows are in RAM or mapped."""
+    codes = getattr(index, "index", index).arrays().codes  # an IndexStore's rows are its main index's
+    return read_cost_flops(codes) if isinstance(codes, DiskRows) else 0.0
+
+
+def _identity(index):
+    return index
+
+
 def candidate_plans(index, k: int) -> list[Plan]:
     dims = [2**i for i in range(3, 16) if 2**i < index.dim] + [index.dim]
     plans: list[Plan] = []
@@ -132,16 +151,22 @@ def _families(plans: list[Plan]) -> list[list[Plan]]:
     return [sorted(g, key=lambda p: getattr(p, "shortlist_k", 0)) for g in groups.values()]
 
 
-def _tune(index, queries, truth, k, target_recall, plans, time_top, structure) -> list[dict]:
+def _tune(
+    index, queries, truth, k, target_recall, plans, time_top, structure, read_flops=0.0, timed=_identity
+) -> list[dict]:
     """Recall of the candidate plans; within a family of adaptive plans only the largest K and a bisection
     for the smallest K that reaches the target are searched (recall grows with K). The cheapest few that
-    reach the target are timed."""
+    reach the target (multiply-adds, plus ``read_flops`` per row read on the disk tier) are timed on
+    ``timed(index)`` (the index on the tier it will be read from)."""
     table = []
+    searched = DiskTier.searched(index)  # the same results; a disk tier read through the page cache
 
     def reaches(plan: Plan) -> bool:
-        _, ids = index.search(queries, k, plan)
+        _, ids = searched.search(queries, k, plan)
         recall = recall_against(ids, truth)
-        table.append({"plan": plan, "recall": recall, "flops": plan_flops(plan, index, k), "structure": structure})
+        flops = plan_flops(plan, index, k)
+        cost = flops + read_flops * plan_reads(plan, index, k)
+        table.append({"plan": plan, "recall": recall, "flops": flops, "cost": cost, "structure": structure})
         return recall >= target_recall
 
     for family in _families(plans or candidate_plans(index, k)):
@@ -151,13 +176,13 @@ def _tune(index, queries, truth, k, target_recall, plans, time_top, structure) -
         while lo < hi:
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if reaches(family[mid]) else (mid + 1, hi)
-    ok = sorted((c for c in table if c["recall"] >= target_recall), key=lambda c: c["flops"])
+    ok = sorted((c for c in table if c["recall"] >= target_recall), key=lambda c: c["cost"])
     for cand in ok[:time_top]:
-        cand["latency_ms"] = batch1_ms(index, queries, k, cand["plan"])
+        cand["latency_ms"] = batch1_ms(timed(index), queries, k, cand["plan"])
     return table
 
 
-def _final_round(table: list[dict], index, siblings: dict, queries: np.ndarray, k: int) -> list[dict]:
+def _final_round(table: list[dict], index, siblings: dict, queries: np.ndarray, k: int, timed=_identity) -> list[dict]:
     """The fastest timed plan of each structure, timed again side by side in interleaved rounds: the structures
     were first timed minutes apart, and a slow spell of a shared machine must not decide between them."""
     finalists: dict[int, dict] = {}
@@ -169,7 +194,7 @@ def _final_round(table: list[dict], index, siblings: dict, queries: np.ndarray, 
         samples: dict[int, list[float]] = {key: [] for key in finalists}
         for _ in range(FINAL_ROUNDS):
             for key, cand in finalists.items():
-                samples[key].append(batch1_ms(siblings.get(key, index), queries, k, cand["plan"]))
+                samples[key].append(batch1_ms(timed(siblings.get(key, index)), queries, k, cand["plan"]))
         for key, cand in finalists.items():
             cand["latency_ms"] = float(np.median(samples[key]))
     return list(finalists.values())
@@ -210,6 +235,7 @@ def autotune(
     structures: str = "auto",
     verbose: bool = False,
     objective: str = "latency",
+    disk_tier: DiskTier | None = None,
 ) -> TunedPlan:
     """The fastest measured plan (batch 1) among the cheapest that reach ``target_recall``.
 
@@ -221,6 +247,11 @@ def autotune(
     ``objective="memory"`` also tries every structure with float16 and int8 full-dim codes and keeps the
     smallest index (bytes per vector) whose plan reaches the target, the fastest among equals: compact codes are
     chosen only where the recall holds.
+
+    Plans are timed on the tier the index's rows are read from: ``disk_tier`` (a :class:`~matryoshka.index.disk.
+    DiskTier`) times an index held in RAM as it will run once saved for ``full_vectors="disk"``; an index opened
+    on the disk tier is timed there anyway. There each row a re-ranking reads is priced in the cost model
+    (:func:`~matryoshka.index.disk.read_cost_flops`); recall is measured through the page cache.
 
     Example::
 
@@ -238,13 +269,17 @@ def autotune(
     console = Console(stderr=True, quiet=not verbose)
     _, truth = index.search(queries, k, FullPlan())
     current = structure_of(index)
-    table = _tune(index, queries, truth, k, target_recall, plans, time_top, current)
-    full = {"plan": FullPlan(), "recall": 1.0, "flops": plan_flops(FullPlan(), index, k), "structure": current}
-    full["latency_ms"] = batch1_ms(index, queries, k, FullPlan())  # on a small corpus the exact scan can win
+    disk_tier = disk_tier or DiskTier.of(index)
+    timed = disk_tier.timed if disk_tier is not None else _identity
+    read_flops = disk_read_flops(timed(index))
+    table = _tune(index, queries, truth, k, target_recall, plans, time_top, current, read_flops, timed)
+    full_flops = plan_flops(FullPlan(), index, k)
+    full = {"plan": FullPlan(), "recall": 1.0, "flops": full_flops, "cost": full_flops, "structure": current}
+    full["latency_ms"] = batch1_ms(timed(index), queries, k, FullPlan())  # on a small corpus the exact scan can win
     table.append(full)
     siblings = {}
     for structure, sibling in _siblings_to_try(index, current, structures, objective, plans):
-        rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure)
+        rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure, read_flops, timed)
         siblings[id(structure)] = sibling
         table.extend(rows)
         best_here = min((c["latency_ms"] for c in rows if "latency_ms" in c), default=float("nan"))
@@ -252,7 +287,7 @@ def autotune(
             f"{structure['shortlist']} over {structure['shortlist_dims']} dims, {structure['encoding']} codes: "
             f"fastest plan reaching {target_recall} recall: {best_here:.3f} ms"
         )
-    finalists = _final_round(table, index, siblings, queries, k)
+    finalists = _final_round(table, index, siblings, queries, k, timed)
     if objective == "memory":
         best = min(finalists, key=lambda c: (c["structure"]["bytes_per_vector"], c["latency_ms"]))
     else:
@@ -295,6 +330,7 @@ def build_tuned(
     seed: int = 0,
     verbose: bool = False,
     objective: str = "latency",
+    tier_folder: str | os.PathLike | None = None,
     **options,
 ) -> tuple[MatryoshkaIndex, TunedPlan | None]:
     """A :class:`MatryoshkaIndex` over ``vectors`` with the structure and plan :func:`autotune` picks for
@@ -304,20 +340,36 @@ def build_tuned(
     while it is tuned, so that the calibration queries are vectors it has not seen (a query that is in the index
     finds itself, which makes every plan look better), and added afterwards. Corpora under 100 vectors are not
     tuned (exact search). ``objective`` as for :func:`autotune`; ``options`` as for :class:`MatryoshkaIndex`.
+    Of several ``shortlist_dims`` (candidates), the index keeps the one its plan starts from.
+
+    With ``full_vectors="disk"`` the plans are timed on the disk tier: the rows are written to a file in
+    ``tier_folder`` (default: the working directory; give the folder the index will be saved in, so that the reads
+    go to the same device) and read with direct I/O, as the saved index reads them.
     """
     vectors = np.asarray(vectors)
     if vectors.ndim != 2:
         raise InputError(f"embeddings must be 2-D (N, d), got shape {vectors.shape}")
     n = len(vectors)
-    if queries is not None:
-        index = MatryoshkaIndex.build(vectors, ids, **options)
-        return index, autotune(index, queries, k, target_recall, verbose=verbose, objective=objective)
-    if n < 100:
+    if queries is None and n < 100:
         return MatryoshkaIndex.build(vectors, ids, **options), None
-    all_ids = np.asarray(list(ids) if ids is not None else np.arange(n, dtype=np.int64))
     held = np.zeros(n, dtype=bool)
-    held[np.random.default_rng(seed).choice(n, min(holdout, n // 10), replace=False)] = True
-    index = MatryoshkaIndex.build(vectors[~held], all_ids[~held], **options)
-    tuned = autotune(index, vectors[held], k, target_recall, verbose=verbose, objective=objective)
-    index.add(vectors[held], all_ids[held])
+    if queries is None:
+        held[np.random.default_rng(seed).choice(n, min(holdout, n // 10), replace=False)] = True
+        queries = vectors[held]
+    all_ids = np.asarray(list(ids) if ids is not None else np.arange(n, dtype=np.int64))
+    index = MatryoshkaIndex.build(vectors[~held], all_ids[~held] if ids is not None or held.any() else None, **options)
+    disk_tier = DiskTier(tier_folder or ".") if index.full_vectors == "disk" else None
+    tuned = autotune(index, queries, k, target_recall, verbose=verbose, objective=objective, disk_tier=disk_tier)
+    _keep_first_stage_shortlist(index, tuned.plan, k)
+    if held.any():
+        index.add(vectors[held], all_ids[held])
     return index, tuned
+
+
+def _keep_first_stage_shortlist(index: MatryoshkaIndex, plan: Plan, k: int) -> None:
+    """Drop the flat shortlist structures the tuned plan does not start from (each costs 4 bytes a dim a vector);
+    a plan that starts with no structure (the exact scan) keeps the smallest, for plans named later."""
+    first = plan.stages(index.dim, k)[0][0]
+    if index.shortlist == "flat" and len(index.shortlist_dims) > 1:
+        keep = first if first in index.shortlist_dims else index.shortlist_dims[0]
+        index.adopt_shortlists(index.with_shortlists([keep], "flat", index.hnsw_m, index.hnsw_ef_search))
