@@ -255,13 +255,18 @@ def export(
         str | None, typer.Option(help="plan to record with the collection (default: the one the index was tuned to)")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="vectors per insert call")] = 256,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="drop the collection first and export anew (how a collection gets other --dims)"
+        ),
+    ] = False,
 ) -> None:
     """Copy an index and its plan to a Qdrant or Milvus collection; ids already there are skipped (resumable)."""
     from matryoshka.engines import export_index
 
-    report = export_index(
-        index, to, collection, int_list(dims, "--dims") if dims else None, plan, batch_size, progress=True
-    )
+    chosen = int_list(dims, "--dims") if dims else None
+    report = export_index(index, to, collection, chosen, plan, batch_size, progress=True, replace=replace)
     typer.echo(
         f"exported {report.sent} vectors to {to} collection {collection!r} in {report.seconds:.1f} s "
         f"({report.rate:,.0f} vectors/s)" + (f"; {report.skipped} were already there" if report.skipped else "")
