@@ -248,10 +248,11 @@ def autotune(
     smallest index (bytes per vector) whose plan reaches the target, the fastest among equals: compact codes are
     chosen only where the recall holds.
 
-    Plans are timed on the tier the index's rows are read from: ``disk_tier`` (a :class:`~matryoshka.index.disk.
-    DiskTier`) times an index held in RAM as it will run once saved for ``full_vectors="disk"``; an index opened
-    on the disk tier is timed there anyway. There each row a re-ranking reads is priced in the cost model
-    (:func:`~matryoshka.index.disk.read_cost_flops`); recall is measured through the page cache.
+    Plans are timed on the tier the index's rows are read from: ``disk_tier`` (a
+    :class:`~matryoshka.index.disk.DiskTier`) times an index held in RAM as it will run once saved for
+    ``full_vectors="disk"``; an index opened on the disk tier is timed there anyway. There each row a re-ranking
+    reads is priced in the cost model (:func:`~matryoshka.index.disk.read_cost_flops`); recall is measured
+    through the page cache.
 
     Example::
 
