@@ -133,6 +133,7 @@ def test_index_build_and_search(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert np.load(out)["ids"][:, 0].tolist() == [0, 1, 2]
+    assert result.output.splitlines() == [f"wrote 3 x 3 results to {out}"]  # with --out, no hits on the screen
     result = runner.invoke(
         app, ["search", "--index", str(tmp_path / "ix"), "--queries", str(tmp_path / "q.npy"), "--plan", "adaptive:8"]
     )
@@ -144,26 +145,31 @@ def test_index_build_and_search(tmp_path):
     assert "index" in listed and "search" not in listed  # `mrl search` is a hidden alias of `mrl index search`
 
 
-def test_index_tune(tmp_path):
-    _build_index(tmp_path, 2000, 64, 40, "--shortlist-dims", "8,16")
-    result = runner.invoke(
-        app,
-        [
-            "index",
-            "tune",
-            "--index",
-            str(tmp_path / "ix"),
-            "--queries",
-            str(tmp_path / "q.npy"),
-            "--target-recall",
-            "0.9",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    plan_line = result.output.splitlines()[0]
-    from matryoshka.index import parse_plan
+def test_index_tune_stores_its_plan_and_shares_builds_target(tmp_path):
+    import inspect
 
-    parse_plan(plan_line.removeprefix("plan: "))
+    from matryoshka.cli import index as index_cli
+    from matryoshka.index import MatryoshkaIndex, parse_plan
+
+    targets = {
+        inspect.signature(command).parameters["target_recall"].default for command in (index_cli.build, index_cli.tune)
+    }
+    assert targets == {0.95}
+    _build_index(tmp_path, 2000, 64, 40, "--shortlist", "flat", "--shortlist-dims", "8,16")
+    tune = ["index", "tune", "--index", str(tmp_path / "ix"), "--queries", str(tmp_path / "q.npy")]
+    printed = runner.invoke(app, [*tune, "--no-save", "--target-recall", "0.9"])
+    assert printed.exit_code == 0, printed.output
+    parse_plan(printed.output.splitlines()[0].removeprefix("plan: "))
+    assert MatryoshkaIndex.load(tmp_path / "ix").default_plan is None  # --no-save only prints
+    result = runner.invoke(app, [*tune, "--target-recall", "0.9"])
+    assert result.exit_code == 0, result.output
+    plan = result.output.splitlines()[0].removeprefix("plan: ").removesuffix(" (saved as the index's default plan)")
+    saved = MatryoshkaIndex.load(tmp_path / "ix")
+    assert saved.default_plan == plan and saved.default_plan_k == 10
+    search = ["index", "search", "--index", str(tmp_path / "ix"), "--queries", str(tmp_path / "q.npy")]
+    runner.invoke(app, [*search, "--out", str(tmp_path / "default.npz")])
+    runner.invoke(app, [*search, "--plan", plan, "--out", str(tmp_path / "named.npz")])
+    np.testing.assert_array_equal(np.load(tmp_path / "default.npz")["ids"], np.load(tmp_path / "named.npz")["ids"])
 
 
 def test_index_build_with_an_autotuned_structure(tmp_path, monkeypatch):
@@ -315,3 +321,67 @@ def test_index_build_refuses_to_replace_without_force_and_add_reads_ids_by_the_i
     nothing = runner.invoke(app, ["index", "delete", "--index", ix])
     assert nothing.exit_code == 2 and "--ids-file" in nothing.output
     assert runner.invoke(app, [*build, "--force"]).exit_code == 0
+
+
+class _FakeTextRun:
+    """A finished run as `mrl encode` sees it: its path, its recorded nesting and its encoder (random rows here)."""
+
+    def __init__(self, path, nesting):
+        self.path, self.info = path, {"nesting": nesting}
+
+    def encode_path(self, inputs, dim, **_):
+        lines = [line for line in inputs.read_text().splitlines() if line.strip()]
+        z = np.random.default_rng(0).standard_normal((len(lines), 384)).astype(np.float32)
+        return z[:, : dim or 384], [str(i) for i in range(len(lines))]
+
+
+def test_encode_records_the_nesting_that_index_build_shortlists_with(tmp_path, monkeypatch):
+    from matryoshka.index import MatryoshkaIndex
+    from matryoshka.runs import TrainedRun
+
+    run = tmp_path / "run"
+    nesting = [16, 32, 64, 128, 384]  # not what the rule gives a 384-d model (12, 24, 48, ...)
+    monkeypatch.setattr(TrainedRun, "load", classmethod(lambda cls, path, device="cpu": _FakeTextRun(path, nesting)))
+    texts = tmp_path / "t.txt"
+    texts.write_text("".join(f"text {i}\n" + ("\n" if i == 3 else "") for i in range(60)))
+    encoded = runner.invoke(
+        app, ["encode", "--checkpoint", str(run), "--inputs", str(texts), "--out", str(tmp_path / "z.npy")]
+    )
+    assert encoded.exit_code == 0, encoded.output
+    # Row numbers of a text file go to z.rows.txt (not z.names.txt, which holds file paths for --ids).
+    assert (tmp_path / "z.rows.txt").read_text().split() == [str(i) for i in range(60)]
+    assert not (tmp_path / "z.names.txt").exists() and "z.rows.txt" in encoded.output
+    record = json.loads((tmp_path / "z.nesting.json").read_text())
+    assert record == {"run": str(run.resolve()), "dim": 384, "nesting": nesting}
+    build = ["index", "build", "--embeddings", str(tmp_path / "z.npy"), "--shortlist", "flat"]
+    assert runner.invoke(app, [*build, "--out", str(tmp_path / "ix")]).exit_code == 0
+    assert MatryoshkaIndex.load(tmp_path / "ix").shortlist_dims == [16, 32]  # the run's dims from d/32 to d/8
+    (tmp_path / "z.nesting.json").unlink()
+    assert runner.invoke(app, [*build, "--out", str(tmp_path / "rule")]).exit_code == 0
+    assert MatryoshkaIndex.load(tmp_path / "rule").shortlist_dims == [12, 24, 48]  # the nesting rule for 384
+    small = [
+        "encode",
+        "--checkpoint",
+        str(run),
+        "--inputs",
+        str(texts),
+        "--out",
+        str(tmp_path / "z.npy"),
+        "--dim",
+        "64",
+    ]
+    assert runner.invoke(app, small).exit_code == 0
+    assert json.loads((tmp_path / "z.nesting.json").read_text())["nesting"] == [16, 32, 64]
+
+
+def test_shortlist_dims_follow_the_nesting(tmp_path):
+    from matryoshka.nesting import read_embeddings_nesting, shortlist_dims_for, write_embeddings_nesting
+
+    write_embeddings_nesting(tmp_path / "z.npy", tmp_path, [12, 24, 48, 384], 48)
+    assert read_embeddings_nesting(tmp_path / "z.npy", 48) == [12, 24, 48]
+    assert read_embeddings_nesting(tmp_path / "z.npy", 384) is None  # written for another file than this one
+
+    assert shortlist_dims_for(384) == [12, 24, 48] and shortlist_dims_for(512) == [16, 32, 64]
+    assert shortlist_dims_for(64, [2, 4, 8, 16, 32, 64]) == [2, 4, 8] and shortlist_dims_for(8) == [8]
+    assert shortlist_dims_for(64, [32, 64]) == [32]  # none from d/32 to d/8: the smallest below d
+    assert read_embeddings_nesting("/nonexistent/z.npy", 64) is None

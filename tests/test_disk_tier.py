@@ -149,3 +149,55 @@ def test_the_disk_tier_takes_no_appends_and_says_where_to_add(tmp_path):
     with pytest.warns(UserWarning, match="reads every row into RAM"):
         folded = MatryoshkaIndex.load(tmp_path / "ix", full_vectors="disk")
     assert folded.ntotal == 2003
+
+
+def test_built_for_the_disk_tier_plans_are_tuned_and_timed_on_it(tmp_path, monkeypatch):
+    """`mrl index build --full-vectors disk` times its plans on the disk tier: the timed searches read their rows
+    from a file beside the index with direct I/O, each read is priced in the cost model (so the plans timed are
+    those that read fewest rows), and where reads are slow (here 3 ms each, far beyond any machine's scan of this
+    corpus) the exact scan, which reads nothing per query, is chosen. In RAM no row is read or priced."""
+    import time
+
+    import matryoshka.index.autotune as tune_module
+    from matryoshka.index.autotune import build_tuned, plan_reads
+    from matryoshka.index.plans import FullPlan
+
+    x, _ = _data(n=3000)
+    np.save(tmp_path / "x.npy", x)
+    folders, original_take = [], DiskRows.take
+
+    def slow_take(self, positions, d):
+        folders.append(self.path.parent)
+        time.sleep(0.003)
+        return original_take(self, positions, d)
+
+    timed_on, original_batch1 = [], tune_module.batch1_ms
+
+    def recording_batch1(index, *args, **kwargs):
+        timed_on.append(type(index.arrays().codes))
+        return original_batch1(index, *args, **kwargs)
+
+    priced = []
+    monkeypatch.setattr(DiskRows, "take", slow_take)
+    monkeypatch.setattr(tune_module, "batch1_ms", recording_batch1)
+    monkeypatch.setattr(tune_module, "read_cost_flops", lambda rows: priced.append(rows) or 1e9)
+    runner = CliRunner()
+    build = ["index", "build", "--embeddings", str(tmp_path / "x.npy"), "--shortlist-dims", "12,24"]
+    ram = runner.invoke(app, [*build, "--out", str(tmp_path / "ram")])
+    assert ram.exit_code == 0, ram.output
+    assert folders == [] and priced == [] and set(timed_on) == {np.ndarray}
+    timed_on.clear()
+    result = runner.invoke(app, [*build, "--out", str(tmp_path / "ix"), "--full-vectors", "disk"])
+    assert result.exit_code == 0, result.output
+    assert set(timed_on) == {DiskRows} and set(folders) == {tmp_path / "ix"}  # on rows on the index's device
+    assert len(priced) == 1 and priced[0].direct  # a read was priced once, on the direct-I/O rows
+    assert "plan: full" in result.output  # every read costs 3 ms: the plans that read rows lose
+    assert not list((tmp_path / "ix").glob(".tuning-*"))  # the tuning file is gone
+    index = MatryoshkaIndex.load(tmp_path / "ix")
+    assert isinstance(index.arrays().codes, DiskRows) and index.ntotal == 3000 and index.default_plan == "full"
+    monkeypatch.setattr(DiskRows, "take", original_take)
+    index, tuned = build_tuned(x, shortlist_dims=[12, 24], full_vectors="disk", tier_folder=tmp_path / "lib")
+    reached = [c for c in tuned.candidates if c["recall"] >= 0.95 and not isinstance(c["plan"], FullPlan)]
+    timed = [plan_reads(c["plan"], index, 10) for c in reached if "latency_ms" in c]
+    untimed = [plan_reads(c["plan"], index, 10) for c in reached if "latency_ms" not in c]
+    assert timed and untimed and max(timed) <= min(untimed)  # priced reads: the fewest-read plans are timed

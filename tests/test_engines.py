@@ -174,3 +174,42 @@ def test_a_rotated_index_exports_its_rotated_prefixes_and_the_engine_projects_qu
         search(engine, "rotated", queries, 10, FunnelPlan([(8, 60), (8, 30), (64, 10)]))
     with pytest.raises(InputError, match="another basis than this index's"):
         export_index(raw, engine, "rotated", dims=[8, 64], progress=False)
+
+
+def test_the_hint_for_a_missing_prefix_is_a_command_that_works(engine, indexes):
+    """Neither engine adds fields to a collection: the hint's --dims go with --replace, which drops and re-exports."""
+    import re
+
+    index, queries = indexes["int"], _vectors(4, 8)
+    engine.drop("hinted")
+    export_index(index, engine, "hinted", dims=[8, 64], progress=False)
+    with pytest.raises(InputError, match=r"--dims 8,16,64 --replace") as refused:
+        search(engine, "hinted", queries, 10, AdaptivePlan(16, 50, 64))
+    with pytest.raises(InputError, match=r"--replace to drop it"):  # the same dims without --replace are refused
+        export_index(index, engine, "hinted", dims=[8, 16, 64], progress=False)
+    dims = [int(d) for d in re.search(r"--dims ([\d,]+) --replace", str(refused.value)).group(1).split(",")]
+    report = export_index(index, engine, "hinted", dims=dims, progress=False, replace=True)
+    assert (report.sent, report.skipped) == (1500, 0) and engine.collection("hinted").dims == [8, 16, 64]
+    found = search(engine, "hinted", queries, 10, AdaptivePlan(16, 50, 64))[1]
+    np.testing.assert_array_equal(found, index.search(queries, 10, AdaptivePlan(16, 50, 64), exact=True)[1])
+
+
+def test_cli_export_replace_follows_the_search_hint(tmp_path):
+    import re
+    import shlex
+
+    runner = CliRunner()
+    np.save(tmp_path / "x.npy", _vectors(300, 9))
+    np.save(tmp_path / "q.npy", _vectors(3, 10))
+    folder, uri = tmp_path / "index", f"qdrant:{tmp_path / 'qdrant'}"
+    build = ["index", "build", "--embeddings", tmp_path / "x.npy", "--out", folder, "--shortlist", "flat"]
+    assert runner.invoke(app, [str(a) for a in [*build, "--shortlist-dims", "8,16"]]).exit_code == 0
+    export = ["index", "export", "--index", str(folder), "--to", uri, "--collection", "docs"]
+    assert runner.invoke(app, [*export, "--dims", "8,64"]).exit_code == 0
+    ask = ["index", "search", "--index", uri, "--collection", "docs", "--queries", str(tmp_path / "q.npy")]
+    refused = runner.invoke(app, [*ask, "--plan", "adaptive:16:50:64"])
+    assert refused.exit_code == 2, refused.output
+    hint = re.search(r"(--dims [\d,]+ --replace)", " ".join(refused.output.split())).group(1)
+    again = runner.invoke(app, [*export, *shlex.split(hint)])
+    assert again.exit_code == 0 and "exported 300 vectors" in again.output, again.output
+    assert runner.invoke(app, [*ask, "--plan", "adaptive:16:50:64"]).exit_code == 0

@@ -7,9 +7,12 @@ the set M = {8, 16, ..., d} of nested dimensions, each with a relative importanc
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from matryoshka.errors import MatryoshkaError
 
@@ -170,3 +173,53 @@ def nesting_weights(nesting: Sequence[int], weights: Sequence[float] | None = No
     if sum(w) == 0:
         raise NestingError("at least one weight must be positive")
     return w
+
+
+# -- the nesting of saved embeddings ------------------------------------------------------------------------------
+# `mrl encode` writes z.nesting.json beside z.npy (the run and its nesting), so that `mrl index build` shortlists
+# with the prefixes the model was trained at instead of sizes it never saw.
+
+
+def nesting_sidecar(embeddings: str | os.PathLike) -> Path:
+    """Where the nesting of an embeddings file is recorded: ``z.npy`` -> ``z.nesting.json``."""
+    return Path(embeddings).with_suffix(".nesting.json")
+
+
+def write_embeddings_nesting(embeddings: str | os.PathLike, run: str | os.PathLike, nesting: Sequence[int], dim: int):
+    """Record beside ``embeddings`` the run that made them and its nesting dims (those up to ``dim``, the saved
+    width); returns the file written."""
+    from matryoshka.io import atomic_write_json
+
+    kept = [int(m) for m in nesting if m <= dim]
+    record = {"run": str(Path(run).resolve()), "dim": int(dim), "nesting": kept if dim in kept else [*kept, dim]}
+    path = nesting_sidecar(embeddings)
+    atomic_write_json(path, record)
+    return path
+
+
+def read_embeddings_nesting(embeddings: str | os.PathLike, dim: int) -> list[int] | None:
+    """The nesting recorded beside ``embeddings`` by :func:`write_embeddings_nesting`, or None where there is none,
+    it cannot be read, or it was written for another width than ``dim`` (a file replaced since)."""
+    try:
+        record = json.loads(nesting_sidecar(embeddings).read_text())
+        nesting = [int(m) for m in record["nesting"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if record.get("dim") != dim or not nesting or nesting != sorted(set(nesting)) or nesting[0] < 1:
+        return None
+    return nesting if nesting[-1] == dim else None
+
+
+def shortlist_dims_for(dim: int, nesting: Sequence[int] | None = None) -> list[int]:
+    """Prefix sizes worth a first-stage (shortlist) structure for ``dim``-d embeddings: the nesting dims from d/32
+    to d/8 (the model's own ``nesting`` where known, else :func:`halving_nesting`, the rule text models follow and
+    powers of two for d = 2^n), else the smallest nesting dim below d.
+
+    >>> shortlist_dims_for(384)
+    [12, 24, 48]
+    >>> shortlist_dims_for(512, [8, 16, 32, 64, 128, 256, 512])
+    [16, 32, 64]
+    """
+    below = [int(m) for m in (nesting or halving_nesting(dim, min(8, dim))) if m < dim]
+    chosen = [m for m in below if dim / 32 <= m <= dim / 8]
+    return chosen or below[:1] or [dim]

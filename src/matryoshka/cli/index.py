@@ -14,6 +14,7 @@ from matryoshka.cli._common import int_list, new_app, one_line_errors
 from matryoshka.errors import InputError
 
 app = new_app("Build, update, tune and search Matryoshka index folders.")
+DEFAULT_TARGET_RECALL = 0.95  # recall@k vs exact search that build and tune keep unless told otherwise
 IdsFile = Annotated[
     Path | None,
     typer.Option(help=".npy of integer ids, or a text file of one id per line (default: consecutive integers)"),
@@ -46,8 +47,12 @@ def build(
     out: Annotated[Path, typer.Option(help="index folder (a new version is written atomically)")],
     ids: IdsFile = None,
     shortlist_dims: Annotated[
-        str, typer.Option(help="comma-separated prefix sizes with a FAISS index (with flat or hnsw)")
-    ] = "16",
+        str | None,
+        typer.Option(
+            help="comma-separated prefix sizes with a FAISS index (candidates for autotune; default: the embeddings' "
+            "nesting dims from d/32 to d/8, from OUT.nesting.json of mrl encode, else the nesting rule for their dim)"
+        ),
+    ] = None,
     encoding: Annotated[str, typer.Option(help="float32, float16 or int8")] = "float32",
     shortlist: Annotated[
         str,
@@ -57,12 +62,18 @@ def build(
         Path | None,
         typer.Option(help="with --shortlist auto: .npy calibration queries (default: 1,000 held-out corpus rows)"),
     ] = None,
-    target_recall: Annotated[float, typer.Option(help="with --shortlist auto: recall@10 vs exact to keep")] = 0.95,
+    target_recall: Annotated[
+        float, typer.Option(help="with --shortlist auto: recall@10 vs exact to keep")
+    ] = DEFAULT_TARGET_RECALL,
     objective: Annotated[
         str, typer.Option(help="with --shortlist auto: latency (fastest) or memory (smallest, float16/int8 codes)")
     ] = "latency",
     full_vectors: Annotated[
-        str, typer.Option(help="where the full-dim vectors live when opened: ram, mmap, or disk (direct I/O per query)")
+        str,
+        typer.Option(
+            help="where the full-dim vectors live when opened: ram, mmap, or disk (direct I/O per query; the plan is "
+            "then tuned and timed on the disk tier)"
+        ),
     ] = "ram",
     rotate: Annotated[
         str,
@@ -87,7 +98,7 @@ def build(
     check_rotation(rotate)
     vectors = read_npy(embeddings, "embeddings")
     options = {
-        "shortlist_dims": int_list(shortlist_dims, "--shortlist-dims"),
+        "shortlist_dims": _shortlist_dims(shortlist_dims, embeddings, vectors),
         "encoding": encoding,
         "shortlist": "flat" if shortlist == "auto" else shortlist,
         "full_vectors": full_vectors,
@@ -95,18 +106,9 @@ def build(
     given_ids = read_ids(ids) if ids is not None else None
     if shortlist == "auto":
         queries = read_npy(tune_queries, "queries") if tune_queries is not None else None
-        index, tuned = build_tuned(
-            vectors,
-            given_ids,
-            10,
-            target_recall,
-            queries,
-            verbose=True,
-            objective=objective,
-            rotate=rotate,
-            max_bytes_per_vector=max_bytes_per_vector,
-            **options,
-        )
+        tuning = {"verbose": True, "objective": objective, "tier_folder": out, "rotate": rotate}
+        tuning["max_bytes_per_vector"] = max_bytes_per_vector
+        index, tuned = build_tuned(vectors, given_ids, 10, target_recall, queries, **tuning, **options)
         if tuned is not None:
             prefixes = "rotated (svd basis)" if index.rotated else "raw"
             typer.echo(
@@ -120,6 +122,17 @@ def build(
             index = index.with_basis(fit_index_basis(index))
     folder = index.save(out)
     typer.echo(f"indexed {index.ntotal} vectors of dim {index.dim} ({index.bytes_per_vector()} bytes each) in {folder}")
+
+
+def _shortlist_dims(given: str | None, embeddings: Path, vectors: np.ndarray) -> list[int]:
+    """The given prefix sizes, else those of the embeddings' own nesting (recorded by mrl encode), else the
+    nesting rule's for their dim: sizes the model was trained at, not one fixed size."""
+    from matryoshka.nesting import read_embeddings_nesting, shortlist_dims_for
+
+    if given is not None:
+        return int_list(given, "--shortlist-dims")
+    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    return shortlist_dims_for(dim, read_embeddings_nesting(embeddings, dim)) if dim else [16]
 
 
 def _check_build_options(
@@ -244,17 +257,30 @@ def tune(
     index: Annotated[Path, typer.Option(help="index folder")],
     queries: Annotated[Path, typer.Option(help=".npy calibration queries (Q, d)")],
     k: Annotated[int, typer.Option(help="results per query")] = 10,
-    target_recall: Annotated[float, typer.Option(help="recall@k relative to exact full-dim search")] = 0.99,
+    target_recall: Annotated[
+        float, typer.Option(help="recall@k relative to exact full-dim search (the default of mrl index build too)")
+    ] = DEFAULT_TARGET_RECALL,
+    save: Annotated[
+        bool,
+        typer.Option(
+            help="store the plan as the index's default (searches naming no plan follow it; needs the folder's "
+            "writer lock, so not while mrl serve writes to it); --no-save only prints it"
+        ),
+    ] = True,
 ) -> None:
-    """Find the cheapest plan that keeps the target recall@k; prints it in the --plan syntax of `mrl index search`."""
+    """Find the fastest plan that keeps the target recall@k on the saved structure; prints it in the --plan syntax
+    of `mrl index search` and stores it as the index's default plan, as `mrl index build` does."""
     from matryoshka.index import IndexStore
     from matryoshka.index.autotune import autotune
     from matryoshka.index.plans import plan_to_text
     from matryoshka.io import read_npy
 
-    with IndexStore.open(index, writable=False) as store:
-        tuned = autotune(store, read_npy(queries, "queries"), k, target_recall)
-    typer.echo(f"plan: {plan_to_text(tuned.plan)}")
+    calibration = read_npy(queries, "queries")
+    with IndexStore.open(index, writable=save, compact_threshold=0) as store:
+        tuned = autotune(store, calibration, k, target_recall)
+        if save:
+            store.record_plan(plan_to_text(tuned.plan), k)
+    typer.echo(f"plan: {plan_to_text(tuned.plan)}" + (" (saved as the index's default plan)" if save else ""))
     typer.echo(
         f"recall@{k} vs full-dim exact: {tuned.recall:.4f}; {tuned.latency_ms:.3f} ms per single query (median); "
         f"{tuned.flops_saving:.1f}x fewer multiply-adds than full-dim search"
@@ -280,13 +306,18 @@ def export(
         str | None, typer.Option(help="plan to record with the collection (default: the one the index was tuned to)")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="vectors per insert call")] = 256,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="drop the collection first and export anew (how a collection gets other --dims)"
+        ),
+    ] = False,
 ) -> None:
     """Copy an index and its plan to a Qdrant or Milvus collection; ids already there are skipped (resumable)."""
     from matryoshka.engines import export_index
 
-    report = export_index(
-        index, to, collection, int_list(dims, "--dims") if dims else None, plan, batch_size, progress=True
-    )
+    chosen = int_list(dims, "--dims") if dims else None
+    report = export_index(index, to, collection, chosen, plan, batch_size, progress=True, replace=replace)
     typer.echo(
         f"exported {report.sent} vectors to {to} collection {collection!r} in {report.seconds:.1f} s "
         f"({report.rate:,.0f} vectors/s)" + (f"; {report.skipped} were already there" if report.skipped else "")
@@ -316,7 +347,7 @@ def search(
     ] = None,
 ) -> None:
     """Search an index folder, or a Qdrant / Milvus collection, with a plan; prints the first queries' results, or
-    writes them all with --out (the same .npz either way)."""
+    writes them all with --out (the same .npz either way; then only a one-line summary is printed)."""
     from matryoshka.engines import looks_like_uri
     from matryoshka.index import IndexStore, parse_plan
     from matryoshka.io import read_npy
@@ -329,9 +360,10 @@ def search(
             raise InputError(f"--collection goes with an engine address as --index; {index} is a folder")
         with IndexStore.open(Path(index), writable=False, mmap=mmap, full_vectors=full_vectors) as store:
             scores, ids = store.search(read_npy(queries, "queries"), k, parsed, exact=exact)
-    if out is not None:
+    if out is not None:  # the file holds the results: one summary line, not the first queries' hits
         np.savez(out, ids=ids.astype(str) if ids.dtype == object else ids, scores=scores)
         typer.echo(f"wrote {ids.shape[0]} x {ids.shape[1]} results to {out}")
+        return
     for row in range(min(5, len(ids))):
         hits = ", ".join(f"{i} ({s:.3f})" for i, s in zip(ids[row], scores[row], strict=True))
         typer.echo(f"query {row}: {hits}")

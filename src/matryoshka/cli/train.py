@@ -80,7 +80,9 @@ def encode(
     device: Device = "auto",
 ) -> None:
     """Embed files (--inputs) or a split of the training data with a trained run; save the embeddings (at any dim) as
-    .npy. With --inputs, the row names (file paths, or table row numbers) go to OUT.names.txt beside it."""
+    .npy. With --inputs, each row's source goes beside it: file paths to OUT.names.txt (ready for --ids), or for a
+    text file or a table of features, the row numbers (0-based; a text file's blank lines are skipped) to
+    OUT.rows.txt. The run's nesting goes to OUT.nesting.json, where `mrl index build` finds it."""
     if inputs is not None:
         from matryoshka.inference import resolve_device
         from matryoshka.io import atomic_write_text
@@ -95,11 +97,11 @@ def encode(
             typer.echo(f"skipped {line}", err=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, z)
-        atomic_write_text(out.with_suffix(".names.txt"), "".join(f"{n}\n" for n in names))
+        _record_nesting(out, run, z.shape[1])
+        names_file = out.with_suffix(".rows.txt" if _rows_are_numbered(inputs, image_column) else ".names.txt")
+        atomic_write_text(names_file, "".join(f"{n}\n" for n in names))
         left_out = f"; {len(skipped)} file(s) skipped" if skipped else ""
-        typer.echo(
-            f"wrote {z.shape} embeddings of {inputs} to {out} (row names in {out.with_suffix('.names.txt')}){left_out}"
-        )
+        typer.echo(f"wrote {z.shape} embeddings of {inputs} to {out} (row sources in {names_file}){left_out}")
         return
     from matryoshka.inference import embed_split, resolve_device
     from matryoshka.runs import TrainedRun
@@ -108,6 +110,27 @@ def encode(
     z, y = embed_split(run.model, run.training_data(), split, dim, normalize)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, z)
+    _record_nesting(out, run, z.shape[1])
     if labels is not None:
         np.save(labels, y)
     typer.echo(f"wrote {z.shape} embeddings of the {split} split to {out}")
+
+
+def _rows_are_numbered(inputs: Path, image_column: str | None) -> bool:
+    """Whether the inputs name their rows by number (a text file, a table of features) rather than by file path."""
+    from matryoshka.data.inputs import TEXT_EXTENSIONS
+    from matryoshka.data.sources import TABLE_BUILDERS
+
+    suffix = inputs.suffix.lower()
+    return inputs.is_file() and (suffix in TEXT_EXTENSIONS or (suffix in TABLE_BUILDERS and image_column is None))
+
+
+def _record_nesting(out: Path, run, dim: int) -> None:
+    """The run and its nesting beside the embeddings (or no record, where the run names none: a stale one from an
+    earlier run must not be read as this one's)."""
+    from matryoshka.nesting import nesting_sidecar, write_embeddings_nesting
+
+    if run.info.get("nesting"):
+        write_embeddings_nesting(out, run.path, run.info["nesting"], dim)
+    else:
+        nesting_sidecar(out).unlink(missing_ok=True)

@@ -203,5 +203,7 @@ def check_prefixes(info: CollectionInfo, stages: list[tuple[int, int]], where: s
     if missing:
         raise InputError(
             f"the plan asks for prefix {missing[0]}, which {where} does not hold (it holds {info.dims}); "
-            f"export it with --dims {','.join(str(d) for d in sorted({*info.dims, *missing}))}"
+            f"export the index again with --dims {','.join(str(d) for d in sorted({*info.dims, *missing}))} "
+            "--replace (the collection is dropped and written anew: an engine adds no fields to a collection), "
+            "or into a new collection"
         )

@@ -46,6 +46,7 @@ def export_index(
     plan: Plan | str | None = None,
     batch_size: int = BATCH,
     progress: bool = True,
+    replace: bool = False,
 ) -> ExportReport:
     """Write every vector of ``source`` (an index, a store, or an index folder) to ``collection`` on the engine
     ``to``, one vector field per prefix size in ``dims``.
@@ -53,7 +54,8 @@ def export_index(
     ``dims`` default to the dims of the plan and the full dim (without a plan: the index's shortlist dims and its
     full dim). The plan (default: the one the index was tuned to) is recorded in the collection, so a search that
     names none runs it. Ids already in the collection are skipped, so an interrupted export resumes where it
-    stopped; string ids are kept.
+    stopped; string ids are kept. Neither engine adds vector fields to an existing collection, so another set of
+    ``dims`` goes to a new collection, or with ``replace=True`` the collection is dropped first and written anew.
 
     Example::
 
@@ -85,6 +87,8 @@ def export_index(
     engine = to if isinstance(to, Engine) else connect(to)
     try:
         with engine.refusals():
+            if replace:
+                engine.drop(collection)
             return _upload(index, engine, collection, info, batch_size, progress)
     finally:
         if engine is not to:
@@ -127,13 +131,14 @@ def _open_collection(engine: Engine, collection: str, info: CollectionInfo) -> b
     if (held.basis is None) != (info.basis is None) or (held.basis and held.basis != info.basis):
         raise InputError(
             f"collection {collection!r} on {engine.uri} holds prefixes of another basis than this index's (raw, or "
-            "rotated by another fit): export to another collection"
+            "rotated by another fit): export to another collection, or pass --replace to drop it and export again"
         )
     if (held.dim, held.dims, held.id_kind) != (info.dim, info.dims, info.id_kind):
         raise InputError(
             f"collection {collection!r} on {engine.uri} holds prefixes {held.dims} of {held.dim}-d vectors with "
             f"{held.id_kind} ids; this export has {info.dims} of {info.dim}-d vectors with {info.id_kind} ids: "
-            f"export to another collection, or pass --dims {','.join(map(str, held.dims))}"
+            f"export to another collection, pass --dims {','.join(map(str, held.dims))} to resume into this one, or "
+            f"--replace to drop it and export {info.dims}"
         )
     return True
 

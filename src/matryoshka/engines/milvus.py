@@ -126,6 +126,10 @@ class MilvusEngine(Engine):
     def drop(self, name: str) -> None:
         self.client.drop_collection(name)
         self._loaded.discard(name)
+        # pymilvus 2.5 keeps the dropped collection's schema in its client-side cache and checks inserts into a new
+        # collection of the same name against it ("unexpected field dim16"): forget it.
+        handler = getattr(self.client, "_get_connection", lambda: None)()
+        getattr(handler, "schema_cache", {}).pop(name, None)
 
     def close(self) -> None:
         self.client.close()

@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ from rich.console import Console
 from matryoshka.errors import InputError
 from matryoshka.evaluate.ranking import recall_against
 from matryoshka.index.basis import check_rotation, fit_index_basis
+from matryoshka.index.disk import DiskRows, DiskTier, read_cost_flops
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, Plan, plan_to_text
 from matryoshka.index.timing import batch1_ms, final_round, within_budget
@@ -90,6 +92,23 @@ def plan_flops(plan: Plan, index, k: int) -> float:
     return float(flops)
 
 
+def plan_reads(plan: Plan, index, k: int) -> int:
+    """Rows a query reads for its re-ranking stages (each stage gathers the previous stage's K candidates): on the
+    disk tier each is a direct read, which the cost model prices with :func:`~matryoshka.index.disk.read_cost_flops`."""
+    stages = plan.stages(index.dim, k)
+    return sum(kk for _, kk in stages[:-1])  # stage i + 1 gathers stage i's survivors
+
+
+def disk_read_flops(index) -> float:
+    """The cost model's price of one row read (multiply-adds): 0 where the full-dim rows are in RAM or mapped."""
+    codes = getattr(index, "index", index).arrays().codes  # an IndexStore's rows are its main index's
+    return read_cost_flops(codes) if isinstance(codes, DiskRows) else 0.0
+
+
+def _identity(index):
+    return index
+
+
 def candidate_plans(index, k: int) -> list[Plan]:
     if getattr(index, "rotated", False):  # rotated prefixes live in the shortlist structures only
         dims = [*index.shortlist_dims, index.dim]
@@ -132,16 +151,22 @@ def _families(plans: list[Plan]) -> list[list[Plan]]:
     return [sorted(g, key=lambda p: getattr(p, "shortlist_k", 0)) for g in groups.values()]
 
 
-def _tune(index, queries, truth, k, target_recall, plans, time_top, structure) -> list[dict]:
+def _tune(
+    index, queries, truth, k, target_recall, plans, time_top, structure, read_flops=0.0, timed=_identity
+) -> list[dict]:
     """Recall of the candidate plans; within a family of adaptive plans only the largest K and a bisection
     for the smallest K that reaches the target are searched (recall grows with K). The cheapest few that
-    reach the target are timed."""
+    reach the target (multiply-adds, plus ``read_flops`` per row read on the disk tier) are timed on
+    ``timed(index)`` (the index on the tier it will be read from)."""
     table = []
+    searched = DiskTier.searched(index)  # the same results; a disk tier read through the page cache
 
     def reaches(plan: Plan) -> bool:
-        _, ids = index.search(queries, k, plan)
+        _, ids = searched.search(queries, k, plan)
         recall = recall_against(ids, truth)
-        table.append({"plan": plan, "recall": recall, "flops": plan_flops(plan, index, k), "structure": structure})
+        flops = plan_flops(plan, index, k)
+        cost = flops + read_flops * plan_reads(plan, index, k)
+        table.append({"plan": plan, "recall": recall, "flops": flops, "cost": cost, "structure": structure})
         return recall >= target_recall
 
     for family in _families(plans or candidate_plans(index, k)):
@@ -151,9 +176,9 @@ def _tune(index, queries, truth, k, target_recall, plans, time_top, structure) -
         while lo < hi:
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if reaches(family[mid]) else (mid + 1, hi)
-    ok = sorted((c for c in table if c["recall"] >= target_recall), key=lambda c: c["flops"])
+    ok = sorted((c for c in table if c["recall"] >= target_recall), key=lambda c: c["cost"])
     for cand in ok[:time_top]:
-        cand["latency_ms"] = batch1_ms(index, queries, k, cand["plan"])
+        cand["latency_ms"] = batch1_ms(timed(index), queries, k, cand["plan"])
     return table
 
 
@@ -211,6 +236,7 @@ def autotune(
     objective: str = "latency",
     rotate: str = "auto",
     max_bytes_per_vector: float | None = None,
+    disk_tier: DiskTier | None = None,
 ) -> TunedPlan:
     """The fastest measured plan (batch 1) among the cheapest that reach ``target_recall``.
 
@@ -230,6 +256,12 @@ def autotune(
     structure both over the raw prefixes and over rotated ones (:meth:`MatryoshkaIndex.with_basis`, a basis fitted
     on the index's rows); ``"svd"`` tunes rotated prefixes only, ``"raw"`` the first dims as stored.
 
+    Plans are timed on the tier the index's rows are read from: ``disk_tier`` (a
+    :class:`~matryoshka.index.disk.DiskTier`) times an index held in RAM as it will run once saved for
+    ``full_vectors="disk"``; an index opened on the disk tier is timed there anyway. There each row a re-ranking
+    reads is priced in the cost model (:func:`~matryoshka.index.disk.read_cost_flops`); recall is measured
+    through the page cache.
+
     Example::
 
         import numpy as np
@@ -246,6 +278,9 @@ def autotune(
     check_rotation(rotate)
     console = Console(stderr=True, quiet=not verbose)
     _, truth = index.search(queries, k, FullPlan())
+    disk_tier = disk_tier or DiskTier.of(index)
+    timed = disk_tier.timed if disk_tier is not None else _identity
+    read_flops = disk_read_flops(timed(index))
     table: list[dict] = []
     siblings = {}
     for variant in _basis_variants(index, rotate, plans):
@@ -253,13 +288,14 @@ def autotune(
         if variant is not index:
             siblings[id(current)] = variant
         if not table:  # on a small corpus the exact scan can win; it reads no prefix, so any variant serves it
-            full = {"plan": FullPlan(), "recall": 1.0, "flops": plan_flops(FullPlan(), index, k), "structure": current}
-            full["latency_ms"] = batch1_ms(variant, queries, k, FullPlan())
+            flops = plan_flops(FullPlan(), index, k)
+            full = {"plan": FullPlan(), "recall": 1.0, "flops": flops, "cost": flops, "structure": current}
+            full["latency_ms"] = batch1_ms(timed(variant), queries, k, FullPlan())
             table.append(full)
         compact = objective == "memory" or max_bytes_per_vector is not None
         tried = [(current, variant), *_siblings_to_try(variant, current, structures, compact, plans)]
         for structure, sibling in tried:
-            rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure)
+            rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure, read_flops, timed)
             if sibling is not index:
                 siblings[id(structure)] = sibling
             table.extend(rows)
@@ -269,7 +305,7 @@ def autotune(
                 f"{structure['shortlist_codes']} prefix codes, {structure['encoding']} codes: fastest plan reaching "
                 f"{target_recall} recall: {best_here:.3f} ms ({structure['bytes_per_vector']} B/vector)"
             )
-    finalists = final_round(within_budget(table, max_bytes_per_vector, console), index, siblings, queries, k)
+    finalists = final_round(within_budget(table, max_bytes_per_vector, console), index, siblings, queries, k, timed)
     if objective == "memory":
         best = min(finalists, key=lambda c: (c["structure"]["bytes_per_vector"], c["latency_ms"]))
     else:
@@ -314,6 +350,7 @@ def build_tuned(
     objective: str = "latency",
     rotate: str = "auto",
     max_bytes_per_vector: float | None = None,
+    tier_folder: str | os.PathLike | None = None,
     **options,
 ) -> tuple[MatryoshkaIndex, TunedPlan | None]:
     """A :class:`MatryoshkaIndex` over ``vectors`` with the structure and plan :func:`autotune` picks for
@@ -323,40 +360,49 @@ def build_tuned(
     while it is tuned, so that the calibration queries are vectors it has not seen (a query that is in the index
     finds itself, which makes every plan look better), and added afterwards. Corpora under 100 vectors are not
     tuned (exact search). ``objective``, ``rotate`` and ``max_bytes_per_vector`` as for :func:`autotune`;
-    ``options`` as for :class:`MatryoshkaIndex`.
+    ``options`` as for :class:`MatryoshkaIndex`. Of several ``shortlist_dims`` (candidates), the index keeps the
+    one its plan starts from.
+
+    With ``full_vectors="disk"`` the plans are timed on the disk tier: the rows are written to a file in
+    ``tier_folder`` (default: the working directory; give the folder the index will be saved in, so that the reads
+    go to the same device) and read with direct I/O, as the saved index reads them.
     """
     check_rotation(rotate)
     vectors = np.asarray(vectors)
     if vectors.ndim != 2:
         raise InputError(f"embeddings must be 2-D (N, d), got shape {vectors.shape}")
     n = len(vectors)
-    if queries is not None:
-        index = MatryoshkaIndex.build(vectors, ids, **options)
-        return index, autotune(
-            index,
-            queries,
-            k,
-            target_recall,
-            verbose=verbose,
-            objective=objective,
-            rotate=rotate,
-            max_bytes_per_vector=max_bytes_per_vector,
-        )
-    if n < 100:
+    if queries is None and n < 100:
         return MatryoshkaIndex.build(vectors, ids, **options), None
-    all_ids = np.asarray(list(ids) if ids is not None else np.arange(n, dtype=np.int64))
     held = np.zeros(n, dtype=bool)
-    held[np.random.default_rng(seed).choice(n, min(holdout, n // 10), replace=False)] = True
-    index = MatryoshkaIndex.build(vectors[~held], all_ids[~held], **options)
+    if queries is None:
+        held[np.random.default_rng(seed).choice(n, min(holdout, n // 10), replace=False)] = True
+        queries = vectors[held]
+    all_ids = np.asarray(list(ids) if ids is not None else np.arange(n, dtype=np.int64))
+    index = MatryoshkaIndex.build(vectors[~held], all_ids[~held] if ids is not None or held.any() else None, **options)
+    disk_tier = DiskTier(tier_folder or ".") if index.full_vectors == "disk" else None
     tuned = autotune(
         index,
-        vectors[held],
+        queries,
         k,
         target_recall,
         verbose=verbose,
         objective=objective,
         rotate=rotate,
         max_bytes_per_vector=max_bytes_per_vector,
+        disk_tier=disk_tier,
     )
-    index.add(vectors[held], all_ids[held])
+    _keep_first_stage_shortlist(index, tuned.plan, k)
+    if held.any():
+        index.add(vectors[held], all_ids[held])
     return index, tuned
+
+
+def _keep_first_stage_shortlist(index: MatryoshkaIndex, plan: Plan, k: int) -> None:
+    """Drop the flat shortlist structures the tuned plan does not read (each costs 4 bytes a dim a vector; a rotated
+    index's later stages read theirs too); a plan that reads none (the exact scan) keeps the smallest, for plans
+    named later."""
+    used = [d for d, _ in plan.stages(index.dim, k) if d in index.shortlist_dims]
+    keep = sorted(set(used)) or index.shortlist_dims[:1]
+    if index.shortlist == "flat" and keep != index.shortlist_dims:
+        index.adopt_shortlists(index.with_shortlists(keep, "flat", index.hnsw_m, index.hnsw_ef_search))

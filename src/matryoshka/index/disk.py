@@ -11,6 +11,9 @@ the page cache helps and does no harm.
 Where the file system refuses ``O_DIRECT`` (tmpfs, some network file systems) or the kernel refuses AIO, rows
 are read through the memory map instead, with a warning.
 
+Autotune times plans on the tier the index will use (:class:`DiskTier`), and :func:`read_cost_flops` prices a
+direct read in the cost model's multiply-adds.
+
 Example::
 
     from matryoshka.index import MatryoshkaIndex
@@ -22,12 +25,15 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import errno
 import mmap
 import os
 import platform
+import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -263,3 +269,83 @@ class DiskRows:
 
     def __del__(self) -> None:
         self.close()
+
+
+# -- tuning on the disk tier --------------------------------------------------------------------------------------
+READ_SAMPLE = 128  # rows read (one batched submission) to price a direct read
+PRICE_ROUNDS = 5  # medians of this many rounds
+
+
+def spill(codes: np.ndarray, folder: str | os.PathLike) -> DiskRows:
+    """``codes`` (N, d) written to a new file in ``folder`` and opened as the disk tier reads it. The file is unlinked
+    at once: its open descriptor and memory map keep the rows until the :class:`DiskRows` is dropped, so nothing is
+    left behind however the caller ends."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=folder, prefix=".tuning-", suffix=".npy")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            np.save(f, np.ascontiguousarray(codes))
+        return DiskRows(name)
+    finally:
+        os.unlink(name)
+
+
+class DiskTier:
+    """The disk tier an index will read its full-dim rows from once saved, for autotune to time plans on: each
+    distinct rows array of the indexes it is shown is written once to a file in ``folder`` (the device the index
+    will be read from). Recall is measured elsewhere, on rows in RAM or through the page cache: it is the same on
+    every tier, and a calibration batch re-ranks far more candidates than a batch-1 search reads."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self._spilled: dict[int, tuple[object, DiskRows]] = {}  # id(rows) -> (rows, kept alive so ids stay unique)
+
+    @classmethod
+    def of(cls, index) -> DiskTier | None:
+        """The tier of an index whose rows are already on the disk (their file's folder), else None."""
+        codes = getattr(index, "_codes", None)
+        return cls(codes.path.parent) if isinstance(codes, DiskRows) else None
+
+    def timed(self, index):
+        """``index`` (a MatryoshkaIndex; shallow copy) reading its rows from this tier with direct I/O."""
+        codes = index._codes
+        if isinstance(codes, DiskRows):
+            return index
+        if id(codes) not in self._spilled:
+            self._spilled[id(codes)] = (codes, spill(codes, self.folder))
+        twin = copy.copy(index)
+        twin._codes = self._spilled[id(codes)][1]
+        return twin
+
+    @staticmethod
+    def searched(index):
+        """``index`` reading disk-tier rows through their memory map (the page cache), for recall measurements."""
+        codes = getattr(index, "_codes", None)
+        if not isinstance(codes, DiskRows):
+            return index
+        twin = copy.copy(index)
+        twin._codes, twin._norms = codes.mapped, {}
+        return twin
+
+
+def read_cost_flops(rows: DiskRows, sample: int = READ_SAMPLE) -> float:
+    """How many multiply-adds (a compiled inner-product scan, as the cost model counts them) take as long as one
+    row read with direct I/O here, in a batched submission of ``sample`` reads: the price of a candidate that a
+    re-ranking stage fetches from the disk tier. 0 where the rows are read through the page cache."""
+    if not rows.direct or len(rows) == 0:
+        return 0.0
+    positions = np.random.default_rng(0).choice(len(rows), min(sample, len(rows)), replace=False)
+    per_read = _median_seconds(lambda: rows.take(positions, rows.shape[1])) / len(positions)
+    block = np.asarray(rows[: min(len(rows), 1 << 14)], dtype=np.float32)
+    query = np.ascontiguousarray(block[0])
+    per_flop = _median_seconds(lambda: block @ query) / block.size
+    return per_read / max(per_flop, 1e-13)
+
+
+def _median_seconds(work) -> float:
+    times = []
+    for _ in range(PRICE_ROUNDS):
+        t0 = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))

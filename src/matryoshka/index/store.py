@@ -239,6 +239,15 @@ class IndexStore(StoreView):
         if in_base:
             base.delete_positions(np.array(in_base))  # one call for the batch
 
+    def record_plan(self, plan: str | None, k: int = 10) -> None:
+        """Make ``plan`` (text form; None: exact search) the default of searches that name none, tuned for ``k``:
+        at once here, and in the current version's meta.json for every later open and compaction."""
+        with self._compact_lock, self._write_lock:  # a compaction copies the options of the index it folds
+            self._require_writable()
+            base = self._state[0]
+            versions.record_plan(self.root, self.version, plan, k)
+            base.default_plan, base.default_plan_k = plan, k
+
     # -- compaction -----------------------------------------------------------------------------------------
     def _maybe_compact(self) -> None:
         base, segment = self._state

@@ -29,9 +29,11 @@ def batch1_ms(index, queries: np.ndarray, k: int, plan: Plan, n: int = TIMED_QUE
     return median_batch1_ms(lambda q: index.search(q, k, plan), queries, n)
 
 
-def final_round(table: list[dict], index, siblings: dict, queries: np.ndarray, k: int) -> list[dict]:
+def final_round(table: list[dict], index, siblings: dict, queries: np.ndarray, k: int, timed=None) -> list[dict]:
     """The fastest timed plan of each structure, timed again side by side in interleaved rounds: the structures
-    were first timed minutes apart, and a slow spell of a shared machine must not decide between them."""
+    were first timed minutes apart, and a slow spell of a shared machine must not decide between them. ``timed``
+    maps an index to the one to time (the same rows on the tier it will be read from)."""
+    timed = timed or (lambda index: index)
     finalists: dict[int, dict] = {}
     for cand in table:
         key = id(cand["structure"])
@@ -41,7 +43,7 @@ def final_round(table: list[dict], index, siblings: dict, queries: np.ndarray, k
         samples: dict[int, list[float]] = {key: [] for key in finalists}
         for _ in range(FINAL_ROUNDS):
             for key, cand in finalists.items():
-                samples[key].append(batch1_ms(siblings.get(key, index), queries, k, cand["plan"]))
+                samples[key].append(batch1_ms(timed(siblings.get(key, index)), queries, k, cand["plan"]))
         for key, cand in finalists.items():
             cand["latency_ms"] = float(np.median(samples[key]))
     return list(finalists.values())

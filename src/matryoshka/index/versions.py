@@ -88,6 +88,15 @@ def write_version(index: MatryoshkaIndex, root: Path) -> str:
     return name
 
 
+def record_plan(root: Path, name: str, plan: str | None, k: int) -> None:
+    """Make ``plan`` the default plan of version ``name`` (its meta.json, replaced atomically: a reader sees the
+    old file or the new one). The caller holds the folder lock, so no compaction writes a version meanwhile."""
+    path = root / name / "meta.json"
+    meta = json.loads(path.read_text())
+    meta["default_plan"], meta["default_plan_k"] = plan, k
+    atomic_write_json(path, meta)
+
+
 def set_current(root: Path, name: str) -> None:
     atomic_write_bytes(root / "CURRENT", name.encode())
 
