@@ -243,36 +243,26 @@ def ours(
             )
         )
     small, small_info = tuned_index(corpus, target, "memory")
-    small_plan, folder = parse_plan(small_info["plan"]), out / f"index-{target}-memory"
-    small.save(folder)
-    methods.append(
-        Method(
-            f"ours-memory@{target} {small_info['plan']} {small_info['structure']['encoding']}",
-            "ours (tuned for memory)",
-            lambda q: small.search(q, K, small_plan)[1],
-            rss.measure("ours", folder),
-            small_info["build_s"],
-            file_bytes=rss.file_bytes(folder),
-            target=target,
-        )
-    )
+    name = f"ours-memory@{target} {small_info['plan']} {small_info['structure']['encoding']}"
+    methods.append(_saved(small, small_info, out / f"index-{target}-memory", name, "ours (tuned for memory)"))
     if hnsw_bytes:
         half, half_info = tuned_index(corpus, target, "latency", budget=0.5 * hnsw_bytes)
-        half_plan, folder = parse_plan(half_info["plan"]), out / f"index-{target}-half"
-        half.save(folder)
-        methods.append(
-            Method(
-                f"ours-half@{target} {half_info['plan']} {_codes(half_info['structure'])}",
-                "ours (tuned within half of HNSW's RAM)",
-                lambda q: half.search(q, K, half_plan)[1],
-                rss.measure("ours", folder),
-                half_info["build_s"],
-                file_bytes=rss.file_bytes(folder),
-                target=target,
-            )
-        )
+        name = f"ours-half@{target} {half_info['plan']} {_codes(half_info['structure'])}"
+        family = "ours (tuned within half of HNSW's RAM)"
+        methods.append(_saved(half, half_info, out / f"index-{target}-half", name, family))
         small_info["half"] = half_info
     return methods, {**info, "memory": small_info}
+
+
+def _saved(index: MatryoshkaIndex, info: dict[str, Any], folder: Path, name: str, family: str) -> Method:
+    """A tuned index saved to ``folder`` as a method, its RAM measured by a fresh process opening it."""
+    plan = parse_plan(info["plan"])
+    index.save(folder)
+    search = lambda q: index.search(q, K, plan)[1]  # noqa: E731
+    size = rss.file_bytes(folder)
+    return Method(
+        name, family, search, rss.measure("ours", folder), info["build_s"], file_bytes=size, target=info["target"]
+    )
 
 
 def _codes(structure: dict) -> str:
