@@ -60,6 +60,7 @@ _EXPORTS = {
     "FunnelPlan": "matryoshka.index",
     "FullPlan": "matryoshka.index",
     "parse_plan": "matryoshka.index",
+    "fit_basis": "matryoshka.index",
     "autotune": "matryoshka.index.autotune",
     # beyond training
     "MatryoshkaAdaptor": "matryoshka.posthoc",

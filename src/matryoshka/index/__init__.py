@@ -1,6 +1,7 @@
 """Retrieval over Matryoshka embeddings: adaptive and funnel search plans over an in-memory index, and the
 store (write-ahead log, compaction, concurrent searches) that keeps one in a folder."""
 
+from matryoshka.index.basis import fit_basis
 from matryoshka.index.errors import (
     CompactionError,
     CorruptIndexError,
@@ -29,5 +30,6 @@ __all__ = [
     "StoreFullError",
     "StoreWriteError",
     "UnknownIdError",
+    "fit_basis",
     "parse_plan",
 ]

@@ -48,7 +48,20 @@ def fit_index_basis(index, seed: int = 0) -> np.ndarray:
 
 def fit_basis(vectors: np.ndarray, sample: int = FIT_ROWS, seed: int = 0) -> np.ndarray:
     """The (d, d) float32 orthogonal basis of the right singular vectors of (a sample of) the unit ``vectors``,
-    uncentred, largest singular value first: ``vectors @ basis`` puts the most energy in the first columns."""
+    uncentred, largest singular value first: ``vectors @ basis`` puts the most energy in the first columns.
+
+    Example::
+
+        import numpy as np
+        from matryoshka import MatryoshkaIndex, fit_basis
+
+        mixing, _ = np.linalg.qr(np.random.default_rng(1).standard_normal((64, 64)))
+        x = ((np.random.default_rng(0).standard_normal((3000, 64)) * np.geomspace(3, 0.1, 64)) @ mixing).astype("f4")
+        index = MatryoshkaIndex(64, shortlist_dims=[8]).with_basis(fit_basis(x))  # shortlists over rotated prefixes
+        index.add(x)
+        scores, ids = index.search(x[:3], 10, "adaptive:8:50:64")
+        assert (ids[:, 0] == [0, 1, 2]).all()
+    """
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise IndexInputError(f"a basis is fitted on vectors (N, d) with N >= 1, got shape {x.shape}")
