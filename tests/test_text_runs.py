@@ -116,3 +116,19 @@ def test_a_transformers_folder_is_a_text_model_and_an_image_run_is_not(tmp_path)
     (tmp_path / "image/config.json").write_text('{"config": {}, "nesting": [8, 16]}')
     assert is_text_model_name(tmp_path / "bert") and not is_text_model_name(tmp_path / "image")
     assert is_text_model_name(Path("minilm")) and not is_text_model_name(tmp_path / "nothing")
+
+
+def test_mrl_eval_scores_a_text_model_name_on_given_pairs(tmp_path):
+    from typer.testing import CliRunner
+
+    from matryoshka.cli import app
+
+    queries, documents = tmp_path / "q.txt", tmp_path / "d.txt"
+    queries.write_text("a dog\nmoney in a bank\na large body of water\n")
+    documents.write_text("a domestic animal that barks\na financial institution\nthe sea\n")
+    args = ["eval", "--checkpoint", "all-MiniLM-L6-v2", "--dims", "48,384"]
+    scored = CliRunner().invoke(app, [*args, "--queries", str(queries), "--documents", str(documents)])
+    assert scored.exit_code == 0, scored.output
+    assert "48" in scored.output and "384" in scored.output
+    alone = CliRunner().invoke(app, args)  # a model has no test split of its own
+    assert alone.exit_code == 2 and "give mrl eval --queries and --documents" in alone.output

@@ -42,7 +42,7 @@ def eval_(
     retrieval metrics per dim on its test split, or on --queries / --documents files."""
     from matryoshka.evaluate.per_dim import evaluate_model
     from matryoshka.inference import resolve_device
-    from matryoshka.runs import TrainedRun, is_text_run
+    from matryoshka.runs import TrainedRun, is_text_model_name, is_text_run
 
     if (checkpoint is None) == (train_embeddings is None):
         raise InputError(
@@ -51,7 +51,7 @@ def eval_(
     chosen = int_list(dims, "--dims") if dims else None
     if (queries is None) != (documents is None):
         raise InputError("--queries and --documents go together (line i of one is paired with line i of the other)")
-    if checkpoint is not None and is_text_run(checkpoint):
+    if checkpoint is not None and (is_text_run(checkpoint) or is_text_model_name(checkpoint)):
         from matryoshka.runs import evaluate_text_run
 
         results = evaluate_text_run(checkpoint, chosen, k, queries, documents, device)

@@ -33,7 +33,7 @@ from matryoshka.runs.image_model import load_model
 from matryoshka.runs.text_model import is_text_model_name, is_text_run, load_text_model
 from matryoshka.truncate import truncate
 
-__all__ = ["TrainedRun", "evaluate_text_run", "is_text_run"]
+__all__ = ["TrainedRun", "evaluate_text_run", "is_text_model_name", "is_text_run"]
 
 
 @dataclass
@@ -80,7 +80,10 @@ class TrainedRun:
         built-in data set, or the user's folder or file): an ``ImageData``, or text pairs for a text run."""
         if self.kind != "image":
             if "config" not in self.info:
-                raise InputError(f"{self.path} has no results.json naming its data")
+                raise InputError(
+                    f"{self.path} has no results.json naming its data (a text model, not a run, has no test split: "
+                    "give mrl eval --queries and --documents files)"
+                )
             return load_text_data(TextDataConfig.model_validate(self.info["config"]["data"]))
         from matryoshka.data import load_data
 
