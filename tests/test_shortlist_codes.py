@@ -76,3 +76,12 @@ def test_autotune_within_a_memory_budget():
     # A budget no structure fits: the smallest one, said in a line.
     tuned = autotune(index, q, 10, 0.9, structures="keep", max_bytes_per_vector=10, verbose=True)
     assert tuned.structure["encoding"] == "int8"
+
+
+def test_the_budget_counts_ram_only_for_rows_kept_in_a_file():
+    from matryoshka.index.autotune import structure_of
+
+    in_ram = structure_of(MatryoshkaIndex(64, [16]))
+    on_disk = structure_of(MatryoshkaIndex(64, [16], full_vectors="disk"))
+    assert in_ram["ram_bytes_per_vector"] == in_ram["bytes_per_vector"]
+    assert on_disk["ram_bytes_per_vector"] == on_disk["bytes_per_vector"] - 64 * 4  # the float32 rows

@@ -45,6 +45,7 @@ from matryoshka.evaluate.ranking import recall_against
 from matryoshka.index import MatryoshkaIndex
 from matryoshka.index.autotune import SHORTLIST_FACTORS, autotune
 from matryoshka.index.basis import fit_basis
+from matryoshka.index.disk import DiskTier
 from matryoshka.index.plans import AdaptivePlan, parse_plan, plan_to_text
 from matryoshka.index.storage import normalize
 from matryoshka.index.timing import median_batch1_ms
@@ -159,19 +160,30 @@ def peer_methods(
 
 
 def tuned_index(
-    corpus: Corpus, target: float, objective: str, budget: float | None = None
+    corpus: Corpus, target: float, objective: str, budget: float | None = None, disk: Path | None = None
 ) -> tuple[MatryoshkaIndex, dict[str, Any]]:
     """``MatryoshkaIndex(d)``, ``add``, then ``autotune`` (structures, plan and, for ``objective="memory"`` or a
-    ``budget`` of bytes per vector, the codes of the full-dim rows and of the graph's prefixes)."""
+    ``budget`` of bytes per vector in RAM, the codes of the full-dim rows and of the graph's prefixes); ``disk``: a
+    folder where the rows of an index built for the disk tier are timed with direct reads."""
     t0 = time.perf_counter()
-    index = MatryoshkaIndex(corpus.vectors.shape[1])
+    index = MatryoshkaIndex(corpus.vectors.shape[1], full_vectors="disk" if disk else "ram")
     index.add(corpus.vectors)
     add_s = time.perf_counter() - t0
     within = f" within {budget:.0f} B/vector" if budget else ""
     print(f"ours: autotune to recall {target} for {objective}{within} (structures and plans)", flush=True)
     t0 = time.perf_counter()
+    tier = DiskTier(disk) if disk else None
+    if disk:
+        disk.mkdir(parents=True, exist_ok=True)
     tuned = autotune(
-        index, corpus.calibration, K, target, verbose=True, objective=objective, max_bytes_per_vector=budget
+        index,
+        corpus.calibration,
+        K,
+        target,
+        verbose=True,
+        objective=objective,
+        max_bytes_per_vector=budget,
+        disk_tier=tier,
     )
     info = {
         "target": target,
@@ -251,18 +263,26 @@ def ours(
         family = "ours (tuned within half of HNSW's RAM)"
         methods.append(_saved(half, half_info, out / f"index-{target}-half", name, family))
         small_info["half"] = half_info
+        lean, lean_info = tuned_index(corpus, target, "latency", budget=hnsw_bytes / 8, disk=out / "tier")
+        name = f"ours-disk-lean@{target} {lean_info['plan']} {_codes(lean_info['structure'])}"
+        family = "ours (disk tier, tuned within 1/8 of HNSW's RAM)"
+        methods.append(_saved(lean, lean_info, out / f"index-{target}-disk-lean", name, family, tier="disk"))
+        small_info["disk_lean"] = lean_info
     return methods, {**info, "memory": small_info}
 
 
-def _saved(index: MatryoshkaIndex, info: dict[str, Any], folder: Path, name: str, family: str) -> Method:
-    """A tuned index saved to ``folder`` as a method, its RAM measured by a fresh process opening it."""
+def _saved(
+    index: MatryoshkaIndex, info: dict[str, Any], folder: Path, name: str, family: str, tier: str = "ram"
+) -> Method:
+    """A tuned index saved to ``folder`` and opened on ``tier`` as a method, its RAM measured by a fresh process
+    opening it there."""
     plan = parse_plan(info["plan"])
     index.save(folder)
-    search = lambda q: index.search(q, K, plan)[1]  # noqa: E731
+    opened = index if tier == "ram" else MatryoshkaIndex.load(folder, full_vectors=tier)
+    search = lambda q: opened.search(q, K, plan)[1]  # noqa: E731
+    ram = rss.measure("ours" if tier == "ram" else f"ours-{tier}", folder)
     size = rss.file_bytes(folder)
-    return Method(
-        name, family, search, rss.measure("ours", folder), info["build_s"], file_bytes=size, target=info["target"]
-    )
+    return Method(name, family, search, ram, info["build_s"], file_bytes=size, target=info["target"])
 
 
 def _codes(structure: dict) -> str:

@@ -31,6 +31,7 @@ from rich.console import Console
 
 from matryoshka.errors import InputError
 from matryoshka.evaluate.ranking import recall_against
+from matryoshka.index import storage
 from matryoshka.index.basis import check_rotation, fit_index_basis
 from matryoshka.index.disk import DiskRows, DiskTier, read_cost_flops
 from matryoshka.index.index import MatryoshkaIndex
@@ -71,8 +72,17 @@ def structure_of(index) -> dict:
         "shortlist_codes": getattr(index, "shortlist_codes", "float32"),
         "encoding": index.encoding,
         "basis": "svd" if getattr(index, "rotated", False) else "raw",
-        "bytes_per_vector": index.bytes_per_vector(),
+        **_sizes(index),
     }
+
+
+def _sizes(index) -> dict:
+    """Bytes per vector: everything stored, and what stays in RAM (the full-dim rows of an index built for the
+    mmap or disk tier live in a file)."""
+    total = index.bytes_per_vector()
+    in_file = getattr(index, "full_vectors", "ram") != "ram"
+    rows = storage.bytes_per_vector(index.dim, index.encoding) if in_file else 0
+    return {"bytes_per_vector": total, "ram_bytes_per_vector": total - rows}
 
 
 def plan_flops(plan: Plan, index, k: int) -> float:
@@ -211,7 +221,7 @@ def _siblings_to_try(index, current: dict, structures: str, compact: bool, plans
 
     def recoded(structure: dict, base, encoding: str) -> tuple[dict, object]:
         sibling = base.with_encoding(encoding)
-        return {**structure, "encoding": encoding, "bytes_per_vector": sibling.bytes_per_vector()}, sibling
+        return {**structure, "encoding": encoding, **_sizes(sibling)}, sibling
 
     out = [recoded(current, index, e) for e in encodings]
     for structure in graphs:
@@ -246,11 +256,12 @@ def autotune(
     tuned :class:`MatryoshkaIndex` also takes the plan as its ``default_plan`` (saved with it).
 
     ``objective="memory"`` also tries every structure with float16 and int8 full-dim codes and keeps the
-    smallest index (bytes per vector) whose plan reaches the target, the fastest among equals: compact codes are
+    smallest index (bytes per vector in RAM) whose plan reaches the target, the fastest among equals: compact codes are
     chosen only where the recall holds.
 
     ``max_bytes_per_vector`` (latency objective): the fastest structure that holds at most that many bytes per
-    vector, compact codes tried as for the memory objective (the smallest structure when none fits).
+    vector in RAM (the full-dim rows of an index built for the mmap or disk tier count nothing), compact codes
+    tried as for the memory objective (the smallest structure when none fits).
 
     ``rotate="auto"`` (a :class:`MatryoshkaIndex` of at least 20,000 vectors, no ``plans`` given) tunes every
     structure both over the raw prefixes and over rotated ones (:meth:`MatryoshkaIndex.with_basis`, a basis fitted
@@ -303,11 +314,11 @@ def autotune(
             console.print(
                 f"{structure['shortlist']} over {structure['shortlist_dims']} dims ({structure['basis']} prefixes), "
                 f"{structure['shortlist_codes']} prefix codes, {structure['encoding']} codes: fastest plan reaching "
-                f"{target_recall} recall: {best_here:.3f} ms ({structure['bytes_per_vector']} B/vector)"
+                f"{target_recall} recall: {best_here:.3f} ms ({structure['ram_bytes_per_vector']} B/vector in RAM)"
             )
     finalists = final_round(within_budget(table, max_bytes_per_vector, console), index, siblings, queries, k, timed)
     if objective == "memory":
-        best = min(finalists, key=lambda c: (c["structure"]["bytes_per_vector"], c["latency_ms"]))
+        best = min(finalists, key=lambda c: (c["structure"]["ram_bytes_per_vector"], c["latency_ms"]))
     else:
         best = min(finalists, key=lambda c: c["latency_ms"])
     _adopt(index, best, siblings, k)

@@ -50,13 +50,16 @@ def final_round(table: list[dict], index, siblings: dict, queries: np.ndarray, k
 
 
 def within_budget(table: list[dict], budget: float | None, console: Console) -> list[dict]:
-    """The candidates whose structure holds at most ``budget`` bytes per vector (the smallest when none does)."""
+    """The candidates whose structure holds at most ``budget`` bytes per vector in RAM (the smallest when none
+    does)."""
     if budget is None:
         return table
     timed = [c for c in table if "latency_ms" in c]
-    fits = [c for c in timed if c["structure"]["bytes_per_vector"] <= budget]
+    fits = [c for c in timed if c["structure"]["ram_bytes_per_vector"] <= budget]
     if fits:
         return fits
-    smallest = min(c["structure"]["bytes_per_vector"] for c in timed)
-    console.print(f"no structure reaching the target holds <= {budget:.0f} B/vector; the smallest holds {smallest}")
-    return [c for c in timed if c["structure"]["bytes_per_vector"] == smallest]
+    smallest = min(c["structure"]["ram_bytes_per_vector"] for c in timed)
+    console.print(
+        f"no structure reaching the target holds <= {budget:.0f} B/vector in RAM; the smallest holds {smallest}"
+    )
+    return [c for c in timed if c["structure"]["ram_bytes_per_vector"] == smallest]
