@@ -55,10 +55,19 @@ class ShortlistStructures:
         the first d coordinates in it (one (dim x d) product)."""
         if self.basis is None or d >= self.dim:
             return x[:, :d]
-        columns = self._basis_columns.get(d)
-        if columns is None:
-            columns = self._basis_columns[d] = np.ascontiguousarray(self.basis[:, :d])
-        return x @ columns
+        rows = self._basis_columns.get(d)  # basis[:, :d] transposed: one contiguous row per coordinate
+        if rows is None:
+            rows = self._basis_columns[d] = np.ascontiguousarray(self.basis[:, :d].T)
+        if len(x) == 1:
+            # One query: FAISS's compiled loop on the calling thread (BLAS would split a gemv this size over its
+            # threads, which stall beside a busy process; see threads.py).
+            out = np.empty((1, d), dtype=np.float32)
+            query = np.ascontiguousarray(x[0], dtype=np.float32)
+            faiss.fvec_inner_products_ny(
+                faiss.swig_ptr(out[0]), faiss.swig_ptr(query), faiss.swig_ptr(rows), self.dim, d
+            )
+            return out
+        return x @ rows.T
 
     @property
     def rotated(self) -> bool:
