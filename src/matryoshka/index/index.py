@@ -311,11 +311,14 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
             raise IndexInputError(str(e)) from None
         return stages
 
-    def check_prefix(self, q: np.ndarray, d0: int) -> None:
-        """Refuse queries whose first-stage prefix is all zeros (no direction to shortlist by)."""
-        zero = np.flatnonzero(row_squares(np.ascontiguousarray(self.query_prefix(q, d0))) == 0)
+    def check_prefix(self, q: np.ndarray, d0: int) -> np.ndarray:
+        """The queries' first-stage prefix (:meth:`query_prefix`), refused where it is all zeros (no direction to
+        shortlist by)."""
+        first = np.ascontiguousarray(self.query_prefix(q, d0))
+        zero = np.flatnonzero(row_squares(first) == 0)
         if zero.size:
             raise IndexInputError(f"query {int(zero[0])} is all zeros in its first {d0} dims, where the plan starts")
+        return first
 
     def search(
         self, queries: np.ndarray, k: int = 10, plan: Plan | str | None = None, exact: bool = False
@@ -327,12 +330,12 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         """
         q = self.check_vectors(queries, "queries")
         stages = self.plan_stages(plan, k, exact)
-        self.check_prefix(q, stages[0][0])
+        first = self.check_prefix(q, stages[0][0])
         if self.ntotal == 0:
             raise IndexInputError("the index is empty")
         k = min(k, self.ntotal)
         with search_threads(len(q)):
-            scores, positions = self.search_positions(q, stages)
+            scores, positions = self.search_positions(q, stages, first)
         return scores[:, :k], self._ids[positions[:, :k]]
 
     # -- persistence ----------------------------------------------------------------------------------------

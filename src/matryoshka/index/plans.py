@@ -12,6 +12,7 @@ Plans parse from strings for the CLI: ``full``, ``adaptive:16:200:512``, ``funne
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,6 +176,7 @@ def check_rotated_stages(stages: list[tuple[int, int]], dim: int, structures: li
         )
 
 
+@functools.lru_cache(maxsize=256)  # a search that names no plan parses the index's default text each time
 def parse_plan(text: str) -> Plan:
     """``full``, ``adaptive:DS:K:DR`` or ``funnel:D1xK1,D2xK2,...``.
 

@@ -158,11 +158,14 @@ class StagedSearch:
             scores[short], positions[short] = self._exact(q[short], d0, k0)
         return scores, positions
 
-    def search_positions(self, q: np.ndarray, stages: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, row positions) of checked queries through checked stages, best first."""
+    def search_positions(
+        self, q: np.ndarray, stages: list[tuple[int, int]], first: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, row positions) of checked queries through checked stages, best first; ``first``: the queries'
+        first-stage prefix where the caller has it already (:meth:`check_prefix`)."""
         d0, k0 = stages[0]
         k0 = min(k0, self.ntotal)
-        q0 = self.query_prefix(q, d0)
+        q0 = self.query_prefix(q, d0) if first is None else first
         if d0 in self._shortlist:
             scores, positions = self._shortlist_search(q0, d0, k0)
         else:

@@ -118,7 +118,7 @@ class StoreView:
         base, segment = self._state
         q = base.check_vectors(queries, "queries")
         stages = base.plan_stages(plan, k, exact)
-        base.check_prefix(q, stages[0][0])
+        first = base.check_prefix(q, stages[0][0])
         total = base.ntotal + segment.alive
         if total == 0:
             raise IndexInputError("the index is empty")
@@ -126,7 +126,7 @@ class StoreView:
         scores, ids = [], []
         with search_threads(len(q)):
             if base.ntotal:
-                s, p = base.search_positions(q, stages)
+                s, p = base.search_positions(q, stages, first)
                 scores.append(s[:, :k])
                 ids.append(base.arrays().ids[p[:, :k]])
             if segment.alive:
