@@ -85,3 +85,17 @@ def test_the_budget_counts_ram_only_for_rows_kept_in_a_file():
     on_disk = structure_of(MatryoshkaIndex(64, [16], full_vectors="disk"))
     assert in_ram["ram_bytes_per_vector"] == in_ram["bytes_per_vector"]
     assert on_disk["ram_bytes_per_vector"] == on_disk["bytes_per_vector"] - 64 * 4  # the float32 rows
+
+
+def test_near_duplicates_that_int8_rounding_flips_get_float16_codes():
+    """Compact codes are measured, not assumed: groups of near-duplicates (the image corpus's shifted copies) whose
+    score gaps int8 rounding exceeds keep float16 codes when the target needs their order."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((150, 64)).astype(np.float32)
+    x = (np.repeat(centres, 20, axis=0) + 1e-2 * rng.standard_normal((3000, 64))).astype(np.float32)
+    q = (x[::60] + 2.5e-3 * rng.standard_normal((50, 64))).astype(np.float32)
+    index = MatryoshkaIndex(64, [16])
+    index.add(x)
+    tuned = autotune(index, q, 10, 0.95, structures="keep", objective="memory")
+    assert tuned.structure["encoding"] == "float16" and tuned.recall >= 0.95
+    assert any(c["structure"]["encoding"] == "int8" and c["recall"] < 0.95 for c in tuned.candidates)
