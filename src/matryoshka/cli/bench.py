@@ -1,6 +1,6 @@
-"""`mrl bench train-overhead | retrieval | threads | fidelity | adaptor | text | data-loading | store | engines`: the
-benchmarks of matryoshka.bench (ratios measured side by side in one run). Each command's options are the keyword
-arguments of its ``run()``, passed through as parsed."""
+"""`mrl bench train-overhead | retrieval | threads | fidelity | adaptor | text | data-loading | store | engines |
+memlimit`: the benchmarks of matryoshka.bench (ratios measured side by side in one run). Each command's options
+are the keyword arguments of its ``run()``, passed through as parsed."""
 
 from __future__ import annotations
 
@@ -267,5 +267,24 @@ def engines(
     """The same plan locally, on Milvus Lite and on Qdrant's local mode: recall@10, agreement with the local
     index's top-10, batch-1 latency and export throughput, side by side in one run."""
     from matryoshka.bench import engines as bench
+
+    bench.run(**ctx.params)
+
+
+@app.command("memlimit")
+@one_line_errors
+def memlimit(
+    ctx: typer.Context,
+    embeddings: Annotated[
+        Path | None, typer.Option(help=".npy (N, d) embeddings (default: a synthetic corpus)")
+    ] = None,
+    synthetic_dim: Annotated[int, typer.Option("--synthetic", help="dim of the synthetic corpus")] = 512,
+    size: Annotated[int, typer.Option(help="vectors of the synthetic corpus")] = 300_000,
+    queries: Annotated[int, typer.Option(help="single queries searched inside the limit")] = 200,
+    out: Annotated[Path, typer.Option(help="folder for the indexes and results.json")] = Path("runs/bench/memlimit"),
+) -> None:
+    """A corpus that does not fit: our disk tier and faiss HNSW-f32 searched inside one memory limit (a cgroup, as
+    root) that HNSW's peak exceeds; which run, their batch-1 p50 and recall@10."""
+    from matryoshka.bench import memlimit as bench
 
     bench.run(**ctx.params)
