@@ -209,7 +209,7 @@ def test_cli_export_replace_follows_the_search_hint(tmp_path):
     ask = ["index", "search", "--index", uri, "--collection", "docs", "--queries", str(tmp_path / "q.npy")]
     refused = runner.invoke(app, [*ask, "--plan", "adaptive:16:50:64"])
     assert refused.exit_code == 2, refused.output
-    hint = re.search(r"(--dims [\d,]+ --replace)", " ".join(refused.output.split())).group(1)
-    again = runner.invoke(app, [*export, *shlex.split(hint)])
+    hint = re.search(r"mrl (index export .*? --replace)", " ".join(refused.output.split())).group(1)
+    again = runner.invoke(app, shlex.split(hint.replace("INDEX_DIR", str(folder))))  # the hint, as it is
     assert again.exit_code == 0 and "exported 300 vectors" in again.output, again.output
     assert runner.invoke(app, [*ask, "--plan", "adaptive:16:50:64"]).exit_code == 0

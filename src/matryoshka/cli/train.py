@@ -98,10 +98,13 @@ def encode(
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, z)
         _record_nesting(out, run, z.shape[1])
+        from matryoshka.nesting import nesting_sidecar
+
         names_file = out.with_suffix(".rows.txt" if _rows_are_numbered(inputs, image_column) else ".names.txt")
         atomic_write_text(names_file, "".join(f"{n}\n" for n in names))
         left_out = f"; {len(skipped)} file(s) skipped" if skipped else ""
-        typer.echo(f"wrote {z.shape} embeddings of {inputs} to {out} (row sources in {names_file}){left_out}")
+        sidecar = f", the run's nesting in {nesting_sidecar(out)}" if nesting_sidecar(out).exists() else ""
+        typer.echo(f"wrote {z.shape} embeddings of {inputs} to {out} (row sources in {names_file}{sidecar}){left_out}")
         return
     from matryoshka.inference import embed_split, resolve_device
     from matryoshka.runs import TrainedRun

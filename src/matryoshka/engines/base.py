@@ -190,9 +190,10 @@ def _rerank(queries, candidates, vectors, stages):
     return scores, rows
 
 
-def check_prefixes(info: CollectionInfo, stages: list[tuple[int, int]], where: str) -> None:
+def check_prefixes(info: CollectionInfo, stages: list[tuple[int, int]], where: str, export: str = "") -> None:
     """Every stage's prefix must be a field of the collection; in a collection of rotated prefixes, only the first
-    stage may read one (the re-ranks read full-dim vectors)."""
+    stage may read one (the re-ranks read full-dim vectors). ``export``: the command that exported it (without its
+    --dims), for a hint that can be run as it is."""
     rotated_reranks = sorted({d for d, _ in stages[1:] if d < info.dim}) if info.basis is not None else []
     if rotated_reranks:
         raise InputError(
@@ -203,7 +204,7 @@ def check_prefixes(info: CollectionInfo, stages: list[tuple[int, int]], where: s
     if missing:
         raise InputError(
             f"the plan asks for prefix {missing[0]}, which {where} does not hold (it holds {info.dims}); "
-            f"export the index again with --dims {','.join(str(d) for d in sorted({*info.dims, *missing}))} "
-            "--replace (the collection is dropped and written anew: an engine adds no fields to a collection), "
-            "or into a new collection"
+            f"export the index again: {export or 'mrl index export ...'} --dims "
+            f"{','.join(str(d) for d in sorted({*info.dims, *missing}))} --replace (the collection is dropped and "
+            "written anew: an engine adds no fields to a collection), or into a new collection"
         )

@@ -57,7 +57,8 @@ def _search(engine: Engine, collection: str, queries, k: int, plan: Plan | str |
     plan = parse_plan(plan) if isinstance(plan, str) else plan or FullPlan()
     stages = plan.stages(info.dim, k)
     validate_stages(stages, info.dim, k)
-    check_prefixes(info, stages, where)
+    export = f"mrl index export --index INDEX_DIR --to {engine.uri} --collection {collection}"
+    check_prefixes(info, stages, where, export)
     scores, ids = engine.run_stages(collection, info, q, stages)  # no count first: it costs more than a search
     if ids.shape[1] == 0:
         raise InputError(f"{where} is empty")
