@@ -282,6 +282,7 @@ def memlimit(
     size: Annotated[int, typer.Option(help="vectors of the synthetic corpus")] = 300_000,
     queries: Annotated[int, typer.Option(help="single queries searched inside the limit")] = 200,
     out: Annotated[Path, typer.Option(help="folder for the indexes and results.json")] = Path("runs/bench/memlimit"),
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="build the indexes again for the same corpus")] = False,
 ) -> None:
     """A corpus that does not fit: our disk tier and faiss HNSW-f32 searched inside one memory limit (a cgroup, as
     root) that HNSW's peak exceeds; which run, their batch-1 p50 and recall@10."""
