@@ -91,9 +91,9 @@ def test_a_search_runs_single_threaded_below_the_cut_over_and_on_every_thread_ab
     seen = []
     real = index.search_positions
 
-    def spy(queries, stages):
+    def spy(queries, stages, first=None):
         seen.append(faiss.omp_get_max_threads())
-        return real(queries, stages)
+        return real(queries, stages, first)
 
     monkeypatch.setattr(index, "search_positions", spy)
     index.search(q[:1], 10, "adaptive:8:60:64")
