@@ -48,3 +48,20 @@ def test_on_a_terminal_progress_keeps_its_one_bar(monkeypatch):
     assert asked["bar"] is True
     encode_texts(Model(), ["a"], progress=False)
     assert asked["bar"] is False
+
+
+def test_a_long_encoding_writes_a_few_progress_lines_into_a_log(monkeypatch, capsys):
+    class Model:
+        def encode(self, texts, show_progress_bar, **_):
+            assert show_progress_bar is False
+            return torch.arange(len(texts), dtype=torch.float32)[:, None].repeat(1, 4)
+
+    monkeypatch.setattr(text_encoder, "bars_on_terminal", lambda: False)
+    texts = [f"text {i}" for i in range(5000)]
+    z = encode_texts(Model(), texts, batch_size=256, progress=True)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("encoded ")]
+    assert 5 <= len(lines) <= 10 and lines[-1].startswith("encoded 5,000/5,000 texts (")
+    assert "s left)" in lines[0] and z.shape == (5000, 4)  # the chunks are encoded in order, none twice
+    assert torch.equal(z[:, 0], torch.cat([torch.arange(n) for n in [500] * 10]).float())
+    encode_texts(Model(), texts, progress=False)
+    assert "encoded" not in capsys.readouterr().out

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,9 @@ def import_sentence_transformers():
     if not bars_on_terminal():
         _silence_loading_bars()
     return sentence_transformers
+
+
+LOG_LINES = 10  # progress lines an encoding writes to a log
 
 
 def bars_on_terminal() -> bool:
@@ -92,14 +96,23 @@ def encode_texts(
     model: SentenceTransformer, texts: list[str], batch_size: int = 256, progress: bool = False
 ) -> torch.Tensor:
     """Full-dim embeddings (float32, CPU) of ``texts``, as the model's own pipeline returns them; ``progress``: a
-    bar on a terminal (none in a log, where the caller's own line says what is being encoded)."""
+    bar on a terminal, and in a log about ten lines with the rate and the time left."""
     if not texts:
         raise InputError("nothing to encode: the list of texts is empty")
     bar = progress and bars_on_terminal()
-    z = model.encode(
-        texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=bar, normalize_embeddings=False
-    )
-    return z.float().cpu()
+    step = max(batch_size, -(-len(texts) // LOG_LINES)) if progress and not bar else len(texts)
+    parts, started = [], time.perf_counter()
+    for start in range(0, len(texts), step):
+        chunk = texts[start : start + step]
+        z = model.encode(
+            chunk, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=bar, normalize_embeddings=False
+        )
+        parts.append(z.float().cpu())
+        if step < len(texts):
+            done = start + len(chunk)
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            print(f"encoded {done:,}/{len(texts):,} texts ({rate:.0f}/s, ~{(len(texts) - done) / rate:.0f} s left)")
+    return torch.cat(parts)
 
 
 def save_sentence_transformer(model: SentenceTransformer, path: Path) -> None:
