@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from matryoshka.index.storage import normalize
+
 CGROUP_ROOT = Path("/sys/fs/cgroup/memory")
 KILLED = (137, -9)  # the exit status of a process the kernel's OOM killer ended
 _names = itertools.count()
@@ -86,26 +88,19 @@ def run_limited(kind: str, path: Path, queries: Path, limit_bytes: int, timeout:
     return {"ran": True, "killed": False, **json.loads(done.stdout), "peak_bytes": peak}
 
 
-def _search(kind: str, index, q: np.ndarray, k: int) -> np.ndarray:
-    if kind.startswith("ours"):
-        return index.search(q, k)[1]
-    import faiss
-
-    faiss.omp_set_num_threads(1)
-    return index.search(q, k)[1]
-
-
 def child(kind: str, path: str, queries_file: str, k: int = 10) -> dict:
     """Open the index, then search every query alone: the median milliseconds and the ids found."""
-    from matryoshka.bench.rss import opener
-    from matryoshka.index.storage import normalize
+    import faiss
 
+    from matryoshka.bench.rss import opener
+
+    faiss.omp_set_num_threads(1)  # single queries on the calling thread, as ours runs them (threads.py)
     index = opener(kind, path)()
     q = normalize(np.load(queries_file).astype(np.float32))
     times, ids = [], []
     for i in range(len(q)):
         t0 = time.perf_counter()
-        ids.append(_search(kind, index, q[i : i + 1], k)[0])
+        ids.append(index.search(q[i : i + 1], k)[1][0])
         times.append(time.perf_counter() - t0)
     return {"p50_ms": 1000 * float(np.median(times)), "ids": np.asarray(ids).tolist()}
 
@@ -122,7 +117,6 @@ def limits_table(x: np.ndarray, q: np.ndarray, paths: dict[str, tuple[str, Path]
 
     from matryoshka.bench.rss import measure
     from matryoshka.evaluate.ranking import recall_against
-    from matryoshka.index.storage import normalize
 
     np.save(folder / "queries.npy", q)
     truth = faiss.knn(normalize(q), normalize(x), 10, metric=faiss.METRIC_INNER_PRODUCT)[1]
@@ -195,7 +189,7 @@ def build_both(x: np.ndarray, out: Path) -> None:
     print(f"corpus {n:,} x {d}; building faiss HNSW M=32 (float32)", flush=True)
     hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
     hnsw.hnsw.efSearch = 64
-    hnsw.add(np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32))
+    hnsw.add(normalize(x).astype(np.float32))
     faiss.write_index(hnsw, str(out / "hnsw.faiss"))
     hnsw_bytes = (out / "hnsw.faiss").stat().st_size / n
     del hnsw

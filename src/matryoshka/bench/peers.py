@@ -85,9 +85,9 @@ class FaissRefined(Faiss):
     """A compressed faiss index re-ranked by exact float32 vectors (``IndexRefineFlat``): a setting is (the base
     index's knob, k_factor: how many times k candidates the refine re-scores)."""
 
-    def __init__(self, *args, base_params) -> None:
+    def __init__(self, *args, knob: str, base_params) -> None:
         super().__init__(*args)
-        self.base_params = base_params
+        self.knob, self.base_params = knob, base_params
 
     def params(self, setting):
         knob, factor = setting
@@ -178,10 +178,8 @@ def build_faiss_hnsw_rabitq(x: np.ndarray, m: int = 32) -> Peer:
     index = faiss.IndexRefineFlat(base)
     index.add(x)
     settings = [(ef, f) for ef in (16, 32, 64, 128, 256) for f in REFINE_FACTORS]
-    peer = FaissRefined(f"faiss HNSW M={m},RaBitQ+refine", "faiss HNSW-RaBitQ", settings, index, "faiss",
-                        base_params=lambda ef: faiss.SearchParametersHNSW(efSearch=ef))  # fmt: skip
-    peer.knob = "efSearch"
-    return peer
+    return FaissRefined(f"faiss HNSW M={m},RaBitQ+refine", "faiss HNSW-RaBitQ", settings, index, "faiss",
+                        knob="efSearch", base_params=lambda ef: faiss.SearchParametersHNSW(efSearch=ef))  # fmt: skip
 
 
 def build_faiss_ivf_rabitq(x: np.ndarray) -> Peer:
@@ -192,10 +190,8 @@ def build_faiss_ivf_rabitq(x: np.ndarray) -> Peer:
     index.train(x[:: max(1, n // (64 * nlist))])
     index.add(x)
     settings = [(p, f) for p in (1, 2, 4, 8, 16, 32, 64, 128) for f in REFINE_FACTORS]
-    peer = FaissRefined(f"faiss IVF{nlist},RaBitQfs+refine", "faiss IVF-RaBitQ-FastScan", settings, index, "faiss",
-                        base_params=lambda nprobe: faiss.SearchParametersIVF(nprobe=nprobe))  # fmt: skip
-    peer.knob = "nprobe"
-    return peer
+    return FaissRefined(f"faiss IVF{nlist},RaBitQfs+refine", "faiss IVF-RaBitQ-FastScan", settings, index, "faiss",
+                        knob="nprobe", base_params=lambda nprobe: faiss.SearchParametersIVF(nprobe=nprobe))  # fmt: skip
 
 
 def build_faiss_ivf(x: np.ndarray) -> Peer:

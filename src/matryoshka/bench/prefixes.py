@@ -11,6 +11,7 @@ import numpy as np
 
 from matryoshka.bench.retrieval_report import verdict
 from matryoshka.evaluate.ranking import recall_against
+from matryoshka.index.basis import fit_basis
 from matryoshka.index.storage import normalize
 
 K = 10
@@ -67,3 +68,11 @@ def prefix_ceiling(
         ks = "".join(f"{needed[d][str(t)] or '>' + str(max(shortlists)):>11}" for t in targets)
         print(f"{d:>6}" + "".join(f"{v:>8.4f}" for v in row.values()) + ks)
     return {"recall": table, "k_needed": needed, "median_gap_10_11": gap}
+
+
+def rotated_ceiling(x: np.ndarray, q: np.ndarray, exact: tuple[np.ndarray, np.ndarray], **options) -> dict[str, Any]:
+    """:func:`prefix_ceiling` of the same vectors in their corpus's basis (fitted on ``x`` alone: the queries are
+    held out), what an index with rotated prefixes shortlists by; full-dim scores, and so ``exact``, are unchanged."""
+    basis = fit_basis(x)
+    print("\nthe same, rotated prefixes (the first coordinates in the corpus's basis)")
+    return prefix_ceiling(x @ basis, q @ basis, exact, **options)

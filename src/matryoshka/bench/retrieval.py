@@ -38,13 +38,12 @@ from matryoshka.bench.busy import busy_process
 from matryoshka.bench.corpora import Corpus
 from matryoshka.bench.corpora import load as load_corpus
 from matryoshka.bench.peers import PEERS, Peer, available
-from matryoshka.bench.prefixes import fidelity_goal, prefix_ceiling
+from matryoshka.bench.prefixes import fidelity_goal, prefix_ceiling, rotated_ceiling
 from matryoshka.bench.retrieval_report import compare, goals, plot, print_rows
 from matryoshka.errors import InputError
 from matryoshka.evaluate.ranking import recall_against
 from matryoshka.index import MatryoshkaIndex
 from matryoshka.index.autotune import SHORTLIST_FACTORS, autotune
-from matryoshka.index.basis import fit_basis
 from matryoshka.index.disk import DiskTier
 from matryoshka.index.plans import AdaptivePlan, parse_plan, plan_to_text
 from matryoshka.index.storage import normalize
@@ -172,9 +171,7 @@ def tuned_index(
     within = f" within {budget:.0f} B/vector" if budget else ""
     print(f"ours: autotune to recall {target} for {objective}{within} (structures and plans)", flush=True)
     t0 = time.perf_counter()
-    tier = DiskTier(disk) if disk else None
-    if disk:
-        disk.mkdir(parents=True, exist_ok=True)
+    tier = DiskTier(disk) if disk else None  # it makes its folder when it writes the rows
     tuned = autotune(
         index,
         corpus.calibration,
@@ -350,10 +347,8 @@ def run(
     x, q = normalize(corpus.vectors), normalize(corpus.queries)  # once: each is a copy of the corpus
     exact = faiss.knn(q, x, K + 1, metric=faiss.METRIC_INNER_PRODUCT)
     ceiling = prefix_ceiling(x, q, exact)
-    basis = fit_basis(x)  # the corpus's own basis: what an index with rotated prefixes shortlists by
-    print("\nthe same, rotated prefixes (the first coordinates in the corpus's basis)")
-    rotated_ceiling = prefix_ceiling(x @ basis, q @ basis, exact)
-    fidelity_goal(rotated_ceiling, d)
+    rotated = rotated_ceiling(x, q, exact)
+    fidelity_goal(rotated, d)
     print(
         f"corpus: {corpus.name}, {n:,} x {d}; {queries} calibration + {queries} evaluation queries; "
         f"faiss threads {faiss.omp_get_max_threads()}",
@@ -375,7 +370,7 @@ def run(
     plot(rows, out / "retrieval.png", f"{corpus.name} ({d} dims)")
     results = {
         "ceiling": ceiling,
-        "rotated_ceiling": rotated_ceiling,
+        "rotated_ceiling": rotated,
         "corpus": corpus.name,
         "n": n,
         "dim": d,

@@ -292,6 +292,7 @@ def autotune(
     disk_tier = disk_tier or DiskTier.of(index)
     timed = disk_tier.timed if disk_tier is not None else _identity
     read_flops = disk_read_flops(timed(index))
+    compact = objective == "memory" or max_bytes_per_vector is not None
     table: list[dict] = []
     siblings = {}
     for variant in _basis_variants(index, rotate, plans):
@@ -303,7 +304,6 @@ def autotune(
             full = {"plan": FullPlan(), "recall": 1.0, "flops": flops, "cost": flops, "structure": current}
             full["latency_ms"] = batch1_ms(timed(variant), queries, k, FullPlan())
             table.append(full)
-        compact = objective == "memory" or max_bytes_per_vector is not None
         tried = [(current, variant), *_siblings_to_try(variant, current, structures, compact, plans)]
         for structure, sibling in tried:
             rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure, read_flops, timed)
@@ -403,13 +403,13 @@ def build_tuned(
         max_bytes_per_vector=max_bytes_per_vector,
         disk_tier=disk_tier,
     )
-    _keep_first_stage_shortlist(index, tuned.plan, k)
+    _keep_used_shortlists(index, tuned.plan, k)
     if held.any():
         index.add(vectors[held], all_ids[held])
     return index, tuned
 
 
-def _keep_first_stage_shortlist(index: MatryoshkaIndex, plan: Plan, k: int) -> None:
+def _keep_used_shortlists(index: MatryoshkaIndex, plan: Plan, k: int) -> None:
     """Drop the flat shortlist structures the tuned plan does not read (each costs 4 bytes a dim a vector; a rotated
     index's later stages read theirs too); a plan that reads none (the exact scan) keeps the smallest, for plans
     named later."""

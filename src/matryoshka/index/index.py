@@ -117,7 +117,7 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         self._params: dict[int, faiss.SearchParameters] = {}
         self._norms: dict[int, np.ndarray] = {}  # prefix lengths for compiled re-ranking, by prefix size
         self.basis: np.ndarray | None = None  # (dim, dim) orthogonal: shortlist prefixes are x @ basis[:, :D]
-        self._basis_columns: dict[int, np.ndarray] = {}  # basis[:, :D], contiguous, by D
+        self._basis_rows: dict[int, np.ndarray] = {}  # basis[:, :D].T, contiguous, by D
 
     def options(self) -> dict:
         """The constructor arguments (everything but the contents)."""

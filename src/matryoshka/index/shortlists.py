@@ -55,9 +55,9 @@ class ShortlistStructures:
         the first d coordinates in it (one (dim x d) product)."""
         if self.basis is None or d >= self.dim:
             return x[:, :d]
-        rows = self._basis_columns.get(d)  # basis[:, :d] transposed: one contiguous row per coordinate
+        rows = self._basis_rows.get(d)  # one contiguous row per coordinate
         if rows is None:
-            rows = self._basis_columns[d] = np.ascontiguousarray(self.basis[:, :d].T)
+            rows = self._basis_rows[d] = np.ascontiguousarray(self.basis[:, :d].T)
         if len(x) == 1:
             # One query: FAISS's compiled loop on the calling thread (BLAS would split a gemv this size over its
             # threads, which stall beside a busy process; see threads.py).

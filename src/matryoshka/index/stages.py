@@ -45,7 +45,7 @@ class StagedSearch:
                 pos = pos[~dead[pos]]
             if not len(pos):
                 continue
-            block = normalize(self._scan_rows(pos, d))
+            block = normalize(self._prefix_rows(pos, d, bulk=True))
             s, p = faiss.knn(qn, block, min(k, len(pos)), metric=faiss.METRIC_INNER_PRODUCT)
             best_s = np.concatenate([best_s, s], axis=1)
             best_p = np.concatenate([best_p, pos[p]], axis=1)
@@ -55,15 +55,12 @@ class StagedSearch:
                 best_p = np.take_along_axis(best_p, top, 1)
         return best_first(best_s, best_p, k)
 
-    def _scan_rows(self, positions: np.ndarray, d: int) -> np.ndarray:
-        """The d-prefixes of rows at ``positions`` as the index compares them: a rotated index's live in its
-        shortlist structure of that dim (the only place it holds them)."""
-        if self.basis is not None and d < self.dim:
-            return self._structure_prefixes(d, positions)
-        return self._rows(positions, d, bulk=True)
-
-    def _structure_prefixes(self, d: int, positions: np.ndarray) -> np.ndarray:
-        """Rows' d-prefixes as the shortlist structure of dim d holds them (in place when float32, else decoded)."""
+    def _prefix_rows(self, positions: np.ndarray, d: int, bulk: bool = False) -> np.ndarray:
+        """The d-prefixes of rows at ``positions`` (any shape) as the index compares them: the stored rows cut to d
+        dims (``bulk`` as for ``_rows``), or for a rotated index below the full dim its shortlist structure's own
+        (the only place it holds them: in place when float32, else decoded)."""
+        if self.basis is None or d >= self.dim:
+            return self._rows(positions, d, bulk=bulk)
         table = self._table(d)
         return table[1][positions] if table is not None else self.structure_rows(d, positions)
 
@@ -117,9 +114,7 @@ class StagedSearch:
             if norms is not None:
                 scores /= norms[positions]
         else:
-            # (Q, K, d): a rotated prefix lives in its structure only, a raw one in the stored rows.
-            rotated = self.basis is not None and d < self.dim
-            rows = self._structure_prefixes(d, positions) if rotated else self._rows(positions, d)
+            rows = self._prefix_rows(positions, d)  # (Q, K, d)
             dots = np.einsum("qkd,qd->qk", rows, qn)
             scores = dots / np.maximum(np.sqrt(np.einsum("qkd,qkd->qk", rows, rows)), 1e-12)
         return best_first(scores, positions, k)

@@ -43,7 +43,7 @@ class IndexVariants:
         (None). Full-dim scores are unchanged: the rows themselves are not rotated."""
         out = self._snapshot()
         out.basis = None if basis is None else check_basis(basis, self.dim)
-        out._basis_columns, out._params = {}, {}
+        out._basis_rows, out._params = {}, {}
         out.default_plan = None
         out._fill_shortlist()
         return out
@@ -67,5 +67,5 @@ class IndexVariants:
         if other.rows != self.rows or other._n_dead != self._n_dead:
             raise IndexInputError("this index changed after its structures were built: build them again")
         keys = ("shortlist_dims", "shortlist", "shortlist_codes", "hnsw_m", "hnsw_ef_search", "_shortlist", "_params")
-        keys += ("encoding", "_codes", "_scales", "basis", "_basis_columns")
+        keys += ("encoding", "_codes", "_scales", "basis", "_basis_rows")
         self.__dict__.update({key: other.__dict__[key] for key in keys})

@@ -101,10 +101,11 @@ class TrainedRun:
     def class_names(self) -> list[str]:
         return list(self.info.get("class_names", []))
 
-    def _check_dim(self, dim: int | None) -> int:
+    def check_dim(self, dim: int | None) -> int:
+        """``dim`` (default: the full dim), refused outside [1, the model's dim]."""
         full = self.dim
         if dim is not None and not 1 <= dim <= full:
-            raise InputError(f"dim must be in [1, {full}], got {dim}")
+            raise InputError(f"dim must be in [1, {full}] (the model's dim), got {dim}")
         return dim or full
 
     @torch.no_grad()
@@ -127,7 +128,7 @@ class TrainedRun:
         from matryoshka.nn.text_encoder import encode_texts
 
         z = encode_texts(self.model, list(texts), batch_size, progress)
-        return truncate(z, self._check_dim(dim), normalize).numpy()
+        return truncate(z, self.check_dim(dim), normalize).numpy()
 
     def encode_images(self, images: Sequence[bytes | str | Path], dim: int | None = None) -> np.ndarray:
         """Raw images (encoded bytes or paths) -> unit embeddings, with the run's stored preprocessing."""
@@ -137,7 +138,7 @@ class TrainedRun:
         if pre.kind != "image":
             raise InputError(f"{self.path} was trained on feature vectors, not images")
         x = torch.stack([pre.load_image(img, name=f"image {i}") for i, img in enumerate(images)])
-        return truncate(self.encode_tensor(x), self._check_dim(dim)).numpy()
+        return truncate(self.encode_tensor(x), self.check_dim(dim)).numpy()
 
     def encode_raw(self, rows: np.ndarray, dim: int | None = None) -> np.ndarray:
         """Raw values, one flattened input per row (0-255 pixels, or feature columns) -> unit embeddings."""
@@ -152,7 +153,7 @@ class TrainedRun:
             self.preprocess is not None
         ):  # runs trained before the preprocessing was stored take model inputs as they are
             x = self.preprocess.normalize(x)
-        return truncate(self.encode_tensor(x), self._check_dim(dim)).numpy()
+        return truncate(self.encode_tensor(x), self.check_dim(dim)).numpy()
 
     def encode_path(
         self,
@@ -168,7 +169,7 @@ class TrainedRun:
 
         A folder holding files that are not readable images is an error naming them; pass a list as ``skipped`` to
         encode the rest instead and get "path: why" for each file left out."""
-        dim = self._check_dim(dim)
+        dim = self.check_dim(dim)
         inputs: Inputs = read_inputs(path, self.preprocess, image_column, skip_bad=skipped is not None)
         if skipped is not None:
             skipped.extend(inputs.skipped)

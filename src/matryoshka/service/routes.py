@@ -19,7 +19,6 @@ from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
-from matryoshka.errors import InputError
 from matryoshka.index import IndexStore, parse_plan
 from matryoshka.index.ids import MAX_ID_BYTES, parse_id
 from matryoshka.service.model import check_texts, max_text_chars
@@ -80,9 +79,7 @@ class Service:
             raise HTTPException(422, "the inputs must not be empty")
         if len(rows) > self.max_queries:
             raise HTTPException(413, f"at most {self.max_queries} inputs per request, got {len(rows)}")
-        dim = dim or self.store.dim
-        if not 1 <= dim <= self.run.dim:  # before any work on the inputs
-            raise InputError(f"dim must be in [1, {self.run.dim}] (the model's dim), got {dim}")
+        dim = self.run.check_dim(dim or self.store.dim)  # before any work on the inputs
         if req.texts is not None:
             if self.run.kind == "text":  # before the tokenizer: it would spend seconds on what the model never reads
                 check_texts(req.texts, max_text_chars(self.run))
