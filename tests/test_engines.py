@@ -1,5 +1,8 @@
-"""Indexes and their plans on Qdrant (local mode) and Milvus Lite (the Milvus engine, embedded): the same ids and
-scores as the library, resumable exports, string ids, the recorded plan, and one clear line for each bad input."""
+"""Indexes and their plans on Qdrant (local mode), Milvus Lite (the Milvus engine, embedded) and PostgreSQL with
+pgvector (the embedded server with pgvector 0.6, and a server over TCP with pgvector 0.8): the same ids and scores
+as the library, resumable exports, string ids, the recorded plan, and one clear line for each bad input."""
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -15,22 +18,29 @@ pytest.importorskip("milvus_lite", reason="milvus-lite does not install here (pi
 
 PLANS = [FullPlan(), AdaptivePlan(8, 60, 64), FunnelPlan([(8, 120), (16, 60), (32, 30), (64, 10)])]
 SPECTRUM = np.linspace(3, 0.1, 64)
-ENGINES = ["qdrant", "milvus", "milvus-fetch"]
+ENGINES = ["qdrant", "milvus", "milvus-fetch", "postgres", "postgres-0.8"]
+NO_PGSERVER = "pgserver is not installed (pip install 'matryoshka-mrl[postgres]')"
 
 
 def _vectors(n: int, seed: int) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal((n, 64)) * SPECTRUM).astype(np.float32)
 
 
-def _open(kind: str, folder):
+def _open(kind: str, folder, request):
     if kind == "qdrant":
         return connect(f"qdrant:{folder / 'qdrant'}")
+    if kind == "postgres":
+        if importlib.util.find_spec("pgserver") is None:
+            pytest.skip(NO_PGSERVER)
+        return connect(f"postgres:{folder / 'pg'}")
+    if kind == "postgres-0.8":
+        return connect(request.getfixturevalue("pg08").uri)
     return connect(f"milvus:{folder / 'milvus.db'}", rerank="fetch" if kind == "milvus-fetch" else "filter")
 
 
 @pytest.fixture(scope="module", params=ENGINES)
 def engine(request, tmp_path_factory):
-    with _open(request.param, tmp_path_factory.mktemp(request.param)) as opened:
+    with _open(request.param, tmp_path_factory.mktemp(request.param), request) as opened:
         yield opened
 
 
@@ -101,8 +111,12 @@ def test_bad_input_gets_one_clear_line(engine, indexes):
         export_index(index, engine, "other", dims=[128], progress=False)
     with pytest.raises(InputError, match="must not shrink"):
         export_index(index, engine, "other", plan="funnel:16x100,8x10", progress=False)
-    with pytest.raises(EngineError, match=r"(Qdrant|Milvus) at .* refused the request: .*name"):
-        export_index(index, engine, "no/such-name", dims=[8, 64], progress=False)
+    if engine.name == "PostgreSQL":  # a quoted identifier may hold any character, but no more than 63 bytes
+        with pytest.raises(InputError, match="table name takes 1 to 63 bytes"):
+            export_index(index, engine, "x" * 64, dims=[8, 64], progress=False)
+    else:
+        with pytest.raises(EngineError, match=r"(Qdrant|Milvus) at .* refused the request: .*name"):
+            export_index(index, engine, "no/such-name", dims=[8, 64], progress=False)
 
 
 def test_addresses():
@@ -114,17 +128,23 @@ def test_addresses():
         parse_uri("qdrant+http:6333")
 
 
-@pytest.mark.parametrize("uri", ["qdrant+http://127.0.0.1:9", "milvus+http://127.0.0.1:9"])
+@pytest.mark.parametrize(
+    "uri", ["qdrant+http://127.0.0.1:9", "milvus+http://127.0.0.1:9", "postgresql://postgres@127.0.0.1:9/docs"]
+)
 def test_an_engine_that_cannot_be_reached_is_named(uri):
-    with pytest.raises(EngineError, match=r"cannot reach (Qdrant|Milvus) at 127\.0\.0\.1:9"):
+    with pytest.raises(EngineError, match=r"cannot reach (Qdrant|Milvus|PostgreSQL) at 127\.0\.0\.1:9"):
         connect(uri, timeout=2)
 
 
-def test_cli_export_and_search_write_what_a_local_search_writes(tmp_path):
+@pytest.mark.parametrize("scheme", ["milvus", "postgres"])
+def test_cli_export_and_search_write_what_a_local_search_writes(tmp_path, scheme):
+    if scheme == "postgres" and importlib.util.find_spec("pgserver") is None:
+        pytest.skip(NO_PGSERVER)
     runner = CliRunner()
     np.save(tmp_path / "x.npy", _vectors(1200, 5))
     np.save(tmp_path / "q.npy", _vectors(6, 6))
-    folder, uri = tmp_path / "index", f"milvus:{tmp_path / 'cli.db'}"
+    folder = tmp_path / "index"
+    uri = f"milvus:{tmp_path / 'cli.db'}" if scheme == "milvus" else f"postgres:{tmp_path / 'pg'}"
     build = ["index", "build", "--embeddings", tmp_path / "x.npy", "--out", folder, "--shortlist", "flat"]
     assert runner.invoke(app, [str(a) for a in [*build, "--shortlist-dims", "8"]]).exit_code == 0
     export = ["index", "export", "--index", folder, "--to", uri, "--collection", "docs", "--dims", "8,64"]
@@ -145,6 +165,10 @@ def test_cli_export_and_search_write_what_a_local_search_writes(tmp_path):
     assert bad.exit_code == 2 and "unknown engine URI scheme 'pinecone'" in bad.output
     missing = runner.invoke(app, ["index", "search", "--index", uri, "--queries", str(tmp_path / "q.npy")])
     assert missing.exit_code == 2 and "needs --collection NAME" in missing.output
+    if scheme == "postgres":  # a refused connection answers at once (Milvus's client waits out its timeout)
+        down = ["--index", "postgresql://mrl@127.0.0.1:9/docs", "--collection", "docs"]
+        refused = runner.invoke(app, ["index", "search", *down, "--queries", str(tmp_path / "q.npy")])
+        assert refused.exit_code == 2 and "cannot reach PostgreSQL at 127.0.0.1:9" in refused.output
 
 
 def test_an_index_folder_on_the_disk_tier_exports_alike(engine, indexes, tmp_path):

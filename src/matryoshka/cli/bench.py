@@ -254,9 +254,16 @@ def engines(
     queries: Annotated[int, typer.Option(help="calibration queries, and as many single-query searches")] = 200,
     plan: Annotated[str | None, typer.Option(help="plan to run (default: tuned to --target-recall)")] = None,
     target_recall: Annotated[float, typer.Option(help="recall@10 the tuned plan keeps")] = 0.95,
-    engines: Annotated[str, typer.Option(help="comma-separated: milvus, milvus-fetch, qdrant")] = (
-        "milvus,milvus-fetch,qdrant"
+    engines: Annotated[str, typer.Option(help="comma-separated: milvus, milvus-fetch, qdrant, pgvector")] = (
+        "milvus,milvus-fetch,qdrant,pgvector"
     ),
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            help="also a PostgreSQL server of yours: postgresql://USER@HOST:5432/DB (the tables mrl_bench and "
+            "mrl_bench_half are written there, then dropped)"
+        ),
+    ] = None,
     synthetic_dim: Annotated[
         int, typer.Option("--synthetic", help="use a synthetic corpus of this dim instead of --model")
     ] = 0,
@@ -264,8 +271,9 @@ def engines(
         "runs/bench/engines"
     ),
 ) -> None:
-    """The same plan locally, on Milvus Lite and on Qdrant's local mode: recall@10, agreement with the local
-    index's top-10, batch-1 latency and export throughput, side by side in one run."""
+    """The same plan locally, on Milvus Lite, Qdrant's local mode and PostgreSQL + pgvector (embedded, and
+    --postgres): recall@10, agreement with the local index's top-10, batch-1 latency and export throughput, side by
+    side in one run."""
     from matryoshka.bench import engines as bench
 
     bench.run(**ctx.params)

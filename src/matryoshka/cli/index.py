@@ -294,7 +294,8 @@ def export(
     to: Annotated[
         str,
         typer.Option(
-            help="engine address: qdrant:PATH, qdrant+http://HOST:6333, milvus:FILE.db or milvus+http://HOST:19530"
+            help="engine address: qdrant:PATH, qdrant+http://HOST:6333, milvus:FILE.db, milvus+http://HOST:19530, "
+            "postgres:DIR (embedded PostgreSQL) or postgresql://USER@HOST:5432/DB"
         ),
     ],
     collection: Annotated[str, typer.Option(help="collection to create, or to resume an export into")],

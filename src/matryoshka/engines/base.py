@@ -87,6 +87,7 @@ class Engine(ABC):
     name: str
     uri: EngineURI
     insert_workers = 1  # batches in flight at once during an export
+    export_batch = 256  # rows per insert call (Milvus Lite writes small batches faster than large ones)
     error_types: tuple[type[BaseException], ...] = ()  # what the engine's client raises when a request fails
 
     @contextmanager

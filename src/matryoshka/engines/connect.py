@@ -18,6 +18,10 @@ def connect(uri: str | EngineURI, **options) -> Engine:
             print(engine.collection("docs"))  # None: no such collection yet
     """
     uri = parse_uri(uri) if isinstance(uri, str) else uri
+    if uri.engine == "postgres":
+        from matryoshka.engines.postgres import PostgresEngine
+
+        return PostgresEngine(uri, **options)
     if uri.engine == "milvus":
         from matryoshka.engines.milvus import MilvusEngine
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,6 @@ from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import Plan, parse_plan, plan_to_text, validate_stages
 from matryoshka.index.store import IndexStore
 from matryoshka.normalize import normalize
-
-BATCH = 256  # rows per insert call: Milvus Lite writes small batches faster than large ones
 
 
 @dataclass
@@ -44,7 +43,7 @@ def export_index(
     collection: str,
     dims: Sequence[int] | None = None,
     plan: Plan | str | None = None,
-    batch_size: int = BATCH,
+    batch_size: int | None = None,
     progress: bool = True,
     replace: bool = False,
 ) -> ExportReport:
@@ -54,7 +53,7 @@ def export_index(
     ``dims`` default to the dims of the plan and the full dim (without a plan: the index's shortlist dims and its
     full dim). The plan (default: the one the index was tuned to) is recorded in the collection, so a search that
     names none runs it. Ids already in the collection are skipped, so an interrupted export resumes where it
-    stopped; string ids are kept. Neither engine adds vector fields to an existing collection, so another set of
+    stopped; string ids are kept. No engine adds vector fields to an existing collection, so another set of
     ``dims`` goes to a new collection, or with ``replace=True`` the collection is dropped first and written anew.
 
     Example::
@@ -68,7 +67,7 @@ def export_index(
         index.add(x)
         export_index(index, "qdrant::memory:", "docs", plan="adaptive:16:100:64", progress=False)
     """
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise InputError(f"batch_size must be positive, got {batch_size}")
     index = _as_index(source)
     if index.ntotal == 0:
@@ -89,7 +88,7 @@ def export_index(
         with engine.refusals():
             if replace:
                 engine.drop(collection)
-            return _upload(index, engine, collection, info, batch_size, progress)
+            return _upload(index, engine, collection, info, batch_size or engine.export_batch, progress)
     finally:
         if engine is not to:
             engine.close()
@@ -178,5 +177,6 @@ def _upload(
         for future, _ in pending:
             future.result()
         bar.update(task, completed=len(all_ids))
-    engine.finish(collection)
+    with Console(stderr=True).status(f"{engine.name}: indexing {collection!r}") if progress else nullcontext():
+        engine.finish(collection)  # an engine may build its ANN graph only now (PostgreSQL's HNSW)
     return ExportReport(collection, len(all_ids) - skipped, skipped, time.perf_counter() - start)

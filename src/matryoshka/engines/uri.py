@@ -3,7 +3,11 @@
 * ``qdrant:PATH``: Qdrant's local mode, stored in the folder PATH (``qdrant::memory:`` keeps it in RAM);
 * ``qdrant+http://HOST:6333`` (or ``+https``): a Qdrant server or cluster;
 * ``milvus:FILE.db``: Milvus Lite, the Milvus engine embedded, stored in FILE.db;
-* ``milvus+http://HOST:19530`` (or ``+https``): a Milvus server or cluster.
+* ``milvus+http://HOST:19530`` (or ``+https``): a Milvus server or cluster;
+* ``postgres:DIR``: PostgreSQL with pgvector embedded (the ``pgserver`` wheel), its data in the folder DIR, started
+  on first use and stopped when the process exits;
+* ``postgresql://USER@HOST:PORT/DB`` (or ``postgres://``): any PostgreSQL server with the pgvector extension (a
+  libpq connection URI: a password, ``?sslmode=...`` and a ``host=/socket/dir`` query work as in ``psql``).
 """
 
 from __future__ import annotations
@@ -14,14 +18,18 @@ from urllib.parse import urlsplit
 
 from matryoshka.errors import InputError
 
-ENGINES = ("qdrant", "milvus")
-FORMS = "qdrant:PATH, qdrant+http://HOST:6333, milvus:FILE.db or milvus+http://HOST:19530"
+ENGINES = ("qdrant", "milvus", "postgres")
+FORMS = (
+    "qdrant:PATH, qdrant+http://HOST:6333, milvus:FILE.db, milvus+http://HOST:19530, postgres:DIR or "
+    "postgresql://USER@HOST:5432/DB"
+)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(.*)$")
 
 
 @dataclass(frozen=True)
 class EngineURI:
-    """engine: "qdrant" or "milvus"; location: a local path, or the server's http(s) URL; remote: a server."""
+    """engine: "qdrant", "milvus" or "postgres"; location: a local path, or the server's URL (http(s), or a
+    PostgreSQL connection URI); remote: a server."""
 
     engine: str
     location: str
@@ -33,9 +41,16 @@ class EngineURI:
         if not self.remote:
             return self.location
         parts = urlsplit(self.location)
+        if self.engine == "postgres":  # libpq's defaults: a local socket, port 5432
+            return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
         return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
     def __str__(self) -> str:
+        if self.engine == "postgres" and self.remote:  # a connection URI, its password left out of messages
+            parts = urlsplit(self.location)
+            if parts.password is None:
+                return self.location
+            return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
         return f"{self.engine}+{self.location}" if self.remote else f"{self.engine}:{self.location}"
 
 
@@ -59,6 +74,8 @@ def parse_uri(text: str) -> EngineURI:
     if not match:
         raise InputError(f"{text!r} is not an engine address; use {FORMS}")
     scheme, rest = match.group(1).lower(), match.group(2)
+    if scheme in ("postgres", "postgresql"):
+        return _postgres_uri(text.strip(), scheme, rest)
     engine, _, transport = scheme.partition("+")
     if engine not in ENGINES or transport not in ("", "http", "https"):
         raise InputError(f"unknown engine URI scheme {scheme!r} in {text!r}; use {FORMS}")
@@ -77,3 +94,21 @@ def parse_uri(text: str) -> EngineURI:
     if engine == "milvus" and not rest.endswith(".db"):  # pymilvus reads any other path as a server's address
         raise InputError(f"{text!r}: a Milvus Lite file must end in .db")
     return EngineURI(engine, rest, remote=False)
+
+
+def _postgres_uri(text: str, scheme: str, rest: str) -> EngineURI:
+    if rest.startswith("//"):  # a libpq connection URI: psycopg reads it as it is
+        try:
+            urlsplit(text).port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise InputError(f"{_redacted(text)!r}: the port is not a number") from None
+        return EngineURI("postgres", text, remote=True)
+    if scheme == "postgresql":
+        raise InputError(f"{text!r} is no connection URI; write postgresql://USER@HOST:5432/DB, or postgres:DIR")
+    if not rest:
+        raise InputError(f"{text!r} names no folder; write it as postgres:DIR (an embedded server's data folder)")
+    return EngineURI("postgres", rest, remote=False)
+
+
+def _redacted(text: str) -> str:
+    return str(EngineURI("postgres", text, remote=True))
