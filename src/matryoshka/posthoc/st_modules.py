@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -43,6 +44,13 @@ def _module_class(name: str) -> type:
 def normalize_module() -> nn.Module:
     """A stock ``Normalize`` module (unit-length output)."""
     return _module_class("Normalize")()
+
+
+def rotation_module(basis: np.ndarray) -> nn.Module:
+    """A stock bias-free ``Dense`` module computing ``x @ basis`` ((d, d) orthonormal columns: a rotation)."""
+    weight = torch.as_tensor(np.ascontiguousarray(basis.T), dtype=torch.float32)
+    d = weight.shape[0]
+    return _module_class("Dense")(d, d, bias=False, activation_function=nn.Identity(), init_weight=weight)
 
 
 @torch.no_grad()

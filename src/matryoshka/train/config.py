@@ -7,6 +7,7 @@ The image experiment is defined here, the text one in ``text_config.py`` and the
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -194,6 +195,10 @@ def _format_errors(err: ValidationError, model: type[BaseModel], overrides: dict
         if e["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(loc[-1]), _fields_at(model, loc), n=1, cutoff=0.6)
             msg = "unknown key" + (f" (did you mean {'.'.join(map(str, (*loc[:-1], close[0])))}?)" if close else "")
+        elif e["type"] == "literal_error":  # a misspelled choice: name the closest one
+            choices = re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected", "")))
+            close = difflib.get_close_matches(str(e.get("input")), choices, n=1, cutoff=0.5)
+            msg += f" (did you mean {close[0]}?)" if close else ""
         origin = next((o for key, o in overrides.items() if where == key or where.startswith(key + ".")), None)
         lines.append(f"  {where}: {msg}" + (f" (from --set {origin})" if origin else ""))
     return "\n".join(lines)

@@ -30,6 +30,12 @@ class TextModelConfig(StrictModel):
     max_seq_length: int = Field(
         64, ge=8, description="tokens kept per text (longer texts are cut); step time grows with it"
     )
+    projection: Literal["none", "svd"] = Field(
+        "none",
+        description="svd: a d x d linear map after the base's output, initialised with the right singular vectors "
+        "of the base's embeddings of the training texts (a rotation: every full-dim cosine starts unchanged, the "
+        "prefixes start from the SVD ordering) and fine-tuned with the rest; saved as a stock Dense module",
+    )
     frozen_base: bool = Field(
         False,
         description="CPU fast path: keep the base frozen, encode the pairs once and fit a Matryoshka projection "
@@ -40,6 +46,11 @@ class TextModelConfig(StrictModel):
     def _check(self) -> TextModelConfig:
         if self.nesting is not None:
             validate_nesting(self.nesting)
+        if self.projection != "none" and self.frozen_base:
+            raise ValueError(
+                "projection: svd goes with full fine-tuning; the frozen base's adaptor already starts from that "
+                "rotation (drop model.projection, or model.frozen_base)"
+            )
         return self
 
     def resolved_nesting(self, d: int) -> list[int]:

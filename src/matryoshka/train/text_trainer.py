@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,23 @@ from matryoshka.data.text_sources import load_text_data
 from matryoshka.data.wordnet import WordNetData
 from matryoshka.errors import InputError
 from matryoshka.evaluate.text import evaluate_text_retrieval
+from matryoshka.index.basis import fit_basis
 from matryoshka.io import atomic_write_json
 from matryoshka.nn.distillation import PrefixDistillationLoss
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
-from matryoshka.nn.text_encoder import embedding_dimension, load_sentence_transformer, save_sentence_transformer
+from matryoshka.nn.text_encoder import (
+    embedding_dimension,
+    encode_texts,
+    load_sentence_transformer,
+    save_sentence_transformer,
+)
+from matryoshka.posthoc.st_modules import normalize_module, rotation_module
 from matryoshka.runs.text_model import ADAPTOR_FILE
 from matryoshka.train.frozen_base import fit_frozen_base
 from matryoshka.train.loop import TrainingLoop, decay_groups, lambda_schedule
 from matryoshka.train.text_config import TextExperimentConfig
+
+SVD_TEXTS = 8192  # training texts the projection's basis is fitted on
 
 
 @dataclass
@@ -109,6 +119,8 @@ class TextTrainer(TrainingLoop):
         self.model.max_seq_length = cfg.model.max_seq_length
         d = embedding_dimension(self.model)
         m = cfg.model
+        if m.projection == "svd":
+            self._append_svd_projection()
         self.nesting = m.resolved_nesting(d)
         trained = self.nesting if m.matryoshka else [d]
         weights = m.resolved_loss_weights(trained)
@@ -126,6 +138,18 @@ class TextTrainer(TrainingLoop):
             return max(0.0, (total - step) / max(1, total - warmup))
 
         self.scheduler = lambda_schedule(self.optimizer, lr_factor)
+
+    def _append_svd_projection(self) -> None:
+        """A rotation into the SVD basis of the base's embeddings of (a sample of) the training texts, then a
+        Normalize where the base ends with one: trained with the encoder, saved with it as stock modules."""
+        texts = sorted({p.query for p in self.pairs} | {p.document for p in self.pairs})
+        if len(texts) > SVD_TEXTS:  # the Gram matrix of a larger sample barely moves
+            texts = random.Random(self.config.train.seed).sample(texts, SVD_TEXTS)
+        basis = fit_basis(encode_texts(self.model, texts).numpy())
+        ends_normalized = type(self.model[-1]).__name__ == "Normalize"
+        self.model.append(rotation_module(basis).to(self.device))
+        if ends_normalized:  # the rotation keeps unit length only until training moves it
+            self.model.append(normalize_module().to(self.device))
 
     def comparable_config(self) -> dict[str, Any]:
         cfg = self.config.model_dump()
