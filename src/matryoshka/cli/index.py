@@ -321,7 +321,10 @@ def export(
     report = export_index(index, to, collection, chosen, plan, batch_size, progress=True, replace=replace)
     typer.echo(
         f"exported {report.sent} vectors to {to} collection {collection!r} in {report.seconds:.1f} s "
-        f"({report.rate:,.0f} vectors/s)" + (f"; {report.skipped} were already there" if report.skipped else "")
+        f"({report.rate:,.0f} vectors/s"
+        + (f"; {report.index_seconds:.1f} s of it indexing" if report.index_seconds >= 0.1 else "")
+        + ")"
+        + (f"; {report.skipped} were already there" if report.skipped else "")
     )
 
 
