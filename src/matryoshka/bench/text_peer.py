@@ -22,9 +22,11 @@ in-batch negatives) and a linear warm-up over the first 10% of the steps. Set he
   the trainer's tqdm bars and printed log dicts.
 
 Kept at their defaults, which the recipe does not change: learning rate 5e-5, linear decay after the warm-up,
-AdamW (``adamw_torch``; fused on torch >= 2.8) with weight decay 0, gradient clipping at norm 1.0; the MNRL loss with
-scale 20 and cosine similarity, queries ranking documents only (our loss ranks both ways); weight 1 for every dim.
-With more than one visible GPU their trainer splits each batch across them (DataParallel); our runs use one.
+AdamW (``adamw_torch``, or ``adamw_torch_fused`` with recent transformers and torch) with weight decay 0, gradient
+clipping at norm 1.0; the MNRL loss with scale 20 and cosine similarity, queries ranking documents only (our loss
+ranks both ways); weight 1 for every dim. Every training argument it ran with is recorded in ``results.json``.
+With more than one visible GPU their trainer runs DataParallel, ``per_device_train_batch_size`` on each (a larger
+batch than ours): run the bench with one (``CUDA_VISIBLE_DEVICES=0``), as our runs use one.
 
 A finished peer is reused: ``OUT/peer/results.json`` holds its scores under a key of everything that shapes it
 (data, base, nesting, steps, batch size, seed, cut, precision, library versions); an identical later run loads
