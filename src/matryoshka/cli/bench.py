@@ -204,9 +204,17 @@ def text(
     out: Annotated[Path, typer.Option()] = Path("runs/bench_text"),
     overrides: Annotated[list[str] | None, typer.Option("--set", help="config override, e.g. train.epochs=2")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    peer: Annotated[
+        str | None,
+        typer.Option(
+            help="also train this peer on the same pairs, steps and batch size, scored alike: sentence-transformers "
+            "(its own trainer and MatryoshkaLoss)"
+        ),
+    ] = None,
 ) -> None:
-    """Matryoshka vs plain fine-tuning of a text encoder (and the base model), scored at every dim on held-out
-    WordNet pairs; writes text_results.json and text_per_dim.png to --out."""
+    """Matryoshka vs plain fine-tuning of a text encoder (and the base model, and with --peer sentence-transformers'
+    own trainer), scored at every dim on held-out WordNet pairs; writes text_results.json and text_per_dim.png to
+    --out."""
     from matryoshka.bench import text as bench
 
     bench.run(**ctx.params)
