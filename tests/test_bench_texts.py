@@ -128,3 +128,26 @@ def test_retrieval_benchmark_on_the_text_corpus(tmp_path, text_cache):
     assert "500 real texts" in result.output and "prefix fidelity" in result.output
     result = CliRunner().invoke(app, ["bench", "retrieval", "--corpus", "video"])
     assert result.exit_code == 2 and "--corpus must be images or text" in result.output
+
+
+def test_the_debian_pairs_data_set_replaces_the_configs_data(tmp_path, monkeypatch):
+    from matryoshka.bench import text as bench_text
+    from matryoshka.train import load_config
+
+    (tmp_path / "deb_dists_main_i18n_Translation-en").write_text(TRANSLATION)
+    monkeypatch.setattr(texts, "APT_LISTS", tmp_path)
+    monkeypatch.setattr(texts.debian_pairs, "__defaults__", (tmp_path,))
+    file = texts.debian_pairs_file(2, tmp_path / "cache")
+    header, *rows = file.read_text().splitlines()
+    assert header == "query,document" and sorted(rows) == [
+        'Real-time strategy game of ancient warfare,"0 A.D. is a free, open-source, cross-platform real-time '
+        'strategy game of ancient warfare. The project is highly ambitious."',
+        "a tiny tool for tests,It does one small thing well.",
+    ]
+    assert texts.debian_pairs_file(2, tmp_path / "cache") == file  # written once
+    pairs = {"name": "pairs", "path": str(file)}
+    config = load_config("configs/wordnet_minilm_quick.yaml", ["model.min_dim=24"], data=pairs)
+    assert (config.data.name, config.data.path, config.model.min_dim) == ("pairs", str(file), 24)
+    assert config.train.batch_size == 64  # the config's training stays
+    with pytest.raises(InputError, match="unknown data set 'debain'"):
+        bench_text.run(config="configs/wordnet_minilm_quick.yaml", out=tmp_path / "out", data="debain")

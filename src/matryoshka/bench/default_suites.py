@@ -84,24 +84,9 @@ def _wordnet_table(quick: bool) -> dict[str, Any]:
 
 
 def _debian_pairs(quick: bool) -> dict[str, Any]:
-    """A CSV of (synopsis, description) rows, seeded sample of distinct synopses (written once, cached)."""
-    count = 1000 if quick else 6000
-    file = CACHE / f"debian-pairs-{count}.csv"
-    if not file.exists():
-        import pandas as pd
+    from matryoshka.bench.texts import debian_pairs_file
 
-        from matryoshka.bench.texts import debian_pairs
-
-        seen: dict[str, str] = {}
-        for synopsis, description in debian_pairs():
-            seen.setdefault(synopsis, description)
-        rows = sorted(seen.items())
-        pick = np.random.default_rng(0).permutation(len(rows))[:count]
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(".tmp")
-        pd.DataFrame([rows[i] for i in pick], columns=["query", "document"]).to_csv(tmp, index=False)
-        tmp.rename(file)
-    return {"name": "pairs", "path": str(file)}
+    return {"name": "pairs", "path": str(debian_pairs_file(1000 if quick else 6000, CACHE))}
 
 
 SUITES: dict[str, Suite] = {

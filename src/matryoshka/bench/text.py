@@ -3,12 +3,17 @@
     mrl bench text                                            # configs/wordnet_minilm.yaml, out runs/bench_text
     mrl bench text --config configs/wordnet_minilm_quick.yaml --out runs/bench_text_quick
     mrl bench text --config configs/wordnet_minilm_quick.yaml --peer sentence-transformers
+    mrl bench text --data debian-pairs --peer sentence-transformers  # the config's recipe on 6,000 Debian pairs
 
 Trains the config twice with the same seed, data and steps: with the Matryoshka loss (``mrl/``) and with the loss at
 the full dim only (``plain/``); the base model is scored too. Both runs resume if interrupted. Prints mAP@10,
 recall@10 and MRR per dim, checks the goals (the Matryoshka model keeps >= 95% of its full-dim mAP@10 at d/8 and
 >= 85% at d/16, beating the plain model there, and is >= the base model at the full dim), and writes
 ``text_results.json`` and ``text_per_dim.png`` to ``--out``.
+
+``--data debian-pairs`` keeps the config's model and training and replaces its data with 6,000 (synopsis,
+description) pairs of this machine's Debian package lists (distinct synopses, a seeded sample, written once to the
+bench cache; 80% train, 10% validation, 10% test).
 
 ``--peer sentence-transformers`` also trains the same base with sentence-transformers' own trainer and Matryoshka
 loss on the same pairs, steps and batch size (``peer/``; its recipe and settings: :mod:`matryoshka.bench.text_peer`),
@@ -23,14 +28,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from matryoshka.bench.corpora import CACHE
 from matryoshka.bench.text_peer import PEERS, PeerUnavailable, SharedRun
+from matryoshka.bench.texts import debian_pairs_file
 from matryoshka.data.text_sources import load_text_data
 from matryoshka.errors import InputError
 from matryoshka.io import atomic_write_json
+from matryoshka.registry import Registry
 from matryoshka.report.plots import per_dim_plot
 from matryoshka.train import ConfigError, load_config
 from matryoshka.train.config import TextExperimentConfig
 from matryoshka.train.text_trainer import TextTrainer
+
+DEBIAN_PAIRS = 6000
+DATA_SETS = Registry("data set")
+DATA_SETS.register("config")(lambda: None)  # the config's own data section
+DATA_SETS.register("debian-pairs")(
+    lambda: {"name": "pairs", "path": str(debian_pairs_file(DEBIAN_PAIRS, CACHE / "text")), "seed": 0}
+)
 
 LABELS = {
     "base": "base model (truncated)",
@@ -90,22 +105,25 @@ def run(
     overrides: Sequence[str] | None = None,
     progress: bool = True,
     peer: str | None = None,
+    data: str = "config",
 ) -> dict[str, Any]:
     """Train ``config`` with and without the Matryoshka loss (and, with ``peer``, the peer on the same pairs and
     steps), print and plot them (and the base model) per dim, check the goals, and write ``text_results.json`` and
     ``text_per_dim.png`` to ``out``; returns the JSON report."""
     config_path, out, overrides = str(config), Path(out), list(overrides or [])
+    data_section = DATA_SETS.get(data)()
     configs = {
         name: load_config(
             config_path,
             [*overrides, f"model.matryoshka={str(matryoshka).lower()}", f"train.out_dir={out / name}"]
             + ([] if matryoshka else ["train.evaluate_base=false"]),
+            data=data_section,
         )
         for name, matryoshka in (("mrl", True), ("plain", False))
     }
     cfg = configs["mrl"]
     if not isinstance(cfg, TextExperimentConfig):
-        raise ConfigError(f"{config_path} is not a text config (data.name must be wordnet)")
+        raise ConfigError(f"{config_path} is not a text config (data.name must be wordnet or pairs)")
     train_peer, peer_skipped = None, None
     if peer is not None:
         prepare = PEERS.get(peer)  # a misspelt name fails here, before any training

@@ -21,6 +21,8 @@ import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from matryoshka.data.wordnet import read_synsets
 
 APT_LISTS = Path("/var/lib/apt/lists")
@@ -161,3 +163,23 @@ def collect_texts(limit: int | None = None, sources: dict | None = None) -> tupl
         if limit is not None and len(texts) >= limit:
             break
     return texts, counts
+
+
+def debian_pairs_file(count: int, folder: Path) -> Path:
+    """A CSV of ``count`` (query: synopsis, document: description) rows of distinct synopses, a seeded sample of
+    this machine's apt lists, written once into ``folder`` (and read from there after)."""
+    file = folder / f"debian-pairs-{count}.csv"
+    if file.exists():
+        return file
+    import pandas as pd
+
+    seen: dict[str, str] = {}
+    for synopsis, description in debian_pairs():
+        seen.setdefault(synopsis, description)
+    rows = sorted(seen.items())
+    pick = np.random.default_rng(0).permutation(len(rows))[:count]
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(".tmp")
+    pd.DataFrame([rows[i] for i in pick], columns=["query", "document"]).to_csv(tmp, index=False)
+    tmp.rename(file)
+    return file

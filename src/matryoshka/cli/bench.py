@@ -211,10 +211,17 @@ def text(
             "(its own trainer and MatryoshkaLoss)"
         ),
     ] = None,
+    data: Annotated[
+        str,
+        typer.Option(
+            help="config (the config's data) or debian-pairs (6,000 synopsis -> description pairs of this machine's "
+            "Debian package lists, under the config's model and training)"
+        ),
+    ] = "config",
 ) -> None:
     """Matryoshka vs plain fine-tuning of a text encoder (and the base model, and with --peer sentence-transformers'
-    own trainer), scored at every dim on held-out WordNet pairs; writes text_results.json and text_per_dim.png to
-    --out."""
+    own trainer), scored at every dim on held-out pairs (WordNet, the Debian pairs or the config's own); writes
+    text_results.json and text_per_dim.png to --out."""
     from matryoshka.bench import text as bench
 
     bench.run(**ctx.params)

@@ -222,8 +222,11 @@ def parse_config(
         raise ConfigError(f"invalid {where}:\n{_format_errors(e, model, overrides)}") from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig | TextExperimentConfig:
-    """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML).
+def load_config(
+    path: str | Path, overrides: list[str] | None = None, data: dict[str, Any] | None = None
+) -> ExperimentConfig | TextExperimentConfig:
+    """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML); ``data``, if given,
+    replaces the file's whole data section first (another data set under the same model and training).
 
     Example::
 
@@ -241,6 +244,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         raise ConfigError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with sections data/model/optim/train")
+    if data is not None:
+        raw["data"] = dict(data)
     origins = {}
     for item in overrides or []:
         apply_override(raw, item)
