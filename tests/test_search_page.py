@@ -85,9 +85,11 @@ def texts_server(tmp_path_factory, text_run):
     folder = tmp_path_factory.mktemp("page") / "animals"
     IndexStore.create(folder, dim=384, shortlist_dims=[16]).close()
     served = Served(create_app(folder, api_key=KEY, model_path=text_run))
-    added = httpx.post(f"{served.url}/vectors", json={"texts": glosses, "ids": names}, headers={"X-API-Key": KEY})
+    body, headers = {"texts": glosses, "ids": names}, {"X-API-Key": KEY}
+    added = httpx.post(f"{served.url}/vectors", json=body, headers=headers, timeout=300)  # a busy machine: seconds
     assert added.status_code == 200, added.text
     served.app.state.store.compact()
+    httpx.post(f"{served.url}/embed", json={"texts": ["a first query"]}, timeout=60)  # the model's first call is slow
     yield served
     served.close()
 
@@ -137,7 +139,7 @@ def test_a_typed_query_fills_a_column_per_prefix_size_with_what_search_returns(t
     assert sorted(int(m) for m in shown) == [16, 64, 384]
     for m, column in shown.items():
         body = {"texts": [QUERY], "k": K, "plan": f"funnel:{m}x{K}", "exact": True, "return_text": True}
-        expected = httpx.post(f"{texts_server.url}/search", json=body).json()
+        expected = httpx.post(f"{texts_server.url}/search", json=body, timeout=60).json()
         assert column["ids"] == expected["ids"][0] and column["texts"] == expected["texts"][0], m
         assert "ms on the server" in column["latency"] and "round trip" in column["latency"]
     assert shown["16"]["ids"] != shown["384"]["ids"]  # the prefix sizes really were searched apart
@@ -151,7 +153,7 @@ def test_empty_and_overlong_queries_get_one_line_on_the_page_and_from_the_servic
     page.press("#query", "Enter")
     assert page.text_content("#status") == "the query is empty: type some text to search for"
     assert "error" in page.get_attribute("#status", "class")
-    refused = httpx.post(f"{texts_server.url}/search", json={"texts": ["  "], "k": K})
+    refused = httpx.post(f"{texts_server.url}/search", json={"texts": ["  "], "k": K}, timeout=60)
     assert (
         refused.status_code == 422
         and refused.json()["detail"] == "texts[0] is empty or blank: there is nothing to embed"
@@ -188,7 +190,8 @@ def test_an_image_run_refuses_a_file_that_is_no_image_and_the_page_says_how_to_k
         page.set_input_files("#file", str(tmp_path / "notes.txt"))
         page.wait_for_selector("#status.error")
         line = page.text_content("#status")
-        expected = httpx.post(f"{served.url}/embed", json={"images": ["bm90IGEgcGljdHVyZQ=="]}).json()["detail"]
+        not_a_picture = {"images": ["bm90IGEgcGljdHVyZQ=="]}  # base64 of the file's bytes
+        expected = httpx.post(f"{served.url}/embed", json=not_a_picture, timeout=60).json()["detail"]
         assert line == expected == "cannot read image 0: not an image file (PNG, JPEG, BMP, WebP, ...)", line
         page.set_input_files("#file", names[0])  # a real picture finds itself first at every prefix size
         page.wait_for_selector(f'#columns[data-query="{Path(names[0]).name}"]', timeout=5000)
