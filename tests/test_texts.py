@@ -244,5 +244,9 @@ def test_return_text_over_http(tmp_path):
         assert [row[0] for row in found["ids"]] == [500, 501]
         assert [row[0] for row in found["texts"]] == ["kept as it is", "not embedded"]
         assert found["texts"][0][1] is None  # a row added without a text: null
+        page = client.get("/")  # the search page of a server without a model says why it cannot search
+        assert page.status_code == 200 and "script-src 'sha256-" in page.headers["Content-Security-Policy"]
+        assert '"query": null' in page.text and "this server has no model" in page.text
+        assert '"keeps_texts": true' in page.text and '"dims": [4, 8, 16]' in page.text
     finally:
         app.state.store.close()
