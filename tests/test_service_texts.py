@@ -1,10 +1,9 @@
 """The service and `mrl index add` with a text run: refused texts, the served prefix, adding documents by text.
 
-The run is all-MiniLM-L6-v2 (384 dims) in a run folder of its own, reading 64 tokens, with a results.json that
-records the nesting [48, 96, 192, 384] (as a Matryoshka text run does).
+The run (the ``text_run`` fixture of conftest.py) is all-MiniLM-L6-v2 (384 dims) in a run folder of its own, reading
+64 tokens, with a results.json that records the nesting [48, 96, 192, 384] (as a Matryoshka text run does).
 """
 
-import json
 import time
 
 import numpy as np
@@ -29,22 +28,6 @@ DOCS = [
     "a new phone with a larger screen",
     "the orchestra played a symphony by brahms",
 ]
-
-
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
-    from matryoshka.nn.text_encoder import resolve_text_model
-
-    run = tmp_path_factory.mktemp("text") / "run"
-    (run / "model").mkdir(parents=True)
-    base = __import__("pathlib").Path(resolve_text_model("all-MiniLM-L6-v2"))
-    for item in base.iterdir():  # the weights by link: a run folder without copying 90 MB
-        if item.name != "sentence_bert_config.json":
-            (run / "model" / item.name).symlink_to(item)
-    (run / "model" / "sentence_bert_config.json").write_text('{"max_seq_length": 64, "do_lower_case": false}')
-    config = {"model": {"nesting": [48, 96, 192, 384], "matryoshka": True}}
-    (run / "results.json").write_text(json.dumps({"config": config, "nesting": [48, 96, 192, 384]}))
-    return run
 
 
 @pytest.fixture(scope="module")
@@ -112,17 +95,20 @@ def test_images_to_a_text_model_say_it_is_one(client):
     assert "preprocessing" not in res.text
 
 
-def test_texts_are_added_in_one_write_and_survive_reopening(client, tmp_path):
+def test_texts_are_added_in_one_write_kept_and_survive_reopening(client, tmp_path):
     headers = {"X-API-Key": KEY}
     new = ["a cat sleeps on the sofa", "interest rates rise again"]
     added = client.post("/vectors", json={"texts": new, "ids": [100, 101]}, headers=headers)
     assert added.status_code == 200 and added.json() == {"ids": [100, 101], "ntotal": 10}, added.text
-    assert client.post("/search", json={"texts": new, "k": 1}).json()["ids"] == [[100], [101]]
-    both = client.post("/vectors", json={"texts": new, "vectors": [[0.1] * 96]}, headers=headers)
-    assert both.status_code == 422 and "exactly one of 'vectors' or 'texts'" in both.text
+    found = client.post("/search", json={"texts": new, "k": 1, "return_text": True}).json()
+    assert found["ids"] == [[100], [101]] and found["texts"] == [[new[0]], [new[1]]]  # embedded, and kept
+    mismatch = client.post("/vectors", json={"texts": new, "vectors": [[0.1] * 96]}, headers=headers)
+    assert mismatch.status_code == 422 and "got 2 texts for 1 vectors" in mismatch.text
+    neither = client.post("/vectors", json={"ids": [102]}, headers=headers)
+    assert neither.status_code == 422 and "give 'vectors' (and 'texts' to keep beside them)" in neither.text
     client.app.state.store.close()
     with IndexStore.open(tmp_path / "ix", writable=False) as store:
-        assert store.info()["segment_rows"] == 2 and 100 in store and 101 in store  # one record in the log
+        assert store.info()["segment_rows"] == 2 and store.texts([101, 100]) == new[::-1]  # one record in the log
 
 
 def test_a_model_less_server_names_the_flag_for_texts(tmp_path, doc_embeddings):
@@ -151,10 +137,11 @@ def test_mrl_index_add_texts(tmp_path, text_run, doc_embeddings):
     (tmp_path / "ids.txt").write_text("100\n101\n")
     add = ["index", "add", "--index", folder, "--texts", str(tmp_path / "new.txt")]
     done = CliRunner().invoke(cli, [*add, "--model", str(text_run), "--ids", str(tmp_path / "ids.txt")])
-    assert done.exit_code == 0 and "added 2 vectors; 10 in" in done.output, done.output
+    assert done.exit_code == 0 and "added 2 vectors with their texts; 10 in" in done.output, done.output
     with IndexStore.open(folder, writable=False) as store:
         query = TrainedRun.load(text_run).encode_texts(["interest rates rise again"], 96)
         assert store.search(query, 1)[1].tolist() == [[101]]
+        assert store.texts([101, 0]) == ["interest rates rise again", None]  # kept; the built rows have none
     no_model = CliRunner().invoke(cli, add)
     assert no_model.exit_code == 2 and "--texts needs --model RUN" in no_model.output
     (tmp_path / "blank.txt").write_text("a cat\n\nanother\n")

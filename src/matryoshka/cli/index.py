@@ -1,6 +1,7 @@
 """`mrl index build | add | delete | compact | info | tune | search | export`: index folders (`mrl search`, hidden,
-is the same search). Writes go through the folder's write-ahead log, like the service's. `export` moves an index
-and its plan to Qdrant or Milvus; `search --index URI --collection NAME` runs plans there."""
+is the same search). Writes go through the folder's write-ahead log, like the service's; `--texts` keeps a text
+beside each id. `export` moves an index and its plan to Qdrant or Milvus; `search --index URI --collection NAME`
+runs plans there."""
 
 from __future__ import annotations
 
@@ -40,12 +41,42 @@ def read_ids(path: Path, kind: str | None = None) -> list:
     return [parse_id(x, kind) for x in lines]
 
 
+def read_texts(path: Path, embeddings: Path | None = None, vectors: np.ndarray | None = None) -> list[str]:
+    """The texts of ``path``, one a line (split as ``mrl encode`` splits a .txt file), refused in one line when the
+    file is missing, not UTF-8 or empty, when a line is blank (a text missing, or a stray line: the rows would no
+    longer line up), or when there is not one per row of ``vectors`` (read from ``embeddings``)."""
+    if not path.is_file():
+        raise InputError(f"texts file {path} does not exist")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise InputError(f"texts file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not lines:
+        raise InputError(f"texts file {path} is empty")
+    blank = next((i for i, line in enumerate(lines, 1) if not line.strip()), None)
+    if blank is not None:
+        raise InputError(f"{path}: line {blank} is empty or blank: give one text per row, with no empty lines")
+    if vectors is not None and vectors.ndim == 2 and len(lines) != len(vectors):
+        raise InputError(
+            f"--texts {path} has {len(lines):,} lines but --embeddings {embeddings} has {len(vectors):,} rows: give "
+            "one text per row, in the same order"
+        )
+    return lines
+
+
 @app.command("build")
 @one_line_errors
 def build(
     embeddings: Annotated[Path, typer.Option(help=".npy (N, d) full-dim embeddings")],
     out: Annotated[Path, typer.Option(help="index folder (a new version is written atomically)")],
     ids: IdsFile = None,
+    texts: Annotated[
+        Path | None,
+        typer.Option(
+            help="a text file with one text per row of --embeddings, in the same order, kept beside the ids (search "
+            "results return them: mrl serve's page, return_text)"
+        ),
+    ] = None,
     shortlist_dims: Annotated[
         str | None,
         typer.Option(
@@ -97,6 +128,7 @@ def build(
     _check_build_options(out, force, shortlist, tune_queries, target_recall, full_vectors)
     check_rotation(rotate)
     vectors = read_npy(embeddings, "embeddings")
+    kept = read_texts(texts, embeddings, vectors) if texts is not None else None
     options = {
         "shortlist_dims": _shortlist_dims(shortlist_dims, embeddings, vectors),
         "encoding": encoding,
@@ -108,7 +140,7 @@ def build(
         queries = read_npy(tune_queries, "queries") if tune_queries is not None else None
         tuning = {"verbose": True, "objective": objective, "tier_folder": out, "rotate": rotate}
         tuning["max_bytes_per_vector"] = max_bytes_per_vector
-        index, tuned = build_tuned(vectors, given_ids, 10, target_recall, queries, **tuning, **options)
+        index, tuned = build_tuned(vectors, given_ids, 10, target_recall, queries, texts=kept, **tuning, **options)
         if tuned is not None:
             prefixes = "rotated (svd basis)" if index.rotated else "raw"
             typer.echo(
@@ -117,11 +149,15 @@ def build(
             )
             typer.echo(f"recall@10 vs exact {tuned.recall:.4f}, {tuned.latency_ms:.3f} ms per single query")
     else:
-        index = MatryoshkaIndex.build(vectors, given_ids, **options)
+        index = MatryoshkaIndex.build(vectors, given_ids, kept, **options)
         if rotate == "svd":
             index = index.with_basis(fit_index_basis(index))
     folder = index.save(out)
-    typer.echo(f"indexed {index.ntotal} vectors of dim {index.dim} ({index.bytes_per_vector()} bytes each) in {folder}")
+    with_texts = " with their texts" if index.keeps_texts else ""
+    typer.echo(
+        f"indexed {index.ntotal} vectors of dim {index.dim}{with_texts} ({index.bytes_per_vector()} bytes each) in "
+        f"{folder}"
+    )
 
 
 def _shortlist_dims(given: str | None, embeddings: Path, vectors: np.ndarray) -> list[int]:
@@ -158,42 +194,51 @@ def add(
     embeddings: Annotated[Path | None, typer.Option(help=".npy (n, d) embeddings to add")] = None,
     ids: IdsFile = None,
     texts: Annotated[
-        Path | None, typer.Option(help="or a text file, one text per line, embedded with --model at the index's dim")
+        Path | None,
+        typer.Option(
+            help="a text file, one text per line, kept beside the new ids: one per row of --embeddings, or without "
+            "--embeddings the texts to add, embedded with --model at the index's dim"
+        ),
     ] = None,
-    model: Annotated[Path | None, typer.Option(help="with --texts: the run folder of a text model")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="with --texts and no --embeddings: the run folder of the text model")
+    ] = None,
     model_prefix: Annotated[
         bool, typer.Option(help="let a wider --model add with any prefix (default: only the dims it was trained for)")
     ] = False,
 ) -> None:
-    """Add vectors (or texts, embedded with a text run): appended to the folder's log (O(n) on disk), durable when
-    the command returns."""
+    """Add vectors (or texts, embedded with a text run), with the texts kept beside their ids: appended to the
+    folder's log (O(n) on disk), durable when the command returns."""
     from matryoshka.index import IndexStore
     from matryoshka.io import read_npy
 
-    if (embeddings is None) == (texts is None):
-        raise InputError("give one of --embeddings or --texts (with --model)")
-    if texts is not None and model is None:
-        raise InputError("--texts needs --model RUN: the run folder of the text model that embeds them")
+    if embeddings is None and texts is None:
+        raise InputError("give --embeddings (and --texts to keep beside them), or --texts with --model")
+    if embeddings is None and model is None:
+        raise InputError(
+            "--texts needs --model RUN: the run folder of the text model that embeds them (or give --embeddings of "
+            "the same rows, and the texts are kept beside them as they are)"
+        )
+    if embeddings is not None and model is not None:
+        raise InputError("--model embeds --texts given without --embeddings; with --embeddings, drop --model")
     with IndexStore.open(index) as store:  # first, so a busy or broken folder is refused before any embedding
         new_ids = read_ids(ids, store.id_kind) if ids is not None else None
         if embeddings is not None:
             vectors = read_npy(embeddings, "embeddings")
+            kept = read_texts(texts, embeddings, vectors) if texts is not None else None
         else:
-            vectors = _embed_text_file(texts, model, store.dim, index, model_prefix)
-        added = store.add(vectors, new_ids)
-        typer.echo(f"added {len(added)} vectors; {store.ntotal} in {index}")
+            kept = read_texts(texts)
+            vectors = _embed_texts(kept, texts, model, store.dim, index, model_prefix)
+        added = store.add(vectors, new_ids, kept)
+        with_texts = " with their texts" if kept is not None else ""
+        typer.echo(f"added {len(added)} vectors{with_texts}; {store.ntotal} in {index}")
 
 
-def _embed_text_file(path: Path, model: Path, dim: int, index: Path, model_prefix: bool) -> np.ndarray:
-    """The texts of ``path`` (one a line) embedded by the text run ``model`` at ``dim``, with the server's checks."""
+def _embed_texts(lines: list[str], path: Path, model: Path, dim: int, index: Path, model_prefix: bool) -> np.ndarray:
+    """The lines of the texts file ``path`` embedded by the text run ``model`` at ``dim``, with the server's checks."""
     from matryoshka.runs import TrainedRun
     from matryoshka.service.model import check_texts, max_text_chars, served_dim
 
-    if not path.is_file():
-        raise InputError(f"texts file {path} does not exist")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if not lines:
-        raise InputError(f"texts file {path} is empty")
     run = TrainedRun.load(model)
     if run.kind != "text":
         raise InputError(f"{model} is an image model; --texts needs a text model")

@@ -109,7 +109,9 @@ def decode_image(
             if img.size != (size[1], size[0]):
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError:  # PIL's message names the bytes by their BytesIO object's repr
+        raise CorruptDataError(f"cannot read image {label}: not an image file (PNG, JPEG, BMP, WebP, ...)") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise CorruptDataError(f"cannot read image {label}: {e}") from None
     tensor = torch.from_numpy(array.copy())
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()

@@ -36,6 +36,7 @@ from matryoshka.index.basis import check_rotation, fit_index_basis
 from matryoshka.index.disk import DiskRows, DiskTier, read_cost_flops
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, Plan, plan_to_text
+from matryoshka.index.texts import check_texts
 from matryoshka.index.timing import batch1_ms, final_round, within_budget
 
 STRUCTURE_MIN_ROWS = 20_000  # below this an exact scan of a short prefix is about as fast as any graph
@@ -362,6 +363,7 @@ def build_tuned(
     rotate: str = "auto",
     max_bytes_per_vector: float | None = None,
     tier_folder: str | os.PathLike | None = None,
+    texts=None,
     **options,
 ) -> tuple[MatryoshkaIndex, TunedPlan | None]:
     """A :class:`MatryoshkaIndex` over ``vectors`` with the structure and plan :func:`autotune` picks for
@@ -370,9 +372,9 @@ def build_tuned(
     Without calibration ``queries``, up to ``holdout`` rows (a tenth of a small corpus) are held out of the index
     while it is tuned, so that the calibration queries are vectors it has not seen (a query that is in the index
     finds itself, which makes every plan look better), and added afterwards. Corpora under 100 vectors are not
-    tuned (exact search). ``objective``, ``rotate`` and ``max_bytes_per_vector`` as for :func:`autotune`;
-    ``options`` as for :class:`MatryoshkaIndex`. Of several ``shortlist_dims`` (candidates), the index keeps the
-    one its plan starts from.
+    tuned (exact search). ``texts`` (one per row, or None) are kept beside the ids. ``objective``, ``rotate`` and
+    ``max_bytes_per_vector`` as for :func:`autotune`; ``options`` as for :class:`MatryoshkaIndex`. Of several
+    ``shortlist_dims`` (candidates), the index keeps the one its plan starts from.
 
     With ``full_vectors="disk"`` the plans are timed on the disk tier: the rows are written to a file in
     ``tier_folder`` (default: the working directory; give the folder the index will be saved in, so that the reads
@@ -383,14 +385,18 @@ def build_tuned(
     if vectors.ndim != 2:
         raise InputError(f"embeddings must be 2-D (N, d), got shape {vectors.shape}")
     n = len(vectors)
+    texts = check_texts(texts, n)
     if queries is None and n < 100:
-        return MatryoshkaIndex.build(vectors, ids, **options), None
+        return MatryoshkaIndex.build(vectors, ids, texts, **options), None
     held = np.zeros(n, dtype=bool)
     if queries is None:
         held[np.random.default_rng(seed).choice(n, min(holdout, n // 10), replace=False)] = True
         queries = vectors[held]
     all_ids = np.asarray(list(ids) if ids is not None else np.arange(n, dtype=np.int64))
-    index = MatryoshkaIndex.build(vectors[~held], all_ids[~held] if ids is not None or held.any() else None, **options)
+    held_texts, kept_texts = (None, None) if texts is None else (texts[held], texts[~held])
+    index = MatryoshkaIndex.build(
+        vectors[~held], all_ids[~held] if ids is not None or held.any() else None, kept_texts, **options
+    )
     disk_tier = DiskTier(tier_folder or ".") if index.full_vectors == "disk" else None
     tuned = autotune(
         index,
@@ -405,7 +411,7 @@ def build_tuned(
     )
     _keep_used_shortlists(index, tuned.plan, k)
     if held.any():
-        index.add(vectors[held], all_ids[held])
+        index.add(vectors[held], all_ids[held], held_texts)
     return index, tuned
 
 

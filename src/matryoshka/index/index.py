@@ -28,6 +28,7 @@ from matryoshka.index.shortlists import SHORTLIST_CODES, ShortlistStructures
 from matryoshka.index.stages import StagedSearch
 from matryoshka.index.state import IndexArrays, live_arrays
 from matryoshka.index.storage import normalize, row_squares
+from matryoshka.index.texts import check_texts, joined
 from matryoshka.index.threads import search_threads
 from matryoshka.index.variants import IndexVariants
 
@@ -58,6 +59,10 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
     Ids are integers in [0, 2^63 - 1] or strings (at most 512 bytes), one kind per index. A removal only marks
     the row deleted (searches skip it); :meth:`compacted` and :meth:`save` drop deleted rows for good.
 
+    Each row may keep a text beside its id (the document it stands for: ``add(..., texts=...)``); searches return
+    them with ``return_texts=True`` and :meth:`texts` looks them up by id. An index without texts stores nothing
+    for them.
+
     Example::
 
         import numpy as np
@@ -68,6 +73,9 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         index.add(corpus)                                      # ids 0..N-1 unless given
         scores, ids = index.search(corpus[:3], k=10, plan=AdaptivePlan(16, 200, 128))
         index.remove([4, 5])
+        index.add(corpus[:2] + 1, ids=[9000, 9001], texts=["a small dog barks", "rain at the weekend"])
+        scores, ids, texts = index.search(corpus[:1] + 1, k=2, return_texts=True)   # None for rows without one
+        assert index.texts([9001, 7]) == ["rain at the weekend", None]
     """
 
     def __init__(
@@ -112,6 +120,7 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         self._ids = empty_ids(None)
         self._dead = np.zeros(0, dtype=bool)  # rows removed but not yet compacted away
         self._dead_bits = np.zeros(0, dtype=np.uint8)  # the same, packed for FAISS's IDSelectorBitmap
+        self._texts: np.ndarray | None = None  # the text kept beside each row (str or None); None: keeps none
         self._n_dead = 0
         self._shortlist = {d: self._new_shortlist(d) for d in self.shortlist_dims}
         self._params: dict[int, faiss.SearchParameters] = {}
@@ -135,12 +144,15 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         }
 
     @classmethod
-    def build(cls, vectors: np.ndarray, ids: Iterable | None = None, **options) -> MatryoshkaIndex:
-        """A new index holding ``vectors`` (N, d), its dim taken from them; ``options`` as for the constructor."""
+    def build(
+        cls, vectors: np.ndarray, ids: Iterable | None = None, texts: Iterable | None = None, **options
+    ) -> MatryoshkaIndex:
+        """A new index holding ``vectors`` (N, d), its dim taken from them, with ``texts`` kept beside them (one per
+        row, or None); ``options`` as for the constructor."""
         if np.ndim(vectors) != 2:
             raise IndexInputError(f"embeddings must be 2-D (N, d), got shape {np.shape(vectors)}")
         index = cls(np.shape(vectors)[1], **options)
-        index.add(vectors, ids)
+        index.add(vectors, ids, texts)
         return index
 
     # -- contents -------------------------------------------------------------------------------------------
@@ -148,7 +160,9 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
     def arrays(self) -> IndexArrays:
         """What the index holds, as arrays (no copy): see :mod:`matryoshka.index.state`."""
         shortlists = dict(self._shortlist)
-        return IndexArrays(self._codes, self._scales, self._ids, self._dead, shortlists, self.id_kind, self.basis)
+        return IndexArrays(
+            self._codes, self._scales, self._ids, self._dead, shortlists, self.id_kind, self.basis, self._texts
+        )
 
     @classmethod
     def from_arrays(cls, arrays: IndexArrays, **options) -> MatryoshkaIndex:
@@ -157,6 +171,7 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         index.id_kind = arrays.id_kind
         index._codes, index._scales, index._ids = arrays.codes, arrays.scales, arrays.ids
         index._dead = arrays.dead
+        index._texts = arrays.texts
         index._dead_bits = np.packbits(arrays.dead, bitorder="little")
         index._n_dead = int(arrays.dead.sum())
         if arrays.basis is not None:
@@ -193,6 +208,37 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
     def alive_positions(self) -> np.ndarray:
         return np.flatnonzero(~self._dead)
 
+    @property
+    def keeps_texts(self) -> bool:
+        """Whether the index keeps texts beside its ids (some row was added with one)."""
+        return self._texts is not None
+
+    def texts(self, ids: Iterable) -> list[str | None]:
+        """The text kept beside each of ``ids``, in their order: None for a row added without one; an id not in the
+        index is an :class:`~matryoshka.index.UnknownIdError`. O(N log N) per call: it sorts the ids (an
+        :class:`~matryoshka.index.IndexStore` looks them up in its id map instead)."""
+        if isinstance(ids, str | int | np.integer):
+            ids = [ids]
+        try:
+            wanted, _ = check_ids(ids, self.id_kind)
+        except InputError as e:
+            raise IndexInputError(str(e)) from None
+        live = self.alive_positions()
+        order = np.argsort(self._ids[live], kind="stable")
+        stored = self._ids[live][order]
+        at = np.minimum(np.searchsorted(stored, wanted), max(len(stored) - 1, 0))
+        found = (stored[at] == wanted) if len(stored) else np.zeros(len(wanted), dtype=bool)
+        if not found.all():
+            raise UnknownIdError(f"ids not in the index: {listed(wanted[~found].tolist())}")
+        return self.texts_at(live[order[at]]).tolist()
+
+    def texts_at(self, positions: np.ndarray) -> np.ndarray:
+        """The texts of rows at ``positions`` (any shape), None where a row has none (an object array)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if self._texts is None:
+            return np.full(positions.shape, None, dtype=object)
+        return self._texts[positions]
+
     def vectors(self, positions: np.ndarray, d: int | None = None, bulk: bool = False) -> np.ndarray:
         """Stored (unit, decoded) vectors at row ``positions``, cut to their first ``d`` dims; ``bulk``: many rows
         in order (an export), read from the disk tier through its memory map rather than one direct read each."""
@@ -216,9 +262,11 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         start = int(self._ids.max()) + 1 if self.rows else 0
         return np.arange(start, start + n, dtype=np.int64)
 
-    def add(self, vectors: np.ndarray, ids: Iterable | None = None) -> np.ndarray:
-        """Add vectors (n, dim); ids default to consecutive integers after the largest id so far."""
+    def add(self, vectors: np.ndarray, ids: Iterable | None = None, texts: Iterable | None = None) -> np.ndarray:
+        """Add vectors (n, dim); ids default to consecutive integers after the largest id so far; ``texts``: one
+        text (or None) per vector, kept beside its id (see :mod:`matryoshka.index.texts`)."""
         x = self.check_vectors(vectors, "vectors")
+        new_texts = check_texts(texts, len(x))
         if ids is None:
             new_ids, kind = self.next_ids(len(x)), "int"
         else:
@@ -227,11 +275,11 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
             clash = np.intersect1d(new_ids, self.ids) if kind == "int" else sorted(set(new_ids) & set(self.ids))
             if len(clash):
                 raise DuplicateIdError(f"ids already in the index: {listed(list(clash))}")
-        self.append(normalize(x), new_ids, kind)
+        self.append(normalize(x), new_ids, kind, new_texts)
         return new_ids
 
-    def append(self, unit: np.ndarray, new_ids: np.ndarray, kind: str) -> None:
-        """Append unit vectors with already checked ids (O(N): the arrays are copied)."""
+    def append(self, unit: np.ndarray, new_ids: np.ndarray, kind: str, texts: np.ndarray | None = None) -> None:
+        """Append unit vectors with already checked ids and texts (O(N): the arrays are copied)."""
         if isinstance(self._codes, DiskRows):
             raise IndexInputError(
                 "this index keeps its full-dim vectors on the disk tier, which takes no appends: add through "
@@ -244,6 +292,7 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
             self._scales = np.concatenate([self._scales, scales])
         if self.id_kind is None:
             self.id_kind, self._ids = kind, empty_ids(kind)
+        self._texts = joined(self._texts, self.rows, texts, len(new_ids))
         self._ids = np.concatenate([self._ids, new_ids])
         self._dead = np.concatenate([self._dead, np.zeros(len(new_ids), dtype=bool)])
         self._dead_bits = np.packbits(self._dead, bitorder="little")
@@ -273,9 +322,14 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         self._n_dead += newly
 
     def compacted(
-        self, unit: np.ndarray | None = None, new_ids: np.ndarray | None = None, dead: np.ndarray | None = None
+        self,
+        unit: np.ndarray | None = None,
+        new_ids: np.ndarray | None = None,
+        dead: np.ndarray | None = None,
+        texts: np.ndarray | None = None,
     ) -> MatryoshkaIndex:
-        """A new index with this one's live rows, then ``unit`` vectors (already unit length) with ``new_ids``.
+        """A new index with this one's live rows, then ``unit`` vectors (already unit length) with ``new_ids`` and
+        ``texts`` (checked; None: no texts).
 
         ``dead`` replaces the deletion flags (a snapshot taken earlier). Shortlist structures are copied and
         extended when no row was deleted, rebuilt otherwise.
@@ -284,7 +338,7 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         if out.rows < self.rows:
             out._fill_shortlist()
         if unit is not None and len(unit):
-            out.append(unit, new_ids, out.id_kind)
+            out.append(unit, new_ids, out.id_kind, texts)
         return out
 
     # -- search ---------------------------------------------------------------------------------------------
@@ -321,12 +375,19 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         return first
 
     def search(
-        self, queries: np.ndarray, k: int = 10, plan: Plan | str | None = None, exact: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        plan: Plan | str | None = None,
+        exact: bool = False,
+        return_texts: bool = False,
+    ) -> tuple[np.ndarray, ...]:
         """Top-k (scores, ids), each (Q, min(k, ntotal)), best first, following ``plan`` (default: the index's
         :attr:`default_plan`, set by autotune; exact full-dim search when it has none).
 
         ``exact=True`` lets a plan shortlist with a dim that has no shortlist structure (a full scan).
+        ``return_texts=True`` returns (scores, ids, texts): the hits' kept texts too, an object array of the same
+        shape (None where a row has none).
         """
         q = self.check_vectors(queries, "queries")
         stages = self.plan_stages(plan, k, exact)
@@ -336,7 +397,10 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         k = min(k, self.ntotal)
         with search_threads(len(q)):
             scores, positions = self.search_positions(q, stages, first)
-        return scores[:, :k], self._ids[positions[:, :k]]
+        positions = positions[:, :k]
+        if return_texts:
+            return scores[:, :k], self._ids[positions], self.texts_at(positions)
+        return scores[:, :k], self._ids[positions]
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:

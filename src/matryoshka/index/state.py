@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 
 from matryoshka.index.disk import DiskRows
+from matryoshka.index.texts import kept_any, texts_bytes
 
 
 @dataclass
@@ -20,7 +21,8 @@ class IndexArrays:
     """codes: the full-dim rows in the index's encoding (an array, a memory map, or :class:`DiskRows`); scales: the
     int8 row scales (else None); ids: one per row; dead: rows removed but not compacted away; shortlists: the FAISS
     structure per shortlist dim; id_kind: "int", "str", or None while empty; basis: the (d, d) orthogonal basis
-    the shortlist prefixes are coordinates in (None: raw prefixes)."""
+    the shortlist prefixes are coordinates in (None: raw prefixes); texts: the text kept beside each row (an object
+    array of str or None, see :mod:`matryoshka.index.texts`), or None when the index keeps no texts."""
 
     codes: np.ndarray | DiskRows
     scales: np.ndarray | None
@@ -29,11 +31,13 @@ class IndexArrays:
     shortlists: dict[int, faiss.Index] = field(default_factory=dict)
     id_kind: str | None = None
     basis: np.ndarray | None = None
+    texts: np.ndarray | None = None
 
     def memory_bytes(self) -> int:
         held = 0 if isinstance(self.codes, DiskRows | np.memmap) else self.codes.nbytes
         held += 0 if self.scales is None else self.scales.nbytes
         held += self.dead.nbytes + _ids_bytes(self.ids) + (0 if self.basis is None else self.basis.nbytes)
+        held += texts_bytes(self.texts)
         return held + sum(_faiss_bytes(index) for index in self.shortlists.values())
 
 
@@ -61,7 +65,10 @@ def live_arrays(
     if state.id_kind is None:
         ids = empty_ids(kind)
     shortlists = {} if n_dead else {d: faiss.clone_index(index) for d, index in state.shortlists.items()}
-    return IndexArrays(codes, scales, ids, np.zeros(len(ids), dtype=bool), shortlists, kind, state.basis)
+    texts = None if state.texts is None else (state.texts[alive] if n_dead else state.texts.copy())
+    if not kept_any(texts):
+        texts = None  # every row that had a text was deleted: the index keeps none
+    return IndexArrays(codes, scales, ids, np.zeros(len(ids), dtype=bool), shortlists, kind, state.basis, texts)
 
 
 def _ids_bytes(ids: np.ndarray) -> int:

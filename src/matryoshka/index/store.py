@@ -1,8 +1,8 @@
 """An index folder that takes writes while it serves searches: the store behind ``mrl serve`` and ``mrl index``.
 
 * Writes cost O(batch): an add or delete is appended to a write-ahead log and fsynced before it returns, then
-  applied in memory: added vectors go to a small write segment (searched exactly, merged with the main
-  index's results); deletes mark rows (searches skip them).
+  applied in memory: added vectors (with their ids and the texts kept beside them) go to a small write segment
+  (searched exactly, merged with the main index's results); deletes mark rows (searches skip them).
 * Compaction folds the log into a new version of the main index (``mrl index compact``, or in the background
   once the segment and deletions pass ``compact_threshold`` rows), while searches and writes go on; it commits
   by switching ``CURRENT``, so kill -9 at any moment leaves a folder that opens with every acknowledged write.
@@ -38,6 +38,7 @@ from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.segment import Segment
 from matryoshka.index.storage import normalize
 from matryoshka.index.store_view import StoreView
+from matryoshka.index.texts import check_texts
 
 
 class IndexStore(StoreView):
@@ -59,12 +60,14 @@ class IndexStore(StoreView):
             store.delete(["doc-3"])
             scores, ids = store.search(x[:2], k=5)
             assert ids[0][0] == "doc-0"
+            store.add(x[:1] + 1, ids=["faq-1"], texts=["how to repair a flat bicycle tyre"])  # kept beside the id
+            scores, ids, texts = store.search(x[:1] + 1, k=2, return_texts=True)
+            assert texts[0].tolist() == ["how to repair a flat bicycle tyre", None]
     """
 
     def __init__(self, root: Path, writable: bool, compact_threshold: int | None) -> None:
         super().__init__(root, compact_threshold)
         self.writable = writable
-        self._write_lock = threading.RLock()
         self._compact_lock = threading.Lock()
         self._compact_error: BaseException | None = None
         self._deleted_during: list | None = None  # ids deleted while a compaction runs
@@ -132,10 +135,11 @@ class IndexStore(StoreView):
         for number, record in enumerate(records):
             try:
                 if record.op == wal.ADD:
-                    self._apply_add(record.vectors, check_ids(record.ids, self.id_kind)[0])
+                    texts = check_texts(record.texts, len(record.ids))
+                    self._apply_add(record.vectors, check_ids(record.ids, self.id_kind)[0], texts)
                 else:
                     self._apply_delete(check_ids(record.ids, self.id_kind)[0])
-            except (KeyError, ValueError) as e:
+            except (KeyError, ValueError, InputError) as e:
                 raise CorruptIndexError(f"{self.root}: log record {number} does not apply: {e}") from e
         self.torn_bytes = size - offset
         if self.writable:
@@ -170,9 +174,12 @@ class IndexStore(StoreView):
             error, self._compact_error = self._compact_error, None
             raise CompactionError(f"the background compaction failed ({error}); nothing was lost, retry the write")
 
-    def add(self, vectors: np.ndarray, ids: Iterable | None = None) -> np.ndarray:
-        """Add vectors (n, dim), durable when this returns; ids default to consecutive integers."""
+    def add(self, vectors: np.ndarray, ids: Iterable | None = None, texts: Iterable | None = None) -> np.ndarray:
+        """Add vectors (n, dim), durable when this returns; ids default to consecutive integers; ``texts``: one text
+        (or None) per vector, kept beside its id in the same log record (:meth:`texts`, ``search(...,
+        return_texts=True)``)."""
         x = self.index.check_vectors(vectors, "vectors")
+        new_texts = check_texts(texts, len(x))
         with self._write_lock:
             self._require_writable()
             if ids is None:
@@ -185,8 +192,9 @@ class IndexStore(StoreView):
                 if clash:
                     raise DuplicateIdError(f"ids already in the index: {listed(clash)}")
             unit = normalize(x).astype(np.float32)
-            self._wal.append(wal.encode_record(wal.ADD, new_ids.tolist(), unit))
-            self._apply_add(unit, new_ids)
+            logged_texts = new_texts.tolist() if new_texts is not None else None
+            self._wal.append(wal.encode_record(wal.ADD, new_ids.tolist(), unit, logged_texts))
+            self._apply_add(unit, new_ids, new_texts)
         self._maybe_compact()
         return new_ids
 
@@ -212,12 +220,12 @@ class IndexStore(StoreView):
         self._maybe_compact()
         return len(values)
 
-    def _apply_add(self, unit: np.ndarray, ids: np.ndarray) -> None:
+    def _apply_add(self, unit: np.ndarray, ids: np.ndarray, texts: np.ndarray | None = None) -> None:
         kind = "str" if ids.dtype == object else "int"
         if self.id_kind is None:
             self.id_kind = kind
         segment = self._state[1]
-        start = segment.append(unit, ids, kind)
+        start = segment.append(unit, ids, kind, texts)
         for offset, id_ in enumerate(ids.tolist()):
             if id_ in self._where:
                 raise KeyError(f"id {id_!r} is already in the index")
@@ -279,9 +287,11 @@ class IndexStore(StoreView):
                     return self.version  # nothing logged since the last compaction
                 n0, log_offset = segment.n, self._wal.size
                 vectors, ids, dead = (a.copy() for a in segment.rows())
+                texts = segment.texts().copy() if segment.n_texts else None
                 base_dead = base.arrays().dead.copy()
                 self._deleted_during = []
-            new_base = base.compacted(vectors[~dead], ids[~dead], dead=base_dead)  # the state at the snapshot
+            live_texts = texts[~dead] if texts is not None else None
+            new_base = base.compacted(vectors[~dead], ids[~dead], base_dead, live_texts)  # the state at the snapshot
             name = versions.write_version(new_base, self.root)
             if isinstance(base.arrays().codes, DiskRows):  # the new version's rows stay on the disk as well
                 state = new_base.arrays()

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from matryoshka.errors import InputError
 from matryoshka.index import versions
 from matryoshka.index.disk import DiskRows
-from matryoshka.index.errors import IndexInputError
+from matryoshka.index.errors import IndexInputError, UnknownIdError
+from matryoshka.index.ids import check_ids, listed
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import Plan
 from matryoshka.index.segment import Segment, merge_best
@@ -33,6 +35,8 @@ class StoreView:
         self._compactor: threading.Thread | None = None
         self._state: tuple[MatryoshkaIndex, Segment]
         self._where: dict = {}  # id -> row of the main index (>= 0) or of the segment (-row - 1)
+        # Writes hold it; so do lookups by id, since a compaction's commit moves rows and swaps the id map.
+        self._write_lock = threading.RLock()
 
     # -- contents -------------------------------------------------------------------------------------------
     @property
@@ -62,6 +66,46 @@ class StoreView:
     def __contains__(self, id_) -> bool:
         return id_ in self._where
 
+    @property
+    def keeps_texts(self) -> bool:
+        """Whether the store keeps texts beside its ids (some row was added with one)."""
+        base, segment = self._state
+        return base.keeps_texts or segment.n_texts > 0
+
+    def texts(self, ids) -> list[str | None]:
+        """The text kept beside each of ``ids`` (one id or several), in their order: None for a row added without
+        one; an id not in the store is an :class:`~matryoshka.index.UnknownIdError`. Costs O(len(ids)).
+
+        Example::
+
+            import tempfile
+            import numpy as np
+            from matryoshka import IndexStore
+
+            x = np.random.default_rng(0).standard_normal((3, 8)).astype("float32")
+            with IndexStore.create(tempfile.mkdtemp() + "/store", dim=8, shortlist_dims=[4]) as store:
+                store.add(x, ids=["a", "b", "c"], texts=["a small dog barks", None, "rain at the weekend"])
+                assert store.texts(["c", "b"]) == ["rain at the weekend", None]
+        """
+        if isinstance(ids, str | int | np.integer):
+            ids = [ids]
+        try:
+            values = check_ids(ids, self.id_kind)[0].tolist()
+        except InputError as e:
+            raise IndexInputError(str(e)) from None
+        with self._write_lock:
+            base, segment = self._state
+            found = [self._where.get(i) for i in values]
+        missing = [i for i, position in zip(values, found, strict=True) if position is None]
+        if missing:
+            raise UnknownIdError(f"ids not in the index: {listed(missing)}")
+        positions = np.array(found, dtype=np.int64)
+        out = np.full(len(positions), None, dtype=object)
+        in_base = positions >= 0
+        out[in_base] = base.texts_at(positions[in_base])
+        out[~in_base] = segment.texts()[-positions[~in_base] - 1]
+        return out.tolist()
+
     def info(self) -> dict:
         base, segment = self._state
         log = versions.wal_path(self.root, self.version)
@@ -79,6 +123,7 @@ class StoreView:
             "compact_threshold": self.compact_threshold,
             "compacting": self._compactor is not None and self._compactor.is_alive(),
             "bytes_per_vector": base.bytes_per_vector(),
+            "keeps_texts": base.keeps_texts or segment.n_texts > 0,
         }
 
     @property
@@ -104,14 +149,21 @@ class StoreView:
                 "serve it through IndexStore (mrl serve) or run mrl index compact to keep the rows on the disk",
                 stacklevel=2,
             )
-        return base.compacted(vectors[~dead], ids[~dead])
+        texts = segment.texts()[~dead] if segment.n_texts else None
+        return base.compacted(vectors[~dead], ids[~dead], texts=texts)
 
     # -- writes ---------------------------------------------------------------------------------------------
     # -- search ---------------------------------------------------------------------------------------------
     def search(
-        self, queries: np.ndarray, k: int = 10, plan: Plan | str | None = None, exact: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids), as :meth:`MatryoshkaIndex.search`, over the main index and the write segment.
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        plan: Plan | str | None = None,
+        exact: bool = False,
+        return_texts: bool = False,
+    ) -> tuple[np.ndarray, ...]:
+        """Top-k (scores, ids), as :meth:`MatryoshkaIndex.search`, over the main index and the write segment;
+        (scores, ids, texts) with ``return_texts=True``, the texts read from the same snapshot as the hits.
 
         Rows written since the last compaction are scored exactly at the plan's last dim and merged by score.
         """
@@ -123,14 +175,18 @@ class StoreView:
         if total == 0:
             raise IndexInputError("the index is empty")
         k = min(k, total)
-        scores, ids = [], []
+        scores, ids, texts = [], [], []
         with search_threads(len(q)):
             if base.ntotal:
                 s, p = base.search_positions(q, stages, first)
                 scores.append(s[:, :k])
                 ids.append(base.arrays().ids[p[:, :k]])
+                if return_texts:
+                    texts.append(base.texts_at(p[:, :k]))
             if segment.alive:
-                s, i = segment.search(q, stages[-1][0], k)
+                s, p = segment.search(q, stages[-1][0], k)
                 scores.append(s)
-                ids.append(i)
-        return merge_best(scores, ids, k)
+                ids.append(segment.rows()[1][p])
+                if return_texts:
+                    texts.append(segment.texts()[p])
+        return tuple(merge_best(scores, [ids, texts] if return_texts else [ids], k))

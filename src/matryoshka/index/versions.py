@@ -25,9 +25,14 @@ from matryoshka.index.errors import CorruptIndexError, IndexInputError, StoreBus
 from matryoshka.index.ids import load_ids, save_ids
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.state import IndexArrays
+from matryoshka.index.texts import load_texts, save_texts
 from matryoshka.io import DIR_MODE, atomic_write_bytes, atomic_write_json, fsync_dir, fsync_file, sha256_file
 
-FORMAT_VERSION = 2  # 2: string ids (id_kind, id_bytes/id_offsets); 1 (int64 ids.npy only) still reads
+# 3: kept texts (text_bytes/text_offsets/text_kept); 2: string ids (id_kind, id_bytes/id_offsets); 1: int64 ids.npy
+# only. A version is written in the lowest format that holds it, so a release before texts still reads a folder
+# without them, and refuses one with texts rather than dropping them at its next compaction.
+FORMAT_VERSION = 3
+READS = (1, 2, 3)
 
 
 def current_name(root: Path) -> str:
@@ -63,6 +68,8 @@ def write_version(index: MatryoshkaIndex, root: Path) -> str:
             files["scales"] = tmp / "scales.npy"
             np.save(files["scales"], np.ascontiguousarray(state.scales))
         files.update(save_ids(tmp, state.ids, index.id_kind or "int"))
+        if state.texts is not None:
+            files.update(save_texts(tmp, state.texts))
         if state.basis is not None:
             files["basis"] = tmp / "basis.npy"
             np.save(files["basis"], state.basis)
@@ -72,7 +79,7 @@ def write_version(index: MatryoshkaIndex, root: Path) -> str:
         for file in files.values():
             fsync_file(file)
         meta = {
-            "format": FORMAT_VERSION,
+            "format": FORMAT_VERSION if state.texts is not None else 2,
             **index.options(),
             "id_kind": index.id_kind or "int",
             "ntotal": index.ntotal,
@@ -148,8 +155,10 @@ def read_version(
         meta = json.loads((folder / "meta.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CorruptIndexError(f"cannot read {folder / 'meta.json'}: {e}") from e
-    if meta.get("format") not in (1, FORMAT_VERSION):
-        raise CorruptIndexError(f"{folder} has index format {meta.get('format')}, expected {FORMAT_VERSION}")
+    if meta.get("format") not in READS:
+        raise CorruptIndexError(
+            f"{folder} has index format {meta.get('format')}; this release reads formats {READS[0]} to {READS[-1]}"
+        )
     tier = check_tier(full_vectors or ("mmap" if mmap else meta.get("full_vectors", "ram")))
     arrays = {}
     for key, digest in meta["sha256"].items():
@@ -187,6 +196,10 @@ def read_version(
         raise CorruptIndexError(f"{folder}: cannot read its ids: {e}") from e
     if codes.shape != (meta["ntotal"], meta["dim"]) or ids.shape != (meta["ntotal"],):
         raise CorruptIndexError(f"{folder} arrays do not match its meta.json ({codes.shape}, {ids.shape})")
+    try:
+        texts = load_texts(arrays, meta["ntotal"])
+    except (KeyError, ValueError, UnicodeDecodeError) as e:
+        raise CorruptIndexError(f"{folder}: cannot read its texts: {e}") from e
     shortlists = {}
     for d in options["shortlist_dims"]:
         shortlist = arrays.get(f"shortlist-{d}")
@@ -199,8 +212,7 @@ def read_version(
             basis = check_basis(basis, meta["dim"])
         except IndexInputError as e:
             raise CorruptIndexError(f"{folder / 'basis.npy'}: {e}") from None
-    state = IndexArrays(
-        codes, arrays.get("scales"), ids, np.zeros(len(ids), dtype=bool), shortlists, kind if len(ids) else None, basis
-    )
+    dead = np.zeros(len(ids), dtype=bool)
+    state = IndexArrays(codes, arrays.get("scales"), ids, dead, shortlists, kind if len(ids) else None, basis, texts)
     index = MatryoshkaIndex.from_arrays(state, **options)
     return index

@@ -1,8 +1,10 @@
 """The write-ahead log: every add and delete is appended as one checksummed record and fsynced before it is
 acknowledged, so a write costs O(batch) bytes on disk however large the index is.
 
-Record layout (little-endian): magic ``MRLW``, op (1 add, 2 delete), n (rows), payload length, CRC-32 of the
-payload; the payload is the ids as JSON (length-prefixed) then, for adds, n x dim float32 unit vectors.
+Record layout (little-endian): magic ``MRLW``, op (1 add, 2 delete, 3 add with texts), n (rows), payload length,
+CRC-32 of the payload; the payload is the ids as JSON (length-prefixed), for an add with texts the n texts (str or
+null) as JSON (length-prefixed), then for adds n x dim float32 unit vectors. Logs written before texts were kept
+hold no op 3 and read as before.
 A process killed mid-append leaves a torn last record; :func:`read_records` stops before it and the store
 cuts it off (that write was never acknowledged). A write the disk refuses (no space, an I/O error on write or
 fsync) is cut back at once and raised as :class:`~matryoshka.index.errors.StoreFullError` or
@@ -28,6 +30,7 @@ MAGIC = b"MRLW"
 HEADER = struct.Struct("<4sBIII")
 LENGTH = struct.Struct("<I")
 ADD, DELETE = 1, 2
+ADD_TEXTS = 3  # on disk only: an ADD whose record carries texts (Record.op is ADD, Record.texts set)
 
 
 @dataclass
@@ -35,14 +38,22 @@ class Record:
     op: int
     ids: list
     vectors: np.ndarray | None  # (n, dim) float32 for ADD
+    texts: list | None = None  # the n texts (str or None) an ADD keeps beside its ids, or None: no texts
 
 
-def encode_record(op: int, ids: list, vectors: np.ndarray | None = None) -> bytes:
-    id_bytes = json.dumps(ids, separators=(",", ":")).encode()
-    payload = LENGTH.pack(len(id_bytes)) + id_bytes
-    if op == ADD:
+def encode_record(op: int, ids: list, vectors: np.ndarray | None = None, texts: list | None = None) -> bytes:
+    payload = _length_prefixed_json(ids)
+    if texts is not None:
+        op = ADD_TEXTS
+        payload += _length_prefixed_json(texts)
+    if op != DELETE:
         payload += np.ascontiguousarray(vectors, dtype="<f4").tobytes()
     return HEADER.pack(MAGIC, op, len(ids), len(payload), zlib.crc32(payload)) + payload
+
+
+def _length_prefixed_json(values: list) -> bytes:
+    data = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()  # UTF-8: 2-3x smaller than \u escapes
+    return LENGTH.pack(len(data)) + data
 
 
 class CorruptLogError(ValueError):
@@ -76,21 +87,33 @@ def _parse(data: bytes, offset: int, dim: int) -> tuple[Record | None, int]:
     if offset + HEADER.size > len(data):
         return None, len(data)
     magic, op, n, size, crc = HEADER.unpack_from(data, offset)
-    if magic != MAGIC or op not in (ADD, DELETE):
+    if magic != MAGIC or op not in (ADD, DELETE, ADD_TEXTS):
         return None, -1
     start, end = offset + HEADER.size, offset + HEADER.size + size
     payload = data[start:end]
     if end > len(data) or zlib.crc32(payload) != crc:
         return None, end
     try:
-        (id_size,) = LENGTH.unpack_from(payload, 0)
-        ids = json.loads(payload[LENGTH.size : LENGTH.size + id_size])
-        vectors = None
-        if op == ADD:
-            vectors = np.frombuffer(payload, dtype="<f4", offset=LENGTH.size + id_size).reshape(n, dim)
+        ids, at = _read_json(payload, 0)
+        texts, vectors = None, None
+        if op == ADD_TEXTS:
+            texts, at = _read_json(payload, at)
+            if not isinstance(texts, list) or len(texts) != n:
+                raise ValueError(f"{n} rows but {len(texts) if isinstance(texts, list) else 'no list of'} texts")
+        if op != DELETE:
+            vectors = np.frombuffer(payload, dtype="<f4", offset=at).reshape(n, dim)
     except (struct.error, ValueError) as e:
         raise CorruptLogError(f"record at byte {offset} has a valid checksum but does not decode: {e}") from e
-    return Record(op, ids, vectors), end
+    return Record(ADD if op == ADD_TEXTS else op, ids, vectors, texts), end
+
+
+def _read_json(payload: bytes, at: int) -> tuple[object, int]:
+    """The length-prefixed JSON value at ``at`` in ``payload``, and where it ends."""
+    (size,) = LENGTH.unpack_from(payload, at)
+    start = at + LENGTH.size
+    if start + size > len(payload):
+        raise ValueError("a length runs past the record")
+    return json.loads(payload[start : start + size]), start + size
 
 
 def _torn_tail(data: bytes, offset: int, end: int) -> bool:

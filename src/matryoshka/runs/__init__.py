@@ -137,7 +137,7 @@ class TrainedRun:
         pre = self._need_preprocess()
         if pre.kind != "image":
             raise InputError(f"{self.path} was trained on feature vectors, not images")
-        x = torch.stack([pre.load_image(img, name=f"image {i}") for i, img in enumerate(images)])
+        x = torch.stack([pre.load_image(img, name=str(i)) for i, img in enumerate(images)])
         return truncate(self.encode_tensor(x), self.check_dim(dim)).numpy()
 
     def encode_raw(self, rows: np.ndarray, dim: int | None = None) -> np.ndarray:

@@ -1,8 +1,9 @@
 """HTTP service over an index store (FastAPI).
 
-Endpoints: ``POST /search`` (vectors, or raw images / texts / values when a model is loaded), ``POST /embed``,
-``POST /vectors`` (vectors, or texts the text model embeds), ``DELETE /vectors/{id}`` and ``POST /vectors/delete``
-(writes need the ``X-API-Key`` header), ``GET /health``, and the OpenAPI docs at ``/docs``.
+Endpoints: ``POST /search`` (vectors, or raw images / texts / values when a model is loaded; ``return_text`` for
+the hits' kept texts), ``POST /embed``, ``POST /vectors`` (vectors, or texts the text model embeds; texts are kept
+beside the ids), ``DELETE /vectors/{id}`` and ``POST /vectors/delete`` (writes need the ``X-API-Key`` header),
+``GET /health``, the search page at ``GET /``, and the OpenAPI docs at ``/docs``.
 Every acknowledged write is in the store's write-ahead log (fsynced) before the response, so a crash loses
 nothing that was acknowledged; searches run in parallel with each other and with writes. Ids are integers in
 [0, 2^63 - 1] or strings of at most 512 bytes. Run it with ``mrl serve --index DIR``.
@@ -23,6 +24,7 @@ from matryoshka.errors import InputError
 from matryoshka.index import IndexStore
 from matryoshka.service.errors import install_error_handlers
 from matryoshka.service.model import served_dim
+from matryoshka.service.page import page_router
 from matryoshka.service.routes import API_KEY_ENV, Service, search_router, vectors_router
 from matryoshka.service.schemas import AddRequest, DeleteRequest, EmbedRequest, SearchRequest
 
@@ -101,4 +103,5 @@ def create_app(
     service = Service(store, run, key, max_queries, max_k)
     app.include_router(search_router(service))
     app.include_router(vectors_router(service))
+    app.include_router(page_router(store, run))
     return app

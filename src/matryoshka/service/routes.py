@@ -3,6 +3,8 @@
 ``search_router``: ``GET /health``, ``POST /embed``, ``POST /search``; ``vectors_router`` (writes, behind the API
 key): ``POST /vectors``, ``DELETE /vectors/{id}``, ``POST /vectors/delete``. Each can be mounted alone, e.g. in a
 test or in an app of your own. Errors are the library's own types, mapped to status codes in ``errors.py``.
+``POST /embed`` and ``POST /search`` say what they measured in a ``Server-Timing`` header: ``embed`` (raw inputs)
+and ``search``, in milliseconds.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 import binascii
 import hmac
 import json
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -37,10 +40,10 @@ from matryoshka.service.schemas import (
 API_KEY_ENV = "MRL_API_KEY"
 
 
-def json_response(content: dict) -> Response:
+def json_response(content: dict, headers: dict[str, str] | None = None) -> Response:
     """A JSON response written directly: for a sync endpoint FastAPI would validate a returned model or dict in a
     second trip through the thread pool, which under load doubles the queueing."""
-    return Response(json.dumps(content, separators=(",", ":")), media_type="application/json")
+    return Response(json.dumps(content, separators=(",", ":")), media_type="application/json", headers=headers)
 
 
 @dataclass
@@ -100,8 +103,8 @@ class Service:
 
     def new_rows(self, req: AddRequest) -> np.ndarray:
         """The rows an add writes: its vectors, or its texts embedded with the run at the index's dim."""
-        if (req.vectors is None) == (req.texts is None):
-            raise HTTPException(422, "give exactly one of 'vectors' or 'texts'")
+        if req.vectors is None and req.texts is None:
+            raise HTTPException(422, "give 'vectors' (and 'texts' to keep beside them), or 'texts' to embed")
         if req.vectors is not None:
             return self.as_matrix(req.vectors)
         return np.ascontiguousarray(self.embed_raw(RawInputs(texts=req.texts)), dtype=np.float32)
@@ -116,11 +119,13 @@ def search_router(service: Service) -> APIRouter:
         return {"status": "ok", **store.info(), "model": service.run is not None, "writable": store.writable}
 
     @router.post("/embed", response_model=EmbedResponse)
-    def embed(req: EmbedRequest) -> EmbedResponse:
+    def embed(req: EmbedRequest) -> Response:
         if len(req.given()) != 1:
             raise HTTPException(422, "give exactly one of 'images', 'texts' or 'inputs'")
+        start = time.perf_counter()
         z = service.embed_raw(req, req.dim)
-        return EmbedResponse(embeddings=z.tolist(), dim=z.shape[1])
+        timing = {"Server-Timing": f"embed;dur={1000 * (time.perf_counter() - start):.3f}"}
+        return json_response({"embeddings": z.tolist(), "dim": z.shape[1]}, timing)
 
     @router.post("/search", response_model=SearchResponse)
     def search(req: SearchRequest) -> Response:
@@ -129,8 +134,18 @@ def search_router(service: Service) -> APIRouter:
         if req.k > service.max_k:
             raise HTTPException(422, f"k must be at most {service.max_k}")
         plan = parse_plan(req.plan) if req.plan is not None else None
-        scores, ids = store.search(service.queries(req), req.k, plan, exact=req.exact)
-        return json_response({"ids": ids.tolist(), "scores": scores.tolist()})
+        start = time.perf_counter()
+        queries = service.queries(req)
+        embedded = time.perf_counter()
+        found = store.search(queries, req.k, plan, exact=req.exact, return_texts=req.return_text)
+        done = time.perf_counter()
+        timing = f"search;dur={1000 * (done - embedded):.3f}"
+        if req.vectors is None:
+            timing = f"embed;dur={1000 * (embedded - start):.3f}, {timing}"
+        body = {"ids": found[1].tolist(), "scores": found[0].tolist()}
+        if req.return_text:
+            body["texts"] = found[2].tolist()
+        return json_response(body, {"Server-Timing": timing})
 
     return router
 
@@ -141,7 +156,7 @@ def vectors_router(service: Service) -> APIRouter:
 
     @router.post("/vectors", response_model=AddResponse)
     def add(req: AddRequest) -> Response:
-        ids = store.add(service.new_rows(req), req.ids)  # one write, in the fsynced log before the 200
+        ids = store.add(service.new_rows(req), req.ids, req.texts)  # one write, in the fsynced log before the 200
         return json_response({"ids": ids.tolist(), "ntotal": store.ntotal})
 
     @router.delete("/vectors/{vector_id:path}", response_model=DeleteResponse)

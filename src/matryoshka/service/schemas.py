@@ -46,6 +46,7 @@ class SearchRequest(RawInputs):
         None, description="full | adaptive:DS:K:DR | funnel:D1xK1,D2xK2,... (default: the index's tuned plan)"
     )
     exact: bool = Field(False, description="allow a first stage at a dim without a shortlist structure (full scan)")
+    return_text: bool = Field(False, description="also return each hit's kept text ('texts'; null where none)")
 
 
 class EmbedRequest(RawInputs):
@@ -62,15 +63,22 @@ class EmbedResponse(BaseModel):
 class SearchResponse(BaseModel):
     ids: list[list[int | str]]
     scores: list[list[float]]
+    texts: list[list[str | None]] | None = Field(
+        None, description="with return_text: the text kept beside each hit (null where none)"
+    )
 
 
 class AddRequest(BaseModel):
-    """Rows to add: ``vectors`` of the index's dim, or ``texts`` the server embeds with its run (``--model``)."""
+    """Rows to add: ``vectors`` of the index's dim, or ``texts`` the server embeds with its run (``--model``); the
+    texts are kept beside the new ids either way."""
 
     model_config = ConfigDict(extra="forbid")
     vectors: list[list[FiniteFloat]] | None = Field(None, min_length=1)
     texts: list[str] | None = Field(
-        None, min_length=1, description="texts to embed with the server's text model at the index's dim"
+        None,
+        min_length=1,
+        description="one text per row, kept beside its id (a search with return_text returns it); without 'vectors' "
+        "they are the rows themselves: the server's text model embeds them at the index's dim",
     )
     ids: list[VectorId] | None = None
 
