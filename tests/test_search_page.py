@@ -198,3 +198,30 @@ def test_an_image_run_refuses_a_file_that_is_no_image_and_the_page_says_how_to_k
         assert all(column["ids"][0] == names[0] and column["texts"] == [] for column in _columns(page).values())
     finally:
         served.close()
+
+
+def test_a_rotated_index_shows_its_rotated_prefixes_scored_at_the_full_dim(texts_server, text_run, tmp_path, page):
+    """An index built with rotated prefixes (mrl index build's default may choose them) holds its prefixes only at
+    its shortlist dims, in the corpus basis: the page's columns start at those dims and fill without a refusal."""
+    from matryoshka.index.basis import fit_basis
+
+    served = texts_server.app.state.store
+    ids = served.index.arrays().ids.tolist()
+    vectors = served.index.vectors(np.arange(len(ids)))
+    folder = tmp_path / "rotated"
+    rotated = MatryoshkaIndex(384, shortlist_dims=[16]).with_basis(fit_basis(vectors))
+    rotated.add(vectors, ids=ids, texts=served.texts(ids))
+    rotated.save(folder)
+    server = Served(create_app(folder, model_path=text_run))
+    try:
+        page.goto(server.url)
+        assert page.input_value("#dims") == "16,384"
+        page.locator("#query").press_sequentially(QUERY, delay=15)
+        page.wait_for_selector(f'#columns[data-query="{QUERY}"]', timeout=5000)
+        shown = _columns(page)
+        body = {"texts": [QUERY], "k": K, "plan": f"funnel:16x{K},384x{K}", "exact": True, "return_text": True}
+        expected = httpx.post(f"{server.url}/search", json=body, timeout=60).json()
+        assert shown["16"]["ids"] == expected["ids"][0] and "ms on the server" in shown["16"]["latency"]
+        assert "coordinates in the corpus basis" in page.text_content('.column[data-dim="16"] .how')
+    finally:
+        server.close()

@@ -77,9 +77,11 @@ def page_config(store: IndexStore, run: Any, k: int = 10) -> dict:
             if run is None
             else "this server's model takes feature vectors, which the page cannot ask for: search with POST /search"
         )
+    # a rotated index holds its prefixes only at its shortlist dims (in the corpus basis)
+    dims = sorted({*store.shortlist_dims, store.dim}) if index.rotated else page_dims(store.dim, store.shortlist_dims)
     return {
         "dim": store.dim,
-        "dims": page_dims(store.dim, store.shortlist_dims),
+        "dims": dims,
         "k": k,
         "ntotal": store.ntotal,
         "structures": {str(d): store.shortlist for d in store.shortlist_dims},
