@@ -145,6 +145,9 @@ def test_the_debian_pairs_data_set_replaces_the_configs_data(tmp_path, monkeypat
         "a tiny tool for tests,It does one small thing well.",
     ]
     assert texts.debian_pairs_file(2, tmp_path / "cache") == file  # written once
+    with pytest.raises(InputError, match=r"2 Debian package descriptions .* fewer than the 3 .*Acquire::Languages=en"):
+        texts.debian_pairs_file(3, tmp_path / "other")
+    assert not (tmp_path / "other" / "debian-pairs-3.csv").exists()  # nothing cached from too few
     pairs = {"name": "pairs", "path": str(file)}
     config = load_config("configs/wordnet_minilm_quick.yaml", ["model.min_dim=24"], data=pairs)
     assert (config.data.name, config.data.path, config.model.min_dim) == ("pairs", str(file), 24)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from matryoshka.data.wordnet import read_synsets
+from matryoshka.errors import InputError
 
 APT_LISTS = Path("/var/lib/apt/lists")
 MAN_ROOT = Path("/usr/share/man")
@@ -177,6 +178,11 @@ def debian_pairs_file(count: int, folder: Path) -> Path:
     for synopsis, description in debian_pairs():
         seen.setdefault(synopsis, description)
     rows = sorted(seen.items())
+    if len(rows) < count:
+        raise InputError(
+            f"{len(rows):,} Debian package descriptions in {APT_LISTS}, fewer than the {count:,} pairs asked: "
+            "`apt-get update -o Acquire::Languages=en` fetches them (the lists of a container often leave them out)"
+        )
     pick = np.random.default_rng(0).permutation(len(rows))[:count]
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(".tmp")
