@@ -49,3 +49,6 @@ def test_projection_options_are_checked(tmp_path):
         _config(tmp_path, projection="svdd")
     with pytest.raises(ConfigError, match="projection: svd goes with full fine-tuning"):
         _config(tmp_path, projection="svd", frozen_base=True)
+    assert _config(tmp_path).model.resolved_projection() == "svd"  # the default recipe of full fine-tuning
+    assert _config(tmp_path, frozen_base=True).model.resolved_projection() == "none"
+    assert _config(tmp_path, projection="none").model.resolved_projection() == "none"

@@ -30,11 +30,12 @@ class TextModelConfig(StrictModel):
     max_seq_length: int = Field(
         64, ge=8, description="tokens kept per text (longer texts are cut); step time grows with it"
     )
-    projection: Literal["none", "svd"] = Field(
-        "none",
+    projection: Literal["auto", "none", "svd"] = Field(
+        "auto",
         description="svd: a d x d linear map after the base's output, initialised with the right singular vectors "
         "of the base's embeddings of the training texts (a rotation: every full-dim cosine starts unchanged, the "
-        "prefixes start from the SVD ordering) and fine-tuned with the rest; saved as a stock Dense module",
+        "prefixes start from the SVD ordering) and fine-tuned with the rest; saved as a stock Dense module. auto "
+        "(default): svd for full fine-tuning, none with frozen_base (its adaptor starts from that rotation)",
     )
     frozen_base: bool = Field(
         False,
@@ -46,12 +47,19 @@ class TextModelConfig(StrictModel):
     def _check(self) -> TextModelConfig:
         if self.nesting is not None:
             validate_nesting(self.nesting)
-        if self.projection != "none" and self.frozen_base:
+        if self.projection == "svd" and self.frozen_base:
             raise ValueError(
                 "projection: svd goes with full fine-tuning; the frozen base's adaptor already starts from that "
                 "rotation (drop model.projection, or model.frozen_base)"
             )
         return self
+
+    def resolved_projection(self) -> str:
+        """The projection trained: ``projection``, with auto read as svd for full fine-tuning, none on the fast
+        path."""
+        if self.projection == "auto":
+            return "none" if self.frozen_base else "svd"
+        return self.projection
 
     def resolved_nesting(self, d: int) -> list[int]:
         """The dims trained for a base model of width ``d``: ``nesting``, or d, d/2, ... down to ``min_dim``."""

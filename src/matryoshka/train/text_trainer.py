@@ -119,7 +119,7 @@ class TextTrainer(TrainingLoop):
         self.model.max_seq_length = cfg.model.max_seq_length
         d = embedding_dimension(self.model)
         m = cfg.model
-        if m.projection == "svd":
+        if m.resolved_projection() == "svd":
             self._append_svd_projection()
         self.nesting = m.resolved_nesting(d)
         trained = self.nesting if m.matryoshka else [d]
