@@ -69,6 +69,17 @@ def check_ids(values: Iterable, kind: str | None, what: str = "ids") -> tuple[np
     return ids, "str"
 
 
+def lookup_ids(ids: Iterable | int | str, kind: str | None) -> np.ndarray:
+    """One id or several, as an id array of the index's ``kind``, to look rows up by (remove, delete, texts); ids
+    of another kind or out of range are an IndexInputError."""
+    if isinstance(ids, str | int | np.integer):
+        ids = [ids]
+    try:
+        return check_ids(ids, kind)[0]
+    except InputError as e:
+        raise IndexInputError(str(e)) from None
+
+
 def empty_ids(kind: str | None) -> np.ndarray:
     return np.zeros(0, dtype=object if kind == "str" else np.int64)
 

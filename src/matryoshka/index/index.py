@@ -22,7 +22,7 @@ from matryoshka.index import storage
 from matryoshka.index.basis import check_basis
 from matryoshka.index.disk import DiskRows, check_tier
 from matryoshka.index.errors import DuplicateIdError, IndexInputError, UnknownIdError
-from matryoshka.index.ids import check_ids, check_new_ids, empty_ids, listed
+from matryoshka.index.ids import check_new_ids, empty_ids, listed, lookup_ids
 from matryoshka.index.plans import Plan, check_rotated_stages, checked_stages, plan_or_default
 from matryoshka.index.shortlists import SHORTLIST_CODES, ShortlistStructures
 from matryoshka.index.stages import StagedSearch
@@ -217,12 +217,7 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         """The text kept beside each of ``ids``, in their order: None for a row added without one; an id not in the
         index is an :class:`~matryoshka.index.UnknownIdError`. O(N log N) per call: it sorts the ids (an
         :class:`~matryoshka.index.IndexStore` looks them up in its id map instead)."""
-        if isinstance(ids, str | int | np.integer):
-            ids = [ids]
-        try:
-            wanted, _ = check_ids(ids, self.id_kind)
-        except InputError as e:
-            raise IndexInputError(str(e)) from None
+        wanted = lookup_ids(ids, self.id_kind)
         live = self.alive_positions()
         order = np.argsort(self._ids[live], kind="stable")
         stored = self._ids[live][order]
@@ -300,12 +295,7 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
 
     def remove(self, ids: Iterable) -> int:
         """Remove vectors by id (one id or several); unknown ids are an error (nothing is removed then)."""
-        if isinstance(ids, str | int | np.integer):
-            ids = [ids]
-        try:
-            ids, _ = check_ids(ids, self.id_kind)
-        except InputError as e:
-            raise IndexInputError(str(e)) from None
+        ids = lookup_ids(ids, self.id_kind)
         positions = np.flatnonzero(np.isin(self._ids, ids) & ~self._dead)
         missing = sorted(set(ids.tolist()) - set(self._ids[positions].tolist()))
         if missing:

@@ -33,7 +33,7 @@ from matryoshka.index.errors import (
     IndexInputError,
     UnknownIdError,
 )
-from matryoshka.index.ids import check_ids, check_new_ids, listed
+from matryoshka.index.ids import check_ids, check_new_ids, listed, lookup_ids
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.segment import Segment
 from matryoshka.index.storage import normalize
@@ -201,14 +201,9 @@ class IndexStore(StoreView):
     def delete(self, ids: Iterable) -> int:
         """Delete vectors by id (one id or several), durable when this returns; an unknown id is an error (nothing
         is deleted then)."""
-        if isinstance(ids, str | int | np.integer):
-            ids = [ids]
         with self._write_lock:
             self._require_writable()
-            try:
-                ids, _ = check_ids(ids, self.id_kind)
-            except InputError as e:
-                raise IndexInputError(str(e)) from None
+            ids = lookup_ids(ids, self.id_kind)
             values = ids.tolist()
             if len(set(values)) != len(values):
                 raise IndexInputError("ids must be unique")

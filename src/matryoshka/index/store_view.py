@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from matryoshka.errors import InputError
 from matryoshka.index import versions
 from matryoshka.index.disk import DiskRows
 from matryoshka.index.errors import IndexInputError, UnknownIdError
-from matryoshka.index.ids import check_ids, listed
+from matryoshka.index.ids import listed, lookup_ids
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import Plan
 from matryoshka.index.segment import Segment, merge_best
@@ -87,12 +86,7 @@ class StoreView:
                 store.add(x, ids=["a", "b", "c"], texts=["a small dog barks", None, "rain at the weekend"])
                 assert store.texts(["c", "b"]) == ["rain at the weekend", None]
         """
-        if isinstance(ids, str | int | np.integer):
-            ids = [ids]
-        try:
-            values = check_ids(ids, self.id_kind)[0].tolist()
-        except InputError as e:
-            raise IndexInputError(str(e)) from None
+        values = lookup_ids(ids, self.id_kind).tolist()
         with self._write_lock:
             base, segment = self._state
             found = [self._where.get(i) for i in values]
