@@ -1,10 +1,8 @@
-import subprocess
-import sys
 import threading
-import time
 
 import numpy as np
 import pytest
+from kill_helpers import kill_after_acks
 
 from matryoshka.index import (
     AdaptivePlan,
@@ -219,23 +217,7 @@ while True:
 @pytest.mark.parametrize("threshold,tier", [(0, "ram"), (200, "ram"), (200, "disk")])
 def test_kill_9_mid_append_or_mid_compaction_keeps_every_acknowledged_write(tmp_path, threshold, tier):
     MatryoshkaIndex.build(_vectors(50_000), shortlist_dims=[8], full_vectors=tier).save(tmp_path / "ix")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "ix"), str(threshold)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    acked = -1
-    deadline = time.time() + 60
-    try:
-        for line in proc.stdout:
-            acked = int(line)
-            if acked >= 1500 or time.time() > deadline:
-                break
-    finally:
-        proc.kill()
-        proc.wait()
-    for line in proc.stdout.read().splitlines():
-        acked = int(line)
+    acked = kill_after_acks(KILL_SCRIPT, [str(tmp_path / "ix"), str(threshold)], enough=1500)
     assert acked > 100
     with IndexStore.open(tmp_path / "ix") as store:
         for i in range(acked + 1):

@@ -2,13 +2,11 @@
 `mrl index build/add --texts`; `return_text` over HTTP."""
 
 import json
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from kill_helpers import kill_after_acks
 from typer.testing import CliRunner
 
 from matryoshka.cli import app as cli
@@ -161,20 +159,7 @@ while True:
 def test_kill_9_mid_append_or_mid_compaction_keeps_every_acknowledged_text(tmp_path, threshold):
     texts = [_text(i) for i in range(20_000)]
     MatryoshkaIndex.build(_vectors(20_000), texts=texts, shortlist_dims=[4]).save(tmp_path / "ix")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "ix"), str(threshold)], stdout=subprocess.PIPE, text=True
-    )
-    acked, deadline = -1, time.time() + 60
-    try:
-        for line in proc.stdout:
-            acked = int(line)
-            if acked >= 600 or time.time() > deadline:
-                break
-    finally:
-        proc.kill()
-        proc.wait()
-    for line in proc.stdout.read().splitlines():
-        acked = int(line)
+    acked = kill_after_acks(KILL_SCRIPT, [str(tmp_path / "ix"), str(threshold)], enough=600)
     assert acked > 50
     with IndexStore.open(tmp_path / "ix") as store:
         added = [100_000 + i for i in range(acked + 1)]
