@@ -177,6 +177,11 @@ class PostgresEngine(Engine):
         self._layouts[name] = layout
         return info
 
+    def _layout(self, name: str) -> TableLayout:
+        if name not in self._layouts:
+            self.collection(name)  # reads it from the table's comment
+        return self._layouts[name]
+
     def create(self, name: str, info: CollectionInfo, ann_dims: list[int]) -> None:
         _, sql = _modules()
         _check_name(name)
@@ -205,7 +210,7 @@ class PostgresEngine(Engine):
 
     def insert(self, name: str, ids: list, prefixes: dict[int, np.ndarray]) -> None:
         _, sql = _modules()
-        layout = self._layouts[name]
+        layout = self._layout(name)
         dims = layout.stored(sorted(prefixes))
         fields = [(prefixes[d], layout.kind(d) == "halfvec") for d in dims]
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in ["id", *map(field_name, dims)])
@@ -215,7 +220,7 @@ class PostgresEngine(Engine):
 
     def finish(self, name: str) -> None:
         _, sql = _modules()
-        layout = self._layouts[name]
+        layout = self._layout(name)
         self.conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(BUILD_MEMORY)))
         build = sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} {}) WITH (m = {}, ef_construction = {})")
         for d in layout.ann:
@@ -246,7 +251,7 @@ class PostgresEngine(Engine):
     # -- search ------------------------------------------------------------------------------------------------
     def run_stages(self, name, info, queries, stages):
         _, sql = _modules()
-        layout = self._layouts.get(name) or (self.collection(name), self._layouts[name])[1]
+        layout = self._layout(name)
         d0, k0 = stages[0]
         if d0 in layout.ann and k0 > MAX_EF_SEARCH:
             raise InputError(
