@@ -141,6 +141,28 @@ class Scann(Peer):
         return f"{self.name} leaves={setting[0]} reorder={setting[1]}"
 
 
+@dataclass
+class DiskANN(Peer):
+    """DiskANN's static disk index (``diskannpy``, the bindings of the Rust DiskANN): the graph and the full
+    vectors in one file read with direct I/O per search, PQ codes of every vector in RAM; the knob is the search
+    list size ("complexity"). Built on L2 over unit vectors, which ranks as the inner product does."""
+
+    folder: Path = Path()  # the index files (``save`` copies them)
+
+    def search(self, q, setting):
+        qn = normalize(q)
+        if len(q) == 1:
+            return np.asarray(self.index.search(qn[0], K, setting).identifiers, dtype=np.int64)[None, :]
+        found = self.index.batch_search(qn, K, setting, num_threads=1 if is_small(len(q)) else 0)
+        return np.asarray(found.identifiers, dtype=np.int64)
+
+    def save(self, path):
+        shutil.copytree(self.folder, path, dirs_exist_ok=True)
+
+    def describe(self, setting):
+        return f"{self.name} L={setting}"
+
+
 def missing(package: str) -> bool:
     return importlib.util.find_spec(package) is None
 
@@ -204,15 +226,41 @@ def build_faiss_ivf(x: np.ndarray) -> Peer:
 
 
 def build_faiss_ivf_mapped(x: np.ndarray) -> Peer:
-    """The disk-regime peer that runs here (no DiskANN binding searches on this machine): faiss IVF with its
-    inverted lists memory-mapped from a file (``IO_FLAG_MMAP``), so only the centroids are resident; its list
-    reads go through the page cache."""
+    """A disk-regime peer beside DiskANN: faiss IVF with its inverted lists memory-mapped from a file
+    (``IO_FLAG_MMAP``), so only the centroids are resident; its list reads go through the page cache."""
     built = build_faiss_ivf(x)
     folder = Path(tempfile.mkdtemp(prefix="mrl-bench-ivf-"))
     atexit.register(shutil.rmtree, folder, True)
     faiss.write_index(built.index, str(folder / "ivf"))
     mapped = faiss.read_index(str(folder / "ivf"), faiss.IO_FLAG_MMAP)
     return FaissIVF(f"{built.name} lists mmapped", "faiss IVFFlat, lists on disk", built.settings, mapped, "faiss-mmap")
+
+
+DISKANN_BEAM = 4  # reads in flight per search step (DiskANN's default range is 2-8)
+
+
+def open_diskann(folder: Path):
+    import diskannpy
+
+    return diskannpy.StaticDiskIndex(str(folder), num_threads=1, beam_width=DISKANN_BEAM, distance_metric="l2")
+
+
+def build_diskann(x: np.ndarray, degree: int = 32) -> Peer:
+    """DiskANN's disk index (R=32, L=64 when building), PQ codes of d/8 bytes a vector in RAM."""
+    import diskannpy
+
+    d = x.shape[1]
+    folder = Path(tempfile.mkdtemp(prefix="mrl-bench-diskann-"))
+    atexit.register(shutil.rmtree, folder, True)
+    memory_gb = max(0.25, 4 * x.nbytes / 2**30)
+    chunks = max(1, d // 8)
+    diskannpy.build_disk_index(
+        x, "l2", str(folder), complexity=64, graph_degree=degree, build_memory_maximum=memory_gb, num_threads=0,
+        num_of_pq_chunks=chunks,
+    )  # fmt: skip
+    settings = [10, 12, 16, 24, 32, 48, 64, 100, 150, 200, 300]
+    index = open_diskann(folder)
+    return DiskANN(f"DiskANN R={degree} PQ{chunks}", "DiskANN, graph on disk", settings, index, "diskann", folder)
 
 
 def build_hnswlib(x: np.ndarray, m: int = 16) -> Peer:
@@ -256,6 +304,7 @@ PEERS = {
     "faiss-ivf-rabitq": ("faiss", build_faiss_ivf_rabitq),
     "faiss-ivf": ("faiss", build_faiss_ivf),
     "faiss-ivf-disk": ("faiss", build_faiss_ivf_mapped),
+    "diskann": ("diskannpy", build_diskann),
     "hnswlib": ("hnswlib", build_hnswlib),
     "usearch-f32": ("usearch", lambda x: build_usearch(x, "f32")),
     "usearch-f16": ("usearch", lambda x: build_usearch(x, "f16")),

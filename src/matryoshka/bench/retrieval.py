@@ -37,6 +37,7 @@ from matryoshka.bench import rss
 from matryoshka.bench.busy import busy_process
 from matryoshka.bench.corpora import Corpus
 from matryoshka.bench.corpora import load as load_corpus
+from matryoshka.bench.overhead import overhead_line, search_overhead
 from matryoshka.bench.peers import PEERS, Peer, available
 from matryoshka.bench.prefixes import fidelity_goal, prefix_ceiling, rotated_ceiling
 from matryoshka.bench.retrieval_report import compare, goals, plot, print_rows
@@ -52,6 +53,7 @@ from matryoshka.io import atomic_write_json
 
 K = 10
 PEER_TIMED = 4  # settings reaching the target that are timed per peer (the fastest is kept)
+OVERHEAD_QUERIES = 300  # calibration queries that time the Python around one search
 
 
 @dataclass
@@ -206,6 +208,8 @@ def ours(
     folder = out / f"index-{target}"
     index.save(folder)
     size = rss.file_bytes(folder)
+    info["overhead"] = search_overhead(index, corpus.calibration[:OVERHEAD_QUERIES], K, plan)
+    print(overhead_line(info["overhead"], info["plan"]), flush=True)
     methods = [
         Method(
             f"{tag} {info['plan']}",
@@ -366,6 +370,8 @@ def run(
     measure(methods, corpus, exact[1][:, :K], single, rounds)
     rows = [m.row(n, queries) for m in methods]
     print_rows(rows)
+    for info in tuned:
+        print(f"ours@{info['target']}: {overhead_line(info['overhead'], info['plan'])}")
     comparisons = compare(rows, wanted, goals())
     plot(rows, out / "retrieval.png", f"{corpus.name} ({d} dims)")
     results = {

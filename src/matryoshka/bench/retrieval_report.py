@@ -115,6 +115,7 @@ def compare(rows: list[dict], targets: list[float], goal: dict[str, float]) -> l
             (r for r in rows if r["target"] == target and r["family"] == "ours (tuned, disk)"), None
         )
         disk_peer = next((r for r in peers if r["family"] == "faiss IVFFlat, lists on disk"), None)
+        diskann = next((r for r in peers if r["family"] == "DiskANN, graph on disk"), None)
         if on_disk is not None:
             c["disk"] = on_disk["method"]
             c["disk_recall"] = on_disk["recall@10"]
@@ -125,6 +126,10 @@ def compare(rows: list[dict], targets: list[float], goal: dict[str, float]) -> l
                 c["disk_peer"] = disk_peer["method"]
                 c["disk_peer_p50_ratio"] = on_disk["p50_ms"] / disk_peer["p50_ms"]
                 c["disk_peer_memory_ratio"] = on_disk["bytes_per_vector"] / disk_peer["bytes_per_vector"]
+            if diskann is not None:
+                c["diskann"] = diskann["method"]
+                c["diskann_p50_ratio"] = on_disk["p50_ms"] / diskann["p50_ms"]
+                c["diskann_memory_ratio"] = on_disk["bytes_per_vector"] / diskann["bytes_per_vector"]
         if hnsw is not None:
             c["hnsw"] = hnsw["method"]
             c["busy_p99_ratio"] = mine["busy_p99_ms"] / hnsw["busy_p99_ms"]
@@ -186,6 +191,11 @@ def compare(rows: list[dict], targets: list[float], goal: dict[str, float]) -> l
                 f"    disk tier vs {c['disk_peer']} (its lists read through the page cache): batch-1 p50 "
                 f"{c['disk_peer_p50_ratio']:.2f}x of its time (goal <= 0.5x: "
                 f"{verdict(c['disk_peer_p50_ratio'] <= 0.5)}), RAM {c['disk_peer_memory_ratio']:.2f}x of its"
+            )
+        if "diskann" in c:
+            print(
+                f"    disk tier vs {c['diskann']} (direct reads, as ours): batch-1 p50 {c['diskann_p50_ratio']:.2f}x "
+                f"of its time, RAM {c['diskann_memory_ratio']:.2f}x of its"
             )
         if "hnsw" in c:
             print(

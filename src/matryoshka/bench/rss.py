@@ -4,7 +4,7 @@ files (the page cache) are not counted: they are reported apart, as file bytes.
 
     python -m matryoshka.bench.rss KIND PATH        # prints {"rss_bytes": ...}
 
-KIND: ours, ours-mmap, ours-disk, faiss, faiss-mmap, hnswlib, usearch, scann.
+KIND: ours, ours-mmap, ours-disk, faiss, faiss-mmap, hnswlib, usearch, scann, diskann.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ def opener(kind: str, path: str):
         from usearch.index import Index
 
         return lambda: Index.restore(path)
+    if kind == "diskann":
+        from matryoshka.bench.peers import open_diskann
+
+        return lambda: open_diskann(Path(path))
     if kind == "scann":
         import scann
 

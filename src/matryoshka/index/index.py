@@ -20,8 +20,10 @@ import numpy as np
 from matryoshka.errors import InputError
 from matryoshka.index import storage
 from matryoshka.index.basis import check_basis
+from matryoshka.index.compiled import CompiledPaths, CompiledSearch, Prepared
 from matryoshka.index.disk import DiskRows, check_tier
 from matryoshka.index.errors import DuplicateIdError, IndexInputError, UnknownIdError
+from matryoshka.index.faiss_rows import concatenated_rows
 from matryoshka.index.ids import check_new_ids, empty_ids, listed, lookup_ids
 from matryoshka.index.plans import Plan, check_rotated_stages, checked_stages, plan_or_default
 from matryoshka.index.shortlists import SHORTLIST_CODES, ShortlistStructures
@@ -33,7 +35,7 @@ from matryoshka.index.threads import search_threads
 from matryoshka.index.variants import IndexVariants
 
 
-class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
+class MatryoshkaIndex(ShortlistStructures, StagedSearch, CompiledPaths, IndexVariants):
     """Add, remove and search full-dim vectors with multi-stage (prefix) plans.
 
     Args:
@@ -127,6 +129,8 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         self._norms: dict[int, np.ndarray] = {}  # prefix lengths for compiled re-ranking, by prefix size
         self.basis: np.ndarray | None = None  # (dim, dim) orthogonal: shortlist prefixes are x @ basis[:, :D]
         self._basis_rows: dict[int, np.ndarray] = {}  # basis[:, :D].T, contiguous, by D
+        self._compiled: dict[int, CompiledSearch] = {}  # one-call search chains, by shortlist dim
+        self._prepared: dict[tuple, Prepared] = {}  # single-query searches resolved, by (plan, k, exact)
 
     def options(self) -> dict:
         """The constructor arguments (everything but the contents)."""
@@ -282,7 +286,10 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
                 "or load it with full_vectors='ram'"
             )
         codes, scales = storage.encode(unit, self.encoding)
-        self._codes = np.concatenate([self._codes, codes])
+        if self.encoding == "float32":  # laid out for the one-call search (see compiled.py)
+            self._codes = concatenated_rows([self._codes, codes], self.dim)
+        else:
+            self._codes = np.concatenate([self._codes, codes])
         if scales is not None:
             self._scales = np.concatenate([self._scales, scales])
         if self.id_kind is None:
@@ -379,14 +386,17 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, IndexVariants):
         ``return_texts=True`` returns (scores, ids, texts): the hits' kept texts too, an object array of the same
         shape (None where a row has none).
         """
+        if not return_texts:
+            found = self._one_query(queries, k, plan, exact)  # one query, prepared: the shortest path
+            if found is not None:
+                return found
         q = self.check_vectors(queries, "queries")
         stages = self.plan_stages(plan, k, exact)
-        first = self.check_prefix(q, stages[0][0])
         if self.ntotal == 0:
             raise IndexInputError("the index is empty")
         k = min(k, self.ntotal)
         with search_threads(len(q)):
-            scores, positions = self.search_positions(q, stages, first)
+            scores, positions = self.search_positions(q, stages)
         positions = positions[:, :k]
         if return_texts:
             return scores[:, :k], self._ids[positions], self.texts_at(positions)

@@ -153,14 +153,21 @@ class StagedSearch:
             scores[short], positions[short] = self._exact(q[short], d0, k0)
         return scores, positions
 
-    def search_positions(
-        self, q: np.ndarray, stages: list[tuple[int, int]], first: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, row positions) of checked queries through checked stages, best first; ``first``: the queries'
-        first-stage prefix where the caller has it already (:meth:`check_prefix`)."""
+    def search_positions(self, q: np.ndarray, stages: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, row positions) of checked queries through checked stages, best first.
+
+        An adaptive plan that re-ranks at the full dim runs as one compiled call (:meth:`compiled_search`), the
+        other plans stage by stage. A query whose first-stage prefix is all zeros (no direction to shortlist by) is
+        an :class:`~matryoshka.index.IndexInputError`, except in a rotated index's compiled call, which needs no
+        unit prefix and returns the exact top k of whatever the structure shortlists.
+        """
         d0, k0 = stages[0]
         k0 = min(k0, self.ntotal)
-        q0 = self.query_prefix(q, d0) if first is None else first
+        if len(stages) == 2 and stages[1][0] == self.dim and d0 < self.dim:
+            found = self._compiled_positions(q, d0, k0, min(stages[1][1], k0))
+            if found is not None:
+                return found
+        q0 = self.check_prefix(q, d0)
         if d0 in self._shortlist:
             scores, positions = self._shortlist_search(q0, d0, k0)
         else:

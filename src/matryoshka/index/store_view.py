@@ -164,7 +164,6 @@ class StoreView:
         base, segment = self._state
         q = base.check_vectors(queries, "queries")
         stages = base.plan_stages(plan, k, exact)
-        first = base.check_prefix(q, stages[0][0])
         total = base.ntotal + segment.alive
         if total == 0:
             raise IndexInputError("the index is empty")
@@ -172,7 +171,7 @@ class StoreView:
         scores, ids, texts = [], [], []
         with search_threads(len(q)):
             if base.ntotal:
-                s, p = base.search_positions(q, stages, first)
+                s, p = base.search_positions(q, stages)
                 scores.append(s[:, :k])
                 ids.append(base.arrays().ids[p[:, :k]])
                 if return_texts:

@@ -22,6 +22,7 @@ import numpy as np
 from matryoshka.index.basis import check_basis
 from matryoshka.index.disk import DiskRows, check_tier
 from matryoshka.index.errors import CorruptIndexError, IndexInputError, StoreBusyError
+from matryoshka.index.faiss_rows import load_rows
 from matryoshka.index.ids import load_ids, save_ids
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.state import IndexArrays
@@ -172,6 +173,8 @@ def read_version(
                 arrays[key] = faiss.read_index(str(file))
             elif key == "codes" and tier == "disk":
                 arrays[key] = DiskRows(file)
+            elif key == "codes" and tier == "ram":
+                arrays[key] = load_rows(file)  # laid out for the one-call search (compiled.py)
             else:
                 arrays[key] = np.load(file, mmap_mode="r" if (tier == "mmap" and key == "codes") else None)
         except (ValueError, OSError, RuntimeError) as e:
