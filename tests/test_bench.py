@@ -44,6 +44,7 @@ def test_retrieval_benchmark_small(tmp_path):
     assert (out / "retrieval.png").exists() and [t["target"] for t in saved["tuned"]] == [0.95, 0.99]
     families = {row["family"] for row in saved["rows"]}
     expected = {"faiss FlatIP", "faiss HNSWFlat", "faiss IVFFlat", "hnswlib", "usearch f32", "usearch i8", "ScaNN"}
+    expected |= {"DiskANN, graph on disk"}
     assert expected | {"ours (tuned)", "ours (tuned, mapped)"} <= families
     for row in saved["rows"]:
         assert 0 <= row["recall@10"] <= 1 and row["p99_ms"] >= row["p50_ms"] > 0 and row["qps"] > 0
@@ -57,6 +58,15 @@ def test_retrieval_benchmark_small(tmp_path):
     mapped = next(r for r in saved["rows"] if r["family"] == "ours (tuned, mapped)")
     tuned = next(r for r in saved["rows"] if r["family"] == "ours (tuned)")
     assert mapped["bytes_per_vector"] < tuned["bytes_per_vector"] and mapped["recall@10"] == tuned["recall@10"]
+
+
+def test_the_cli_runs_every_peer_by_default():
+    import inspect
+
+    from matryoshka.bench.peers import PEERS
+    from matryoshka.cli.bench import retrieval
+
+    assert inspect.signature(retrieval).parameters["peers"].default == ",".join(PEERS)
 
 
 def test_retrieval_benchmark_skips_missing_peers(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ def _corpus(n: int, seed: int = 0) -> np.ndarray:
     """Vectors whose energy is spread over all dims (a rotation then helps the prefixes)."""
     rng = np.random.default_rng(seed)
     mixing = np.linalg.qr(rng.standard_normal((DIM, DIM)))[0]
-    return (rng.standard_normal((n, DIM)) * np.linspace(3, 0.3, DIM)) @ mixing.astype(np.float32)
+    return ((rng.standard_normal((n, DIM)) * np.linspace(3, 0.3, DIM)) @ mixing).astype(np.float32)
 
 
 def _index(rotated: bool = False, shortlist: str = "hnsw", codes: str = "float32", n: int = 3000) -> MatryoshkaIndex:
@@ -60,7 +60,8 @@ def test_the_chain_returns_what_the_staged_search_returns(monkeypatch, rotated, 
     scores, ids = index.search(queries, 10, plan)  # a batch: one chain call for all of them
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
-    for i in range(5):  # one query at a time: the prepared path
+    for i in range(5):  # one query at a time: the prepared path (float64 queries too)
+        assert index._one_query(queries[i : i + 1].astype(np.float64), 10, plan, False) is not None
         s, found = index.search(queries[i : i + 1], 10, plan)
         np.testing.assert_array_equal(found, want_ids[i : i + 1])
         np.testing.assert_allclose(s, want_scores[i : i + 1], rtol=1e-5, atol=1e-6)
@@ -182,3 +183,66 @@ def test_the_overhead_row():
     staged = search_overhead(index, queries, 10, "funnel:16x200,32x50,64x10")
     assert staged["path"] == "staged" and staged["overhead_us"] is None and staged["search_us"] > 0
     assert "stage by stage" in overhead_line(staged, "funnel")
+
+
+def test_a_store_takes_the_prepared_path_until_something_is_written(tmp_path, monkeypatch):
+    from matryoshka.index import IndexStore
+
+    x = _corpus(3000)
+    index = MatryoshkaIndex(DIM, [16], shortlist="hnsw", default_plan="adaptive:16:60:64")
+    index.add(x)
+    index.save(tmp_path / "store")
+    q = _corpus(1, seed=10)
+    with IndexStore.open(tmp_path / "store") as store:
+        prepared = []
+        original = store.index._one_query
+        monkeypatch.setattr(store.index, "_one_query", lambda *a: prepared.append(1) or original(*a))
+        ids = store.search(q, 5)[1]
+        found = original(q, 5, None, False)
+        assert prepared and found is not None
+        np.testing.assert_array_equal(ids, found[1])
+        store.add(q * 2, ids=[77_777])  # now in the write segment: merged by the general path
+        assert store.search(q, 5)[1][0, 0] == 77_777 and len(prepared) == 1
+
+
+def test_prepared_searches_follow_the_index_and_let_old_rows_go(monkeypatch):
+    import gc
+    import weakref
+
+    index = _index()
+    q = _corpus(1, seed=11)
+    plan = "adaptive:16:60:64"
+    index.search(q, 5, plan)
+    with pytest.raises(IndexInputError, match="positive int"):
+        index.search(q, 5.0, plan)  # equal to 5 as a key, refused as a k
+    old = weakref.ref(index.arrays().codes)
+    index.add(_corpus(10, seed=12))
+    index.search(q, 6, plan)  # another (plan, k): the entry of k=5 must not keep the former rows alive
+    gc.collect()
+    assert old() is None
+    index.hnsw_ef_search = 400  # a wider walk, followed by the prepared path as by the staged one
+    np.testing.assert_array_equal(index.search(q, 5, plan)[1], _staged(index, monkeypatch, q, plan, k=5)[1])
+    assert (60, 5, 400) in index._prepared[(plan, 5, False)].chain._params  # (K, k, efSearch)
+
+
+def test_rows_that_cannot_be_viewed_are_copied_once(monkeypatch):
+    import matryoshka.index.compiled as compiled
+
+    index = _index()
+    monkeypatch.setattr(compiled, "flat_view", lambda rows: None)  # a FAISS release that copies on read
+    q = _corpus(4, seed=13)
+    index.search(q, 5, "adaptive:16:60:64")
+    rows = index.arrays().codes
+    for _ in range(3):
+        index.search(q, 5, "adaptive:16:60:64")
+        index.search(q[:1], 5, "adaptive:16:60:64")
+    assert index.arrays().codes is rows and index.compiled_search(16) is None
+
+
+def test_compaction_lays_the_rows_out_for_the_chain():
+    index = _index()
+    index.remove([1, 2, 3])
+    compacted = index.compacted()
+    rows = compacted.arrays().codes
+    assert flat_view(rows) is not None and compacted.compiled_search(16) is not None
+    assert compacted.arrays().codes is rows  # no copy at the first search

@@ -1,5 +1,5 @@
-"""Light imports: the index and the service load neither torch nor the training code (each checked in a fresh
-interpreter, since this test process has long imported everything)."""
+"""Imports: the index and the service load neither torch nor the training code (each checked in a fresh
+interpreter, since this test process has long imported everything), and the index package has no import circle."""
 
 import subprocess
 import sys
@@ -35,3 +35,19 @@ def test_a_name_shared_with_a_submodule_stays_the_function():
 
     importlib.import_module("matryoshka.truncate")  # the import system binds submodules on their package
     assert callable(matryoshka.truncate) and matryoshka.truncate.__name__ == "truncate"
+
+
+def test_the_index_package_has_no_import_circle():
+    """No two modules of matryoshka.index reach each other, at module level or inside a function (type-checking
+    imports aside): the store sits above the in-memory index, the index above its version files and log."""
+    import itertools
+
+    import grimp
+
+    graph = grimp.build_graph("matryoshka", exclude_type_checking_imports=True)
+    modules = sorted(m for m in graph.modules if m.startswith("matryoshka.index."))
+    assert len(modules) > 20
+    circles = [
+        (a, b) for a, b in itertools.combinations(modules, 2) if graph.chain_exists(a, b) and graph.chain_exists(b, a)
+    ]
+    assert circles == []

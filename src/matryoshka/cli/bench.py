@@ -57,11 +57,11 @@ def retrieval(
         str,
         typer.Option(
             help="comma-separated peers: faiss-hnsw, faiss-hnsw-sq8, faiss-hnsw-panorama, faiss-hnsw-rabitq, "
-            "faiss-ivf-rabitq, faiss-ivf, faiss-ivf-disk, hnswlib, usearch-f32, usearch-f16, usearch-i8, scann"
+            "faiss-ivf-rabitq, faiss-ivf, faiss-ivf-disk, diskann, hnswlib, usearch-f32, usearch-f16, usearch-i8, scann"
         ),
     ] = (
         "faiss-hnsw,faiss-hnsw-sq8,faiss-hnsw-panorama,faiss-hnsw-rabitq,faiss-ivf-rabitq,faiss-ivf,faiss-ivf-disk,"
-        "hnswlib,usearch-f32,usearch-f16,usearch-i8,scann"
+        "diskann,hnswlib,usearch-f32,usearch-f16,usearch-i8,scann"
     ),
     synthetic_dim: Annotated[
         int, typer.Option("--synthetic", help="use a synthetic corpus of this dim instead of --model")

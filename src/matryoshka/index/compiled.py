@@ -36,7 +36,7 @@ import faiss
 import numpy as np
 
 from matryoshka.errors import InputError
-from matryoshka.index.faiss_rows import as_faiss_rows, flat_view
+from matryoshka.index.faiss_rows import as_faiss_rows, flat_view, zero_copy_reads
 from matryoshka.index.storage import normalize
 
 FLOAT32 = np.dtype(np.float32)
@@ -135,11 +135,14 @@ class CompiledPaths:
         chain = self._compiled.get(d0)
         if chain is not None and chain.serves(codes, structure):
             return chain
+        if self._no_chain is codes or not zero_copy_reads(self.dim):
+            return None  # tried on these rows already, or this FAISS release cannot view them: stage by stage
         rows = as_faiss_rows(codes)  # a copy, once, where the rows were not laid out for FAISS yet
         if rows is not codes:
             self._codes = codes = rows
         flat = flat_view(codes)
         if flat is None:
+            self._no_chain = codes
             return None
         chain = self._compiled[d0] = CompiledSearch(codes, structure, self.basis, flat)
         return chain
@@ -164,7 +167,7 @@ class CompiledPaths:
 
     def _search_state(self) -> tuple:
         """What a prepared search depends on besides the parts it holds (its rows and structure, by identity)."""
-        return (self._n_dead, self.default_plan, self.default_plan_k)
+        return (self._n_dead, self.default_plan, self.default_plan_k, self.hnsw_ef_search)
 
     def _prepare(self, key: tuple) -> Prepared:
         """The single-query search of ``key`` = (plan, k, exact), kept in ``_prepared``; its ``chain`` is None when
@@ -195,13 +198,12 @@ class CompiledPaths:
     def _one_query(self, queries: object, k: int, plan: object, exact: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """(scores, ids) of one float32 query through its prepared compiled chain, or None for the general path
         (anything else: a batch, other dtypes, bad values, a plan that runs stage by stage, deleted rows)."""
-        if (
-            type(queries) is not np.ndarray
-            or queries.shape != (1, self.dim)
-            or queries.dtype is not FLOAT32  # native byte order
-            or not queries.flags.c_contiguous
-        ):
+        if type(queries) is not np.ndarray or queries.shape != (1, self.dim) or queries.dtype.kind != "f":
             return None
+        if queries.dtype is not FLOAT32 or not queries.flags.c_contiguous:  # (FLOAT32: native byte order)
+            queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if type(k) is not int:
+            return None  # the general path checks it (5.0 would find the entry of 5, True that of 1)
         key = (plan, k, exact)
         try:
             prepared = self._prepared.get(key)
@@ -209,7 +211,7 @@ class CompiledPaths:
             return None
         if (
             prepared is None
-            or prepared.state != (self._n_dead, self.default_plan, self.default_plan_k)  # _search_state, inlined
+            or prepared.state != (self._n_dead, self.default_plan, self.default_plan_k, self.hnsw_ef_search)
             or prepared.rows is not self._codes  # a new array on every add
             or prepared.structure is not self._shortlist.get(prepared.d0)
         ):

@@ -51,6 +51,11 @@ def _header_fields(d: int) -> tuple[bytes, int, int] | None:
     return headers[0], rows[0], floats_at
 
 
+def zero_copy_reads(d: int) -> bool:
+    """Whether this FAISS release opens rows of dim ``d`` in place (its zero-copy reader came with 1.11)."""
+    return hasattr(faiss, "ZeroCopyIOReader") and hasattr(faiss, "IO_FLAG_MMAP_IFC") and _header_fields(d) is not None
+
+
 def faiss_rows(n: int, d: int) -> np.ndarray:
     """An uninitialised float32 (n, d) array laid out behind an ``IndexFlatIP`` header, so that :func:`flat_view`
     opens it without a copy (a plain array where FAISS's format does not allow it)."""
@@ -74,6 +79,13 @@ def as_faiss_rows(rows: np.ndarray) -> np.ndarray:
         return rows
     out = faiss_rows(*rows.shape)
     out[...] = rows
+    return out
+
+
+def kept_rows(rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``rows[keep]`` for float32 rows and a boolean mask, laid out for :func:`flat_view`."""
+    out = faiss_rows(int(np.count_nonzero(keep)), rows.shape[1])
+    np.compress(keep, rows, axis=0, out=out)
     return out
 
 
@@ -126,7 +138,7 @@ def flat_view(rows: np.ndarray) -> faiss.IndexFlatIP | None:
     """An ``IndexFlatIP`` whose vectors are ``rows`` themselves (no copy; the caller keeps ``rows`` alive), or None
     when they do not lie behind their header (:func:`faiss_rows`)."""
     start = _header_start(rows)
-    if start is None:
+    if start is None or not zero_copy_reads(rows.shape[1]):
         return None
     base = rows.base
     size = len(_header_fields(rows.shape[1])[0]) + rows.nbytes

@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 
 from matryoshka.errors import InputError
-from matryoshka.index import storage
+from matryoshka.index import logged, storage, versions
 from matryoshka.index.basis import check_basis
 from matryoshka.index.compiled import CompiledPaths, CompiledSearch, Prepared
 from matryoshka.index.disk import DiskRows, check_tier
@@ -131,6 +131,7 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, CompiledPaths, IndexVar
         self._basis_rows: dict[int, np.ndarray] = {}  # basis[:, :D].T, contiguous, by D
         self._compiled: dict[int, CompiledSearch] = {}  # one-call search chains, by shortlist dim
         self._prepared: dict[tuple, Prepared] = {}  # single-query searches resolved, by (plan, k, exact)
+        self._no_chain: np.ndarray | None = None  # rows on which no chain could be built (not tried again)
 
     def options(self) -> dict:
         """The constructor arguments (everything but the contents)."""
@@ -290,6 +291,7 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, CompiledPaths, IndexVar
             self._codes = concatenated_rows([self._codes, codes], self.dim)
         else:
             self._codes = np.concatenate([self._codes, codes])
+        self._compiled, self._prepared = {}, {}  # they hold the former rows: let them go with them
         if scales is not None:
             self._scales = np.concatenate([self._scales, scales])
         if self.id_kind is None:
@@ -409,8 +411,6 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, CompiledPaths, IndexVar
         Deleted rows are compacted away first. The folder then holds exactly this index (an earlier
         version's write-ahead log is dropped with it).
         """
-        from matryoshka.index import versions
-
         if self._n_dead:
             self.__dict__.update(self.compacted().__dict__)
         return versions.save(self, path)
@@ -422,7 +422,7 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, CompiledPaths, IndexVar
         """Open the current version with its logged writes. ``full_vectors``: where the full-dim codes live, "ram",
         "mmap" (memory-mapped; also ``mmap=True``) or "disk" (read per query with direct I/O, only the prefix
         structures in RAM); default: the tier the index was saved for, else "ram"."""
-        from matryoshka.index.store import IndexStore
-
-        with IndexStore.open(path, mmap=mmap, verify=verify, writable=False, full_vectors=full_vectors) as store:
-            return store.to_index()
+        root = Path(path)
+        current = versions.read_current(root, mmap, verify, full_vectors)
+        base = cls.from_arrays(current.stored.state, **current.stored.options)
+        return logged.with_log(base, current.records, root)

@@ -13,6 +13,8 @@ import faiss
 import numpy as np
 
 from matryoshka.index.disk import DiskRows
+from matryoshka.index.faiss_rows import kept_rows
+from matryoshka.index.ids import empty_ids
 from matryoshka.index.texts import kept_any, texts_bytes
 
 
@@ -50,8 +52,6 @@ def live_arrays(
     """The live rows of ``state`` (``dead``: the deletion flags to use, default its own), as new arrays; the
     shortlist structures are copied when no row is dropped (else left for the caller to rebuild). ``new_ids`` and
     ``unit``: rows about to be appended, which fix the id kind of an empty index and keep disk rows from moving."""
-    from matryoshka.index.ids import empty_ids
-
     dead = state.dead if dead is None else dead
     n_dead = int(dead.sum())
     alive = ~dead
@@ -59,7 +59,10 @@ def live_arrays(
     if isinstance(state.codes, DiskRows) and not n_dead and (unit is None or not len(unit)):
         codes = state.codes  # nothing changes: the rows stay on the disk
     else:
-        codes = np.ascontiguousarray(state.codes[alive] if n_dead else state.codes)
+        if n_dead and state.codes.dtype == np.float32:
+            codes = kept_rows(state.codes, alive)  # laid out for the one-call search (faiss_rows.py)
+        else:
+            codes = np.ascontiguousarray(state.codes[alive] if n_dead else state.codes)
     scales = None if state.scales is None else (state.scales[alive] if n_dead else state.scales.copy())
     ids = state.ids[alive] if n_dead else state.ids.copy()
     if state.id_kind is None:

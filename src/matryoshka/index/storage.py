@@ -9,6 +9,7 @@ import faiss
 import numpy as np
 
 from matryoshka.errors import InputError
+from matryoshka.index.errors import IndexInputError
 from matryoshka.normalize import normalize as normalize  # re-exported: the index modules import it from here
 
 Encoding = Literal["float32", "float16", "int8"]
@@ -67,8 +68,6 @@ def keep_live(scores: np.ndarray, positions: np.ndarray, dead: np.ndarray, k: in
 
 def checked_rows(x: np.ndarray, dim: int, what: str) -> np.ndarray:
     """``x`` as C-contiguous float32 (n, dim); wrong shapes, NaN/inf and all-zero rows are an IndexInputError."""
-    from matryoshka.index.errors import IndexInputError
-
     x = np.asarray(x)
     if x.ndim == 1:
         x = x[None, :]

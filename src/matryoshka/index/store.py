@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from matryoshka.errors import InputError
-from matryoshka.index import versions, wal
+from matryoshka.index import logged, versions, wal
 from matryoshka.index.disk import DiskRows
 from matryoshka.index.errors import (
     CompactionError,
@@ -33,7 +32,7 @@ from matryoshka.index.errors import (
     IndexInputError,
     UnknownIdError,
 )
-from matryoshka.index.ids import check_ids, check_new_ids, listed, lookup_ids
+from matryoshka.index.ids import check_new_ids, listed, lookup_ids
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.segment import Segment
 from matryoshka.index.storage import normalize
@@ -111,36 +110,16 @@ class IndexStore(StoreView):
         return store
 
     def _load(self, mmap: bool, verify: bool, full_vectors: str | None) -> None:
-        for attempt in range(5):  # a reader may race a writer's compaction: the version it read is gone
-            name = versions.current_name(self.root)
-            try:
-                base = versions.read_version(self.root, name, mmap, verify, full_vectors)
-                records, offset, size = wal.read_records(versions.wal_path(self.root, name), base.dim)
-            except wal.CorruptLogError as e:
-                raise CorruptIndexError(f"{self.root}: {e}; the log is left as it is") from None
-            except (CorruptIndexError, FileNotFoundError):
-                if self.writable or attempt == 4 or versions.current_name(self.root) == name:
-                    raise
-                continue
-            # Still current after reading: the log read belongs to it (a compaction moves its tail on).
-            if self.writable or versions.current_name(self.root) == name:
-                break
+        current = versions.read_current(self.root, mmap, verify, full_vectors, retry=not self.writable)
+        name, stored, records, offset, size = current
+        base = MatryoshkaIndex.from_arrays(stored.state, **stored.options)
         self.version = name
         self._state = (base, Segment(base.dim, base.id_kind))
         self.id_kind = base.id_kind
-        alive = base.alive_positions()
+        self._where = logged.live_where(base)
         stored_ids = base.arrays().ids
-        self._where: dict = dict(zip(stored_ids[alive].tolist(), alive.tolist(), strict=True))
         self._next_id = int(stored_ids.max()) + 1 if base.rows and base.id_kind == "int" else 0
-        for number, record in enumerate(records):
-            try:
-                if record.op == wal.ADD:
-                    texts = check_texts(record.texts, len(record.ids))
-                    self._apply_add(record.vectors, check_ids(record.ids, self.id_kind)[0], texts)
-                else:
-                    self._apply_delete(check_ids(record.ids, self.id_kind)[0])
-            except (KeyError, ValueError, InputError) as e:
-                raise CorruptIndexError(f"{self.root}: log record {number} does not apply: {e}") from e
+        logged.replay(records, lambda: self.id_kind, self._apply_add, self._apply_delete, self.root)
         self.torn_bytes = size - offset
         if self.writable:
             if self.torn_bytes:  # a torn last record is a write that was never acknowledged: cut it off
@@ -216,31 +195,17 @@ class IndexStore(StoreView):
         return len(values)
 
     def _apply_add(self, unit: np.ndarray, ids: np.ndarray, texts: np.ndarray | None = None) -> None:
-        kind = "str" if ids.dtype == object else "int"
         if self.id_kind is None:
-            self.id_kind = kind
-        segment = self._state[1]
-        start = segment.append(unit, ids, kind, texts)
-        for offset, id_ in enumerate(ids.tolist()):
-            if id_ in self._where:
-                raise KeyError(f"id {id_!r} is already in the index")
-            self._where[id_] = -(start + offset) - 1  # negative: a segment row
-        if kind == "int" and len(ids):
+            self.id_kind = "str" if ids.dtype == object else "int"
+        logged.add_rows(self._where, self._state[1], unit, ids, texts)
+        if self.id_kind == "int" and len(ids):
             self._next_id = max(self._next_id, int(ids.max()) + 1)
 
     def _apply_delete(self, ids: np.ndarray) -> None:
         base, segment = self._state
-        in_base = []
-        for id_ in ids.tolist():
-            position = self._where.pop(id_)  # KeyError when replaying a log that does not fit
-            if position >= 0:
-                in_base.append(position)
-            else:
-                segment.delete(-position - 1)
-            if self._deleted_during is not None:
-                self._deleted_during.append(id_)
-        if in_base:
-            base.delete_positions(np.array(in_base))  # one call for the batch
+        logged.delete_rows(base, self._where, segment, ids)
+        if self._deleted_during is not None:
+            self._deleted_during.extend(ids.tolist())
 
     def record_plan(self, plan: str | None, k: int = 10) -> None:
         """Make ``plan`` (text form; None: exact search) the default of searches that name none, tuned for ``k``:

@@ -7,13 +7,11 @@ takes that pair once, so it sees one consistent snapshot without a lock.
 from __future__ import annotations
 
 import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from matryoshka.index import versions
-from matryoshka.index.disk import DiskRows
+from matryoshka.index import logged, versions
 from matryoshka.index.errors import IndexInputError, UnknownIdError
 from matryoshka.index.ids import listed, lookup_ids
 from matryoshka.index.index import MatryoshkaIndex
@@ -134,17 +132,7 @@ class StoreView:
     def to_index(self) -> MatryoshkaIndex:
         """Everything in the store as one compacted in-memory :class:`MatryoshkaIndex`."""
         base, segment = self._state
-        if segment.n == 0 and base.n_deleted == 0:
-            return base  # nothing to fold in: no copy (a memory-mapped index stays mapped)
-        vectors, ids, dead = segment.rows()
-        if isinstance(base.arrays().codes, DiskRows):
-            warnings.warn(
-                f"{self.root} has writes logged since its last compaction: folding them in reads every row into RAM; "
-                "serve it through IndexStore (mrl serve) or run mrl index compact to keep the rows on the disk",
-                stacklevel=2,
-            )
-        texts = segment.texts()[~dead] if segment.n_texts else None
-        return base.compacted(vectors[~dead], ids[~dead], texts=texts)
+        return logged.folded(base, segment, self.root)
 
     # -- writes ---------------------------------------------------------------------------------------------
     # -- search ---------------------------------------------------------------------------------------------
@@ -162,6 +150,10 @@ class StoreView:
         Rows written since the last compaction are scored exactly at the plan's last dim and merged by score.
         """
         base, segment = self._state
+        if not return_texts and not segment.alive:
+            found = base._one_query(queries, k, plan, exact)  # one query, nothing written since: the prepared path
+            if found is not None:
+                return found
         q = base.check_vectors(queries, "queries")
         stages = base.plan_stages(plan, k, exact)
         total = base.ntotal + segment.alive

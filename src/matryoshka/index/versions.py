@@ -15,19 +15,23 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import faiss
 import numpy as np
 
+from matryoshka.index import wal
 from matryoshka.index.basis import check_basis
 from matryoshka.index.disk import DiskRows, check_tier
 from matryoshka.index.errors import CorruptIndexError, IndexInputError, StoreBusyError
 from matryoshka.index.faiss_rows import load_rows
 from matryoshka.index.ids import load_ids, save_ids
-from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.state import IndexArrays
 from matryoshka.index.texts import load_texts, save_texts
 from matryoshka.io import DIR_MODE, atomic_write_bytes, atomic_write_json, fsync_dir, fsync_file, sha256_file
+
+if TYPE_CHECKING:
+    from matryoshka.index.index import MatryoshkaIndex
 
 # 3: kept texts (text_bytes/text_offsets/text_kept); 2: string ids (id_kind, id_bytes/id_offsets); 1: int64 ids.npy
 # only. A version is written in the lowest format that holds it, so a release before texts still reads a folder
@@ -145,9 +149,50 @@ def save(index: MatryoshkaIndex, path: str | os.PathLike) -> Path:
     return root / name
 
 
+class StoredVersion(NamedTuple):
+    """A version as read from its folder: the index's arrays and its constructor options
+    (``MatryoshkaIndex.from_arrays(state, **options)`` makes the index)."""
+
+    state: IndexArrays
+    options: dict
+
+
+class CurrentVersion(NamedTuple):
+    """The current version of a folder with its logged writes: its name, the version, the log's whole records,
+    the byte offset just after the last of them and the log's size (a torn last record lies between the two)."""
+
+    name: str
+    stored: StoredVersion
+    records: list
+    offset: int
+    size: int
+
+
+def read_current(
+    root: Path, mmap: bool = False, verify: bool = True, full_vectors: str | None = None, retry: bool = True
+) -> CurrentVersion:
+    """The current version and its log. ``retry``: a reader may race a writer's compaction, which removes the
+    version it was reading; it then reads the new current one (up to 5 times). Whatever it returns was current
+    after it was read, so the log read belongs to it (a compaction moves the log's tail on to the next one)."""
+    for attempt in range(5):
+        name = current_name(root)
+        try:
+            stored = read_version(root, name, mmap, verify, full_vectors)
+            records, offset, size = wal.read_records(wal_path(root, name), stored.options["dim"])
+        except wal.CorruptLogError as e:
+            raise CorruptIndexError(f"{root}: {e}; the log is left as it is") from None
+        except (CorruptIndexError, FileNotFoundError):
+            if not retry or attempt == 4 or current_name(root) == name:
+                raise
+            continue
+        if not retry or current_name(root) == name:
+            break
+    return CurrentVersion(name, stored, records, offset, size)
+
+
 def read_version(
     root: Path, name: str, mmap: bool = False, verify: bool = True, full_vectors: str | None = None
-) -> MatryoshkaIndex:
+) -> StoredVersion:
     """Open version ``name``. ``full_vectors`` says where the full-dim codes live: "ram" (read into memory),
     "mmap" (memory-mapped) or "disk" (read per query with direct I/O, :mod:`matryoshka.index.disk`); default
     "mmap" when ``mmap`` is true, else the tier the version was built for (meta.json), else "ram"."""
@@ -217,5 +262,4 @@ def read_version(
             raise CorruptIndexError(f"{folder / 'basis.npy'}: {e}") from None
     dead = np.zeros(len(ids), dtype=bool)
     state = IndexArrays(codes, arrays.get("scales"), ids, dead, shortlists, kind if len(ids) else None, basis, texts)
-    index = MatryoshkaIndex.from_arrays(state, **options)
-    return index
+    return StoredVersion(state, options)
