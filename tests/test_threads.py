@@ -91,12 +91,28 @@ def test_a_search_runs_single_threaded_below_the_cut_over_and_on_every_thread_ab
     seen = []
     real = index.search_positions
 
-    def spy(queries, stages, first=None):
+    def spy(queries, stages):
         seen.append(faiss.omp_get_max_threads())
-        return real(queries, stages, first)
+        return real(queries, stages)
+
+    class ChainSpy:
+        """Stands in for the prepared single query's FAISS chain and records the threads it runs with."""
+
+        def __init__(self, chain):
+            self.chain, self.inner = self, chain
+
+        def search_c(self, *args):
+            seen.append(faiss.omp_get_max_threads())
+            return self.inner.search_c(*args)
 
     monkeypatch.setattr(index, "search_positions", spy)
-    index.search(q[:1], 10, "adaptive:8:60:64")
-    index.search(q[: PARALLEL_MIN_BATCH - 1], 10, "adaptive:8:60:64")
-    index.search(q[:PARALLEL_MIN_BATCH], 10, "adaptive:8:60:64")
+    plan = "adaptive:8:60:64"
+    index.search(q[:1], 10, plan)  # prepares the single-query path (one compiled call, no search_positions)
+    key = (plan, 10, False)
+    index._prepared[key] = index._prepared[key]._replace(chain=ChainSpy(index._prepared[key].chain.chain))
+    threads = faiss.omp_get_max_threads()
+    index.search(q[:1], 10, plan)
+    assert faiss.omp_get_max_threads() == threads  # restored after the call
+    index.search(q[: PARALLEL_MIN_BATCH - 1], 10, plan)
+    index.search(q[:PARALLEL_MIN_BATCH], 10, plan)
     assert seen == [1, 1, faiss.omp_get_max_threads()] and seen[-1] >= 2

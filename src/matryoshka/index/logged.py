@@ -100,6 +100,8 @@ def folded(base: MatryoshkaIndex, segment: Segment, root: Path, stacklevel: int 
 
 def with_log(base: MatryoshkaIndex, records: list[wal.Record], root: Path) -> MatryoshkaIndex:
     """``base`` with the logged ``records`` applied, as one compacted index (what a store would fold them into)."""
+    if not records and not base.n_deleted:
+        return base  # nothing logged: no id map to build (a dict of every id, transient but large)
     where, segment = live_where(base), Segment(base.dim, base.id_kind)
 
     def id_kind() -> str | None:
