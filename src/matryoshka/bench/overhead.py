@@ -28,11 +28,8 @@ OVERHEAD_GOAL_US = 5.0  # issue goal: the Python around a batch-1 search
 def search_overhead(index: MatryoshkaIndex, queries: np.ndarray, k: int, plan: Plan | str | None) -> dict[str, Any]:
     """{"path": "compiled" | "staged", "search_us", "call_us", "overhead_us"}: medians over ``queries``, batch 1,
     one thread (``call_us`` / ``overhead_us`` are None on the staged path)."""
-    stages = index.plan_stages(plan, k)
-    d0, big_k = stages[0]
-    k = min(k, index.ntotal)
-    compiled = len(stages) == 2 and stages[1][0] == index.dim and d0 < index.dim
-    chain = index.compiled_search(d0) if compiled else None
+    prepared = index.prepared(plan, k)  # the chain and parameters index.search uses for one query
+    chain, k = prepared.chain, prepared.k
     searches, calls = [], []
     with search_threads(1):
         for row in np.asarray(queries, dtype=np.float32):
@@ -42,9 +39,8 @@ def search_overhead(index: MatryoshkaIndex, queries: np.ndarray, k: int, plan: P
             if chain is None:
                 searches.append(_timed(index.search, query, k, plan))
                 continue
-            params = chain.params(min(big_k, index.ntotal), k, max(index.hnsw_ef_search, big_k), None)[0]
             scores, positions = np.empty((1, k), np.float32), np.empty((1, k), np.int64)
-            args = (1, faiss.swig_ptr(query), k, faiss.swig_ptr(scores), faiss.swig_ptr(positions), params)
+            args = (1, faiss.swig_ptr(query), k, faiss.swig_ptr(scores), faiss.swig_ptr(positions), prepared.params)
             chain.chain.search_c(*args)
             # A-B-B-A: each of the two is once the first and once the last of its pair, so caches favour neither.
             searches.append(_timed(index.search, query, k, plan))

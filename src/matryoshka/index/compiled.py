@@ -37,6 +37,7 @@ import numpy as np
 
 from matryoshka.errors import InputError
 from matryoshka.index.faiss_rows import as_faiss_rows, flat_view, zero_copy_reads
+from matryoshka.index.plans import Plan
 from matryoshka.index.storage import normalize
 
 FLOAT32 = np.dtype(np.float32)
@@ -44,6 +45,11 @@ FLOAT32 = np.dtype(np.float32)
 _COMPILED = getattr(faiss, "_swigfaiss", faiss)
 SWIG_PTR, SQUARED_NORM, OMP_THREADS = _COMPILED.swig_ptr, _COMPILED.fvec_norm_L2sqr, _COMPILED.omp_get_max_threads
 PREPARED_MAX = 64  # (plan, k) pairs whose single-query search is kept prepared
+
+
+def runs_as_one_call(stages: list[tuple[int, int]], dim: int) -> bool:
+    """Whether checked ``stages`` are what the chain computes: a shortlist below the full dim, then a re-rank at it."""
+    return len(stages) == 2 and stages[1][0] == dim and stages[0][0] < dim
 
 
 class CompiledSearch:
@@ -159,8 +165,7 @@ class CompiledPaths:
             self.check_prefix(q, d0)  # raw prefixes: a query may be all zeros there (rotated ones need no check)
         bits = self._dead_bits  # a local reference keeps the bitmap alive during the search
         sel = faiss.IDSelectorNot(faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))) if self._n_dead else None
-        ef = max(self.hnsw_ef_search, k0) if self.shortlist == "hnsw" else 0
-        scores, positions = chain.search(normalize(q), k0, k, ef, sel)
+        scores, positions = chain.search(normalize(q), k0, k, self._ef_search(k0), sel)
         if positions.size and positions.min() < 0:
             return None
         return scores, positions
@@ -180,13 +185,12 @@ class CompiledPaths:
             stages = []
         d0 = stages[0][0] if stages else 0
         chain = params = None
-        if len(stages) == 2 and stages[1][0] == self.dim and d0 < self.dim and not self._n_dead and self.ntotal:
+        if runs_as_one_call(stages, self.dim) and not self._n_dead and self.ntotal:
             chain = self.compiled_search(d0)
         kk = min(stages[-1][1], stages[0][1]) if stages else 0
         if chain is not None:
             big_k = stages[0][1]
-            ef = max(self.hnsw_ef_search, big_k) if self.shortlist == "hnsw" else 0
-            params = chain.params(big_k, kk, ef, None)[0]  # the chain keeps the nested parameters alive
+            params = chain.params(big_k, kk, self._ef_search(big_k), None)[0]  # the chain keeps them alive
         raw_dims = d0 if self.basis is None else 0
         structure = self._shortlist.get(d0)
         prepared = Prepared(self._search_state(), self._codes, d0, structure, chain, params, kk, raw_dims)
@@ -194,6 +198,11 @@ class CompiledPaths:
             self._prepared.clear()
         self._prepared[key] = prepared
         return prepared
+
+    def prepared(self, plan: Plan | str | None, k: int, exact: bool = False) -> Prepared:
+        """The single-query search of ``plan`` for ``k`` results as the index runs it (its chain None where it runs
+        stage by stage), prepared now; what ``mrl bench retrieval`` times against ``index.search``."""
+        return self._prepare((plan, k, exact))
 
     def _one_query(self, queries: object, k: int, plan: object, exact: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """(scores, ids) of one float32 query through its prepared compiled chain, or None for the general path
@@ -211,7 +220,7 @@ class CompiledPaths:
             return None
         if (
             prepared is None
-            or prepared.state != (self._n_dead, self.default_plan, self.default_plan_k, self.hnsw_ef_search)
+            or prepared.state != self._search_state()
             or prepared.rows is not self._codes  # a new array on every add
             or prepared.structure is not self._shortlist.get(prepared.d0)
         ):

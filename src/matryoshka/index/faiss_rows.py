@@ -75,11 +75,7 @@ def faiss_rows(n: int, d: int) -> np.ndarray:
 
 def as_faiss_rows(rows: np.ndarray) -> np.ndarray:
     """``rows`` (float32, (n, d)) if they already lie behind their header, else a copy that does."""
-    if _header_start(rows) is not None:
-        return rows
-    out = faiss_rows(*rows.shape)
-    out[...] = rows
-    return out
+    return rows if _header_start(rows) is not None else concatenated_rows([rows], rows.shape[1])
 
 
 def kept_rows(rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -91,12 +87,7 @@ def kept_rows(rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 def concatenated_rows(parts: list[np.ndarray], d: int) -> np.ndarray:
     """``np.concatenate(parts)`` for float32 rows of dim ``d``, laid out for :func:`flat_view`."""
-    out = faiss_rows(sum(len(p) for p in parts), d)
-    at = 0
-    for part in parts:
-        out[at : at + len(part)] = part
-        at += len(part)
-    return out
+    return np.concatenate(parts, out=faiss_rows(sum(len(p) for p in parts), d))
 
 
 def load_rows(path) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from matryoshka.index.compiled import runs_as_one_call
 from matryoshka.index.storage import best_first, keep_live, normalize
 
 EXACT_CHUNK = 1 << 16  # corpus rows per block in exact (non-shortlist) first stages
@@ -119,12 +120,14 @@ class StagedSearch:
             scores = dots / np.maximum(np.sqrt(np.einsum("qkd,qkd->qk", rows, rows)), 1e-12)
         return best_first(scores, positions, k)
 
+    def _ef_search(self, k0: int) -> int:
+        """The HNSW search breadth of a first stage keeping ``k0`` candidates (raised to K); 0 for a flat one."""
+        return max(self.hnsw_ef_search, k0) if self.shortlist == "hnsw" else 0
+
     def _search_params(self, k0: int, sel: faiss.IDSelector | None) -> faiss.SearchParameters:
+        ef = self._ef_search(k0)
         if sel is not None:
-            if self.shortlist == "hnsw":
-                return faiss.SearchParametersHNSW(efSearch=max(self.hnsw_ef_search, k0), sel=sel)
-            return faiss.SearchParameters(sel=sel)
-        ef = max(self.hnsw_ef_search, k0) if self.shortlist == "hnsw" else 0
+            return faiss.SearchParametersHNSW(efSearch=ef, sel=sel) if ef else faiss.SearchParameters(sel=sel)
         params = self._params.get(ef)  # cached: building one costs as much as a small search
         if params is None:
             params = faiss.SearchParametersHNSW(efSearch=ef) if ef else faiss.SearchParameters()
@@ -163,7 +166,7 @@ class StagedSearch:
         """
         d0, k0 = stages[0]
         k0 = min(k0, self.ntotal)
-        if len(stages) == 2 and stages[1][0] == self.dim and d0 < self.dim:
+        if runs_as_one_call(stages, self.dim):
             found = self._compiled_positions(q, d0, k0, min(stages[1][1], k0))
             if found is not None:
                 return found

@@ -67,5 +67,5 @@ class IndexVariants:
         if other.rows != self.rows or other._n_dead != self._n_dead:
             raise IndexInputError("this index changed after its structures were built: build them again")
         keys = ("shortlist_dims", "shortlist", "shortlist_codes", "hnsw_m", "hnsw_ef_search", "_shortlist", "_params")
-        keys += ("encoding", "_codes", "_scales", "basis", "_basis_rows", "_compiled")
+        keys += ("encoding", "_codes", "_scales", "basis", "_basis_rows", "_compiled", "_prepared")
         self.__dict__.update({key: other.__dict__[key] for key in keys})
