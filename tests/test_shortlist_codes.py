@@ -1,4 +1,5 @@
-"""Compact shortlist structures: HNSW graphs whose prefixes are float16 or int8 codes, and autotune's memory budget."""
+"""Compact shortlist structures: HNSW graphs whose prefixes are float16, int8 or int4 codes, and autotune's memory
+budget."""
 
 import numpy as np
 import pytest
@@ -13,14 +14,15 @@ def _corpus(n=3000, d=64, seed=0):
     return (rng.standard_normal((n, d)) * np.linspace(3, 0.2, d)).astype(np.float32)
 
 
-@pytest.mark.parametrize("codes", ["float16", "int8"])
-def test_compact_graphs_find_what_the_float_graph_finds_in_fewer_bytes(codes, tmp_path):
+# int4 rounds the prefix scores more: it needs a longer shortlist for the same agreement (0.94 at K=100 here).
+@pytest.mark.parametrize(("codes", "shortlist_k"), [("float16", 100), ("int8", 100), ("int4", 200)])
+def test_compact_graphs_find_what_the_float_graph_finds_in_fewer_bytes(codes, shortlist_k, tmp_path):
     x, q = _corpus(), _corpus(50, seed=1)
     full = MatryoshkaIndex(64, [16], shortlist="hnsw")
     full.add(x)
     small = MatryoshkaIndex(64, [16], shortlist="hnsw", shortlist_codes=codes)
     small.add(x)
-    plan = "adaptive:16:100:64"
+    plan = f"adaptive:16:{shortlist_k}:64"
     agree = np.mean(
         [
             len(set(a) & set(b)) / 10
@@ -28,7 +30,9 @@ def test_compact_graphs_find_what_the_float_graph_finds_in_fewer_bytes(codes, tm
         ]
     )
     assert agree > 0.95
-    assert small.bytes_per_vector() == full.bytes_per_vector() - 16 * (4 - {"float16": 2, "int8": 1}[codes])
+    assert small.bytes_per_vector() == full.bytes_per_vector() - 16 * (
+        4 - {"float16": 2, "int8": 1, "int4": 0.5}[codes]
+    )
     assert small.memory_bytes() < full.memory_bytes()
     small.save(tmp_path / "i")
     back = MatryoshkaIndex.load(tmp_path / "i")
@@ -52,8 +56,8 @@ def test_a_rotated_index_reranks_from_its_decoded_prefix_codes(tmp_path):
 
 
 def test_compact_codes_need_a_graph():
-    with pytest.raises(IndexInputError, match="unknown shortlist codes 'int4'"):
-        MatryoshkaIndex(64, [16], shortlist="hnsw", shortlist_codes="int4")
+    with pytest.raises(IndexInputError, match="unknown shortlist codes 'int2'"):
+        MatryoshkaIndex(64, [16], shortlist="hnsw", shortlist_codes="int2")
     with pytest.raises(IndexInputError, match="with shortlist='hnsw' only"):
         MatryoshkaIndex(64, [16], shortlist_codes="int8")
 
@@ -62,7 +66,7 @@ def test_compact_tuning_tries_compact_prefix_codes():
     index = MatryoshkaIndex(512, [32])
     plain = {s["shortlist_codes"] for s in candidate_structures(index)}
     compact = {s["shortlist_codes"] for s in candidate_structures(index, compact=True)}
-    assert plain == {"float32"} and compact == {"float32", "float16", "int8"}
+    assert plain == {"float32"} and compact == {"float32", "float16", "int8", "int4"}
 
 
 def test_autotune_within_a_memory_budget():
@@ -99,3 +103,40 @@ def test_near_duplicates_that_int8_rounding_flips_get_float16_codes():
     tuned = autotune(index, q, 10, 0.95, structures="keep", objective="memory")
     assert tuned.structure["encoding"] == "float16" and tuned.recall >= 0.95
     assert any(c["structure"]["encoding"] == "int8" and c["recall"] < 0.95 for c in tuned.candidates)
+
+
+def test_a_budget_builds_only_the_structures_that_fit_it():
+    """Under a budget of bytes per vector, autotune builds no graph (and no recoding) whose modelled RAM exceeds it;
+    when nothing fits, the smallest is still tried. The model is the built index's own count."""
+    from matryoshka.index.autotune import _ram_bytes, _siblings_to_try, structure_of
+
+    x = _corpus(20_000, 128)
+    for tier in ("ram", "disk"):
+        index = MatryoshkaIndex(128, [16], full_vectors=tier)
+        index.add(x)
+        current = structure_of(index)
+        every = _siblings_to_try(index, current, "auto", True, None)
+        assert all(s["ram_bytes_per_vector"] == _ram_bytes(index, s, s["encoding"]) for s, _ in every)
+        sizes = sorted(s["ram_bytes_per_vector"] for s, _ in every)
+        budget = sizes[len(sizes) // 2]
+        kept = _siblings_to_try(index, current, "auto", True, None, budget)
+        assert kept and all(s["ram_bytes_per_vector"] <= budget for s, _ in kept)
+        assert len(kept) == sum(size <= budget for size in sizes)
+    tiny = _siblings_to_try(index, current, "auto", True, None, 1)
+    assert len(tiny) <= 1  # at most the smallest (here the index itself, which is always tuned)
+
+
+def test_the_graph_codes_table_measures_each_code():
+    """`mrl bench fidelity --graph-codes`: per dims and codes, the graph's bytes and recall per K, measured."""
+    from matryoshka.bench.fidelity import graph_codes_table
+    from matryoshka.index.storage import normalize
+
+    x, q = normalize(_corpus(3000)), normalize(_corpus(40, seed=3))
+    rows = graph_codes_table(x, q, ks=(10, 200))["graphs"]
+    assert [(r["dims"], r["codes"]) for r in rows] == [(d, c) for d in (8, 16) for c in ("float32", "int8", "int4")]
+    for d in (8, 16):
+        sizes = [r["bytes_per_vector"] for r in rows if r["dims"] == d]
+        assert sizes[0] > sizes[1] > sizes[2] == 8 * 16 + 8 + d // 2  # links, id, half a byte a dim
+    for r in rows:
+        assert r["recall"]["10"] < r["recall"]["200"]  # K=10 candidates cannot all be the exact ten
+    assert min(r["recall"]["200"] for r in rows if r["dims"] == 16) > 0.9

@@ -9,6 +9,11 @@ Every model embeds the same distinct real texts (:mod:`matryoshka.bench.texts`, 
 all-MiniLM-L6-v2 (not Matryoshka-trained). Each model also gets a rotated row: the same embeddings in the basis
 of their corpus's right singular vectors (:mod:`matryoshka.index.basis`, what an index with ``--rotate svd``
 shortlists by), which changes no full-dim score. Writes ``fidelity.json`` to ``--out``.
+
+``--graph-codes`` adds what an index's graph keeps of that fidelity when its prefixes are compact codes: for each
+model, an HNSW graph (M=16) over the d/8 and d/4 rotated prefixes with float32, int8 and int4 codes, its bytes per
+vector, and recall@10 after an exact full-dim re-rank of its K candidates (the search an index built for the disk
+tier runs, where every candidate is a read).
 """
 
 from __future__ import annotations
@@ -21,10 +26,15 @@ import faiss
 from matryoshka.bench.corpora import text_embeddings
 from matryoshka.bench.prefixes import K, prefix_ceiling, rotated_ceiling
 from matryoshka.errors import InputError
+from matryoshka.evaluate.ranking import recall_against
+from matryoshka.index import MatryoshkaIndex
+from matryoshka.index.basis import fit_basis
 from matryoshka.index.storage import normalize
 from matryoshka.io import atomic_write_json
 
 TARGETS = (0.95, 0.99)
+GRAPH_CODES = ("float32", "int8", "int4")
+GRAPH_KS = (30, 50, 80, 200)
 
 
 def base_model_path() -> Path:
@@ -41,8 +51,10 @@ def run(
     texts: int = 50_000,
     queries: int = 1000,
     out: Path = Path("runs/bench/fidelity"),
+    graph_codes: bool = False,
 ) -> dict[str, Any]:
-    """The fidelity table of each model; ``models`` are text run folders or ``base``."""
+    """The fidelity table of each model (and, ``graph_codes``, its compact graphs' table); ``models`` are text run
+    folders or ``base``."""
     models = models or ["base", "runs/wordnet_minilm_quick"]
     results: dict[str, Any] = {}
     for name in models:
@@ -53,10 +65,14 @@ def run(
         print(f"\n{name} ({x.shape[1]} dims, {len(x):,} texts, {len(q):,} queries)")
         results[name] = prefix_ceiling(x, q, exact, targets=TARGETS)
         results[f"{name} (rotated)"] = rotated_ceiling(x, q, exact, targets=TARGETS)
+        if graph_codes:
+            results[f"{name} (graph codes)"] = graph_codes_table(x, q)
     dims = sorted({int(d) for r in results.values() for d in r["k_needed"]})
     print("\nK a D-dim shortlist needs for recall@10 0.95 / 0.99 after a full-dim re-rank (lower is cheaper):")
     print(f"{'model':<40}" + "".join(f"{'D=' + str(d):>14}" for d in dims))
     for name, r in results.items():
+        if "k_needed" not in r:
+            continue
         cells = []
         for d in dims:
             need = r["k_needed"].get(str(d))
@@ -65,3 +81,24 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "fidelity.json", {"texts": texts, "queries": queries, "models": results})
     return results
+
+
+def graph_codes_table(x, q, ks=GRAPH_KS, codes=GRAPH_CODES) -> dict[str, Any]:
+    """Recall@10 of an index whose HNSW graph (M=16) holds d/8 or d/4 rotated prefixes as ``codes``, after an exact
+    full-dim re-rank of K candidates (``adaptive:D:K:d``), for each K in ``ks``; with each graph's bytes per vector
+    (the index's own count, full-dim rows excluded: on the disk tier they stay in the file)."""
+    d = x.shape[1]
+    truth = faiss.knn(q, x, K, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    basis = fit_basis(x)
+    rows = []
+    print(f"{'graph (M=16, rotated)':<28}{'B/vector':>10}" + "".join(f"{'K=' + str(k):>9}" for k in ks))
+    for dims in dict.fromkeys(m for m in (d // 8, d // 4) if 1 <= m < d):
+        for code in codes:
+            index = MatryoshkaIndex(d, [dims], shortlist="hnsw", hnsw_m=16, shortlist_codes=code).with_basis(basis)
+            index.add(x)
+            recalls = {str(k): recall_against(index.search(q, K, f"adaptive:{dims}:{k}:{d}")[1], truth) for k in ks}
+            graph_bytes = index.bytes_per_vector() - index.dim * 4
+            rows.append({"dims": dims, "codes": code, "bytes_per_vector": graph_bytes, "recall": recalls})
+            cells = "".join(f"{recalls[str(k)]:>9.3f}" for k in ks)
+            print(f"{f'{dims} dims, {code}':<28}{graph_bytes:>10}" + cells, flush=True)
+    return {"graphs": rows}

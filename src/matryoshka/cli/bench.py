@@ -104,12 +104,15 @@ def fidelity(
     texts: Annotated[int, typer.Option(help="distinct real texts embedded per model")] = 50_000,
     queries: Annotated[int, typer.Option(help="texts held out as queries")] = 1000,
     out: Annotated[Path, typer.Option()] = Path("runs/bench/fidelity"),
+    graph_codes: Annotated[
+        bool, typer.Option(help="also: recall per K of HNSW graphs over rotated prefixes as float32/int8/int4 codes")
+    ] = False,
 ) -> None:
     """Prefix fidelity of text models: the shortlist K each prefix needs for recall@10 0.95 / 0.99 after a
     full-dim re-rank, on the same held-out real texts."""
     from matryoshka.bench import fidelity as bench
 
-    bench.run(models=models, texts=texts, queries=queries, out=out)
+    bench.run(models=models, texts=texts, queries=queries, out=out, graph_codes=graph_codes)
 
 
 @app.command("imports")

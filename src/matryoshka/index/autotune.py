@@ -36,12 +36,14 @@ from matryoshka.index.basis import check_rotation, fit_index_basis
 from matryoshka.index.disk import DiskRows, DiskTier, read_cost_flops
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, Plan, plan_to_text
+from matryoshka.index.shortlists import prefix_bytes
 from matryoshka.index.texts import check_texts
 from matryoshka.index.timing import batch1_ms, final_round, within_budget
 
 STRUCTURE_MIN_ROWS = 20_000  # below this an exact scan of a short prefix is about as fast as any graph
 SHORTLIST_FACTORS = (1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 40, 80)  # shortlist K as multiples of k
-COMPACT_ENCODINGS = ("float16", "int8")  # full-dim codes (and HNSW prefix codes) that compact tuning tries
+COMPACT_ENCODINGS = ("float16", "int8")  # full-dim codes that compact tuning tries
+COMPACT_PREFIX_CODES = ("float16", "int8", "int4")  # HNSW prefix codes that compact tuning tries
 
 
 @dataclass
@@ -145,9 +147,9 @@ def candidate_plans(index, k: int) -> list[Plan]:
 
 def candidate_structures(index: MatryoshkaIndex, compact: bool = False) -> list[dict]:
     """HNSW graphs (M=16) over one short prefix each: d/16, d/8 and d/4 dims (at least 16, below d), their prefixes
-    as float32 codes (and, ``compact``, float16 and int8 ones)."""
+    as float32 codes (and, ``compact``, float16, int8 and int4 ones)."""
     dims = dict.fromkeys(d for d in (index.dim // 16, index.dim // 8, index.dim // 4) if 16 <= d < index.dim)
-    codes = ("float32", *COMPACT_ENCODINGS) if compact else ("float32",)
+    codes = ("float32", *COMPACT_PREFIX_CODES) if compact else ("float32",)
     return [
         {"shortlist": "hnsw", "shortlist_dims": [d], "hnsw_m": 16, "shortlist_codes": c} for d in dims for c in codes
     ]
@@ -208,10 +210,23 @@ def _basis_variants(index, rotate: str, plans) -> list[object]:
     return [index.with_basis(fit_index_basis(index) if rotate == "svd" else None)]
 
 
-def _siblings_to_try(index, current: dict, structures: str, compact: bool, plans) -> list[tuple[dict, object]]:
+def _ram_bytes(index, structure: dict, encoding: str) -> int:
+    """Bytes per vector in RAM that ``index``'s rows would hold under ``structure`` with full-dim codes
+    ``encoding`` (the model of :meth:`MatryoshkaIndex.bytes_per_vector`), without building anything."""
+    graph = structure["shortlist"] == "hnsw"
+    links = 8 * structure["hnsw_m"] * len(structure["shortlist_dims"]) if graph else 0
+    prefixes = sum(prefix_bytes(structure["shortlist_codes"], d) for d in structure["shortlist_dims"])
+    rows = storage.bytes_per_vector(index.dim, encoding) if index.full_vectors == "ram" else 0
+    return rows + prefixes + links + 8
+
+
+def _siblings_to_try(
+    index, current: dict, structures: str, compact: bool, plans, budget: float | None = None
+) -> list[tuple[dict, object]]:
     """(structure, sibling index) pairs to tune besides ``index`` itself: HNSW graphs over short prefixes (large
     :class:`MatryoshkaIndex` only) and, when tuning for memory (``compact``), each structure with compact full-dim
-    codes and each graph with compact prefix codes."""
+    codes and each graph with compact prefix codes. With a ``budget`` of bytes per vector in RAM, graphs and codes
+    that would hold more are not built (the smallest graph is, when none would fit)."""
     if not isinstance(index, MatryoshkaIndex):
         return []
     graphs = []
@@ -220,18 +235,28 @@ def _siblings_to_try(index, current: dict, structures: str, compact: bool, plans
         graphs = [s for s in candidate_structures(index, compact) if any(s[key] != current[key] for key in same)]
     encodings = [e for e in COMPACT_ENCODINGS if e != index.encoding] if compact else []
 
+    pairs = [(s, e) for s in [current, *graphs] for e in [index.encoding, *encodings]]
+    smallest = min(pairs, key=lambda pair: _ram_bytes(index, *pair))
+
+    def wanted(structure: dict, encoding: str) -> bool:
+        fits = budget is None or _ram_bytes(index, structure, encoding) <= budget
+        return fits or (structure, encoding) == smallest
+
     def recoded(structure: dict, base, encoding: str) -> tuple[dict, object]:
         sibling = base.with_encoding(encoding)
         return {**structure, "encoding": encoding, **_sizes(sibling)}, sibling
 
-    out = [recoded(current, index, e) for e in encodings]
+    out = [recoded(current, index, e) for e in encodings if wanted(current, e)]
     for structure in graphs:
+        if not any(wanted(structure, e) for e in [index.encoding, *encodings]):
+            continue
         t0 = time.perf_counter()
         dims, m, codes = structure["shortlist_dims"], structure["hnsw_m"], structure["shortlist_codes"]
         sibling = index.with_shortlists(dims, "hnsw", m, codes=codes)
         built = {**structure_of(sibling), "build_s": time.perf_counter() - t0}
-        out.append((built, sibling))
-        out += [recoded(built, sibling, e) for e in encodings]
+        if wanted(structure, index.encoding):
+            out.append((built, sibling))
+        out += [recoded(built, sibling, e) for e in encodings if wanted(structure, e)]
     return out
 
 
@@ -305,7 +330,8 @@ def autotune(
             full = {"plan": FullPlan(), "recall": 1.0, "flops": flops, "cost": flops, "structure": current}
             full["latency_ms"] = batch1_ms(timed(variant), queries, k, FullPlan())
             table.append(full)
-        tried = [(current, variant), *_siblings_to_try(variant, current, structures, compact, plans)]
+        siblings_here = _siblings_to_try(variant, current, structures, compact, plans, max_bytes_per_vector)
+        tried = [(current, variant), *siblings_here]
         for structure, sibling in tried:
             rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure, read_flops, timed)
             if sibling is not index:

@@ -92,13 +92,13 @@ class _Aio:
             with contextlib.suppress(Exception):  # at interpreter exit ctypes may already be gone
                 self.libc.syscall(_SYS_IO_DESTROY, self.ctx)
 
-    def read(self, fd: int, offsets: np.ndarray, length: int, needed: np.ndarray) -> np.ndarray:
-        """Read ``length`` bytes at each block-aligned offset (at most MAX_EVENTS) into the buffer; one
-        submission, then wait for every completion. Read ``i`` must return at least ``needed[i]`` bytes (the
-        last block of the file is short)."""
+    def read(self, fd: int, offsets: np.ndarray, lengths: np.ndarray, needed: np.ndarray) -> np.ndarray:
+        """Read ``lengths[i]`` bytes (whole blocks, at most the slot) at each block-aligned offset (at most
+        MAX_EVENTS) into the buffer, one slot per read; one submission, then wait for every completion. Read ``i``
+        must return at least ``needed[i]`` bytes (the last block of the file is short)."""
         n = len(offsets)
         cbs = np.zeros(n, dtype=_IOCB)
-        cbs["opcode"], cbs["fildes"], cbs["nbytes"], cbs["offset"] = _PREAD, fd, length, offsets
+        cbs["opcode"], cbs["fildes"], cbs["nbytes"], cbs["offset"] = _PREAD, fd, lengths, offsets
         cbs["data"] = np.arange(n)  # completions arrive in any order; each names its read
         cbs["buf"] = self.address + np.arange(n, dtype=np.uint64) * self.slot
         pointers = cbs.ctypes.data + np.arange(n, dtype=np.uint64) * _IOCB.itemsize
@@ -125,7 +125,7 @@ class _Aio:
                 bad = int(results[short][0])
                 raise OSError(-bad if bad < 0 else errno.EIO, f"a direct read returned {bad} bytes, too few")
             got += count
-        return np.frombuffer(self.buffer, dtype=np.uint8, count=n * self.slot).reshape(n, self.slot)[:, :length]
+        return np.frombuffer(self.buffer, dtype=np.uint8, count=n * self.slot).reshape(n, self.slot)
 
 
 _threads = threading.local()
@@ -233,6 +233,9 @@ class DiskRows:
         aligned = starts - starts % BLOCK
         skips = starts - aligned  # few distinct values: the row size's multiples modulo the block size
         width = d * self.dtype.itemsize
+        # Only the blocks a row's first d columns span: a row that straddles no block boundary costs one block,
+        # not the two of the slot (reads of 4 KiB run about 1.5x faster than reads of 8 KiB here).
+        lengths = (skips + width + BLOCK - 1) // BLOCK * BLOCK
         out = np.empty((len(flat), width), dtype=np.uint8)
         try:
             aio = self._aio()
@@ -242,7 +245,7 @@ class DiskRows:
         try:
             for begin in range(0, len(flat), MAX_EVENTS):
                 end = min(begin + MAX_EVENTS, len(flat))
-                raw = aio.read(self._fd, aligned[begin:end], self.slot, skips[begin:end] + width)
+                raw = aio.read(self._fd, aligned[begin:end], lengths[begin:end], skips[begin:end] + width)
                 part, part_skips = out[begin:end], skips[begin:end]
                 for skip in np.unique(part_skips):
                     rows = part_skips == skip

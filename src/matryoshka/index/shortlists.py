@@ -1,6 +1,6 @@
 """The shortlist structures of a :class:`~matryoshka.index.MatryoshkaIndex`: one FAISS index per shortlist dim
 holding every row's unit prefix (raw, or rotated into the index's basis), flat or an HNSW graph whose prefixes are
-float32, float16 or int8 codes."""
+float32, float16, int8 or int4 codes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,17 @@ import numpy as np
 from matryoshka.index.stages import EXACT_CHUNK
 from matryoshka.index.storage import normalize
 
-SHORTLIST_CODES = {"float32": 4, "float16": 2, "int8": 1}  # bytes per prefix dim
-QUANTIZERS = {"float16": faiss.ScalarQuantizer.QT_fp16, "int8": faiss.ScalarQuantizer.QT_8bit}
+SHORTLIST_CODES = {"float32": 4, "float16": 2, "int8": 1, "int4": 0.5}  # bytes per prefix dim
+QUANTIZERS = {
+    "float16": faiss.ScalarQuantizer.QT_fp16,
+    "int8": faiss.ScalarQuantizer.QT_8bit,
+    "int4": faiss.ScalarQuantizer.QT_4bit,
+}
+
+
+def prefix_bytes(codes: str, d: int) -> int:
+    """Bytes of one d-dim prefix stored as ``codes`` (int4 packs two dims a byte)."""
+    return int(np.ceil(SHORTLIST_CODES[codes] * d))
 
 
 class ShortlistStructures:
