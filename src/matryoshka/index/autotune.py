@@ -36,7 +36,7 @@ from matryoshka.index.basis import check_rotation, fit_index_basis
 from matryoshka.index.disk import DiskRows, DiskTier, read_cost_flops
 from matryoshka.index.index import MatryoshkaIndex
 from matryoshka.index.plans import AdaptivePlan, FullPlan, FunnelPlan, Plan, plan_to_text
-from matryoshka.index.shortlists import prefix_bytes
+from matryoshka.index.shortlists import structure_bytes
 from matryoshka.index.texts import check_texts
 from matryoshka.index.timing import batch1_ms, final_round, within_budget
 
@@ -213,11 +213,10 @@ def _basis_variants(index, rotate: str, plans) -> list[object]:
 def _ram_bytes(index, structure: dict, encoding: str) -> int:
     """Bytes per vector in RAM that ``index``'s rows would hold under ``structure`` with full-dim codes
     ``encoding`` (the model of :meth:`MatryoshkaIndex.bytes_per_vector`), without building anything."""
-    graph = structure["shortlist"] == "hnsw"
-    links = 8 * structure["hnsw_m"] * len(structure["shortlist_dims"]) if graph else 0
-    prefixes = sum(prefix_bytes(structure["shortlist_codes"], d) for d in structure["shortlist_dims"])
+    keys = ("shortlist", "shortlist_dims", "hnsw_m", "shortlist_codes")
+    structures = structure_bytes(*(structure[key] for key in keys))
     rows = storage.bytes_per_vector(index.dim, encoding) if index.full_vectors == "ram" else 0
-    return rows + prefixes + links + 8
+    return rows + structures + 8
 
 
 def _siblings_to_try(
@@ -234,8 +233,8 @@ def _siblings_to_try(
         same = ("shortlist", "shortlist_dims", "hnsw_m", "shortlist_codes")
         graphs = [s for s in candidate_structures(index, compact) if any(s[key] != current[key] for key in same)]
     encodings = [e for e in COMPACT_ENCODINGS if e != index.encoding] if compact else []
-
-    pairs = [(s, e) for s in [current, *graphs] for e in [index.encoding, *encodings]]
+    every_encoding = [index.encoding, *encodings]
+    pairs = [(s, e) for s in [current, *graphs] for e in every_encoding]
     smallest = min(pairs, key=lambda pair: _ram_bytes(index, *pair))
 
     def wanted(structure: dict, encoding: str) -> bool:
@@ -248,7 +247,7 @@ def _siblings_to_try(
 
     out = [recoded(current, index, e) for e in encodings if wanted(current, e)]
     for structure in graphs:
-        if not any(wanted(structure, e) for e in [index.encoding, *encodings]):
+        if not any(wanted(structure, e) for e in every_encoding):
             continue
         t0 = time.perf_counter()
         dims, m, codes = structure["shortlist_dims"], structure["hnsw_m"], structure["shortlist_codes"]

@@ -26,7 +26,7 @@ from matryoshka.index.errors import DuplicateIdError, IndexInputError, UnknownId
 from matryoshka.index.faiss_rows import concatenated_rows
 from matryoshka.index.ids import check_new_ids, empty_ids, listed, lookup_ids
 from matryoshka.index.plans import Plan, check_rotated_stages, checked_stages, plan_or_default
-from matryoshka.index.shortlists import SHORTLIST_CODES, ShortlistStructures, prefix_bytes
+from matryoshka.index.shortlists import SHORTLIST_CODES, ShortlistStructures, structure_bytes
 from matryoshka.index.stages import StagedSearch
 from matryoshka.index.state import IndexArrays, live_arrays
 from matryoshka.index.storage import normalize, row_squares
@@ -47,7 +47,7 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, CompiledPaths, IndexVar
         hnsw_m, hnsw_ef_search: HNSW graph degree and search breadth (raised to the stage's K when smaller).
         shortlist_codes: how an HNSW shortlist stores its prefixes: "float32", "float16", "int8" or "int4"
             (faiss's scalar quantiser, trained on the first rows added): a half, a quarter or an eighth of the
-            graph's vector bytes. The graph's links are built over the exact prefixes.
+            graph's vector bytes.
         full_vectors: where the full-dim vectors live once the index is saved and opened again: "ram", "mmap"
             (memory-mapped) or "disk" (read per query with direct I/O; only the prefix structures stay in RAM,
             see :mod:`matryoshka.index.disk`). :meth:`load` can choose another.
@@ -246,11 +246,10 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, CompiledPaths, IndexVar
         return self._rows(np.asarray(positions, dtype=np.int64), d or self.dim, bulk=bulk)
 
     def bytes_per_vector(self) -> int:
-        """Storage of one vector: the full-dim codes, its shortlist prefixes (float32), the bottom layer of each
-        HNSW graph (2M links of 4 bytes) and its id."""
-        links = 8 * self.hnsw_m * len(self.shortlist_dims) if self.shortlist == "hnsw" else 0
-        prefixes = sum(prefix_bytes(self.shortlist_codes, d) for d in self.shortlist_dims)
-        return storage.bytes_per_vector(self.dim, self.encoding) + prefixes + links + 8
+        """Storage of one vector: the full-dim codes, its shortlist structures (prefixes in their codes, the bottom
+        layer of each HNSW graph; :func:`~matryoshka.index.shortlists.structure_bytes`) and its id."""
+        structures = structure_bytes(self.shortlist, self.shortlist_dims, self.hnsw_m, self.shortlist_codes)
+        return storage.bytes_per_vector(self.dim, self.encoding) + structures + 8
 
     def check_vectors(self, x: np.ndarray, what: str) -> np.ndarray:
         """``x`` as float32 (n, dim); refuses wrong shapes, NaN/inf and all-zero rows."""

@@ -18,9 +18,11 @@ QUANTIZERS = {
 }
 
 
-def prefix_bytes(codes: str, d: int) -> int:
-    """Bytes of one d-dim prefix stored as ``codes`` (int4 packs two dims a byte)."""
-    return int(np.ceil(SHORTLIST_CODES[codes] * d))
+def structure_bytes(shortlist: str, dims: list[int], hnsw_m: int, codes: str) -> int:
+    """Bytes per vector of the shortlist structures: each prefix in its codes (int4 packs two dims a byte) and,
+    for HNSW, the bottom layer of each graph (2M links of 4 bytes)."""
+    links = 8 * hnsw_m * len(dims) if shortlist == "hnsw" else 0
+    return sum(int(np.ceil(SHORTLIST_CODES[codes] * d)) for d in dims) + links
 
 
 class ShortlistStructures:
