@@ -234,7 +234,7 @@ class DiskRows:
         skips = starts - aligned  # few distinct values: the row size's multiples modulo the block size
         width = d * self.dtype.itemsize
         # Only the blocks a row's first d columns span: a row that straddles no block boundary costs one block,
-        # not the two of the slot (reads of 4 KiB run about 1.5x faster than reads of 8 KiB here).
+        # not the two of the slot (a smaller read completes sooner).
         lengths = (skips + width + BLOCK - 1) // BLOCK * BLOCK
         out = np.empty((len(flat), width), dtype=np.uint8)
         try:
