@@ -39,7 +39,7 @@ def digits_config(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def pg08():
+def pg08_server():
     """A PostgreSQL server with pgvector 0.8, reached over TCP (see tests/postgres_servers.py)."""
     why = postgres_servers.available()
     if why:
@@ -47,6 +47,14 @@ def pg08():
     server = postgres_servers.LocalServer()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def pg08(pg08_server):
+    """The same server where its pgvector's distances run on this CPU."""
+    if pg08_server.vector_trouble:
+        pytest.skip(pg08_server.vector_trouble)
+    return pg08_server
 
 
 @pytest.fixture(scope="session")

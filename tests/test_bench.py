@@ -319,21 +319,25 @@ def test_defaults_timing_on_digits(tmp_path):
     assert (tmp_path / "timings.json").exists()
 
 
-def test_engines_benchmark_small(tmp_path, pg08):
+def test_engines_benchmark_small(tmp_path, pg08_server):
     pytest.importorskip("milvus_lite", reason="milvus-lite does not install here")
     pytest.importorskip("qdrant_client", reason="qdrant-client is not installed")
     pytest.importorskip("pgserver", reason="pgserver is not installed")
     args = ["bench", "engines", "--synthetic", "64", "--size", "3000", "--queries", "20", "--out", str(tmp_path)]
-    result = CliRunner().invoke(app, [*args, "--plan", "adaptive:16:100:64", "--postgres", pg08.uri])
+    server = [] if pg08_server.vector_trouble else ["--postgres", pg08_server.uri]  # the rows it adds, where it can
+    result = CliRunner().invoke(app, [*args, "--plan", "adaptive:16:100:64", *server])
     assert result.exit_code == 0, result.output
     assert "goal: export to Milvus Lite >= 20,000 vectors/s" in result.output
     assert "goal: export to pgvector (embedded) >= 10,000 vectors/s" in result.output
     saved = json.loads((tmp_path / "results.json").read_text())
-    engines = ["local", "milvus", "milvus-fetch", "qdrant", "pgvector", "pgvector-server", "pgvector-server-half"]
+    engines = ["local", "milvus", "milvus-fetch", "qdrant", "pgvector"]
+    engines += ["pgvector-server", "pgvector-server-half"] if server else []
     assert [r["engine"] for r in saved["rows"]] == engines
     agreement = {r["engine"]: r["agreement_with_local"] for r in saved["rows"]}
     assert saved["dims"] == [16, 64] and all(agreement[e] == 1.0 for e in engines[:4])
-    assert agreement["pgvector"] >= 0.99 and agreement["pgvector-server"] >= 0.99  # HNSW shortlists: approximate
-    assert agreement["pgvector-server-half"] >= 0.8  # halfvec rounding moves a few shortlist candidates
+    assert agreement["pgvector"] >= 0.99  # HNSW shortlists: approximate
+    if server:
+        assert agreement["pgvector-server"] >= 0.99
+        assert agreement["pgvector-server-half"] >= 0.8  # halfvec rounding moves a few shortlist candidates
     bad = CliRunner().invoke(app, ["bench", "engines", "--synthetic", "8", "--engines", "weaviate"])
     assert bad.exit_code == 2 and "unknown engine 'weaviate'" in bad.output

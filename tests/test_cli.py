@@ -215,6 +215,9 @@ def test_a_plain_index_build_is_tuned_and_searches_follow_its_plan(tmp_path):
     runner.invoke(app, [*search, "--plan", plan, "--out", str(tmp_path / "named.npz")])
     default, named = np.load(tmp_path / "default.npz"), np.load(tmp_path / "named.npz")
     np.testing.assert_array_equal(default["ids"], named["ids"])
+    np.save(tmp_path / "none.npy", q[:0])
+    empty = runner.invoke(app, [*search[:-1], str(tmp_path / "none.npy")])
+    assert empty.exit_code == 2 and "holds no queries (shape (0, 64))" in empty.output
     build = ["index", "build", "--embeddings", str(tmp_path / "x.npy"), "--out", str(tmp_path / "small")]
     result = runner.invoke(app, [*build, "--objective", "memory", "--target-recall", "0.8"])
     assert result.exit_code == 0, result.output

@@ -98,11 +98,11 @@ def test_a_failed_copy_leaves_whole_batches_and_the_export_resumes(embedded, ind
     np.testing.assert_array_equal(search(embedded, "resumed", queries, 10)[1], index.search(queries, 10)[1])
 
 
-def test_a_database_without_pgvector_is_refused_with_the_fix(pg08):
+def test_a_database_without_pgvector_is_refused_with_the_fix(pg08_server):
     for statement in ["DROP DATABASE IF EXISTS plain", "DROP ROLE IF EXISTS plain", "CREATE ROLE plain LOGIN",
                       "CREATE DATABASE plain OWNER plain"]:  # fmt: skip
-        pg08.psql(statement)  # one each: psql -c runs several in one transaction, where DROP DATABASE may not run
-    uri = f"postgresql://plain@127.0.0.1:{pg08.port}/plain"  # not a superuser: it may not add pgvector itself
+        pg08_server.psql(statement)  # one each: psql -c runs them in one transaction, where DROP DATABASE may not run
+    uri = f"postgresql://plain@127.0.0.1:{pg08_server.port}/plain"  # not a superuser: it may not add pgvector itself
     with pytest.raises(EngineError, match=r"database 'plain' on PostgreSQL at 127\.0\.0\.1:\d+ has no pgvector "
                        r"extension: install pgvector on the server and run CREATE EXTENSION vector;"):  # fmt: skip
         connect(uri)

@@ -7,6 +7,7 @@ import pytest
 from matryoshka.index import IndexInputError, IndexStore, MatryoshkaIndex
 from matryoshka.index.autotune import autotune, candidate_structures
 from matryoshka.index.basis import fit_basis
+from matryoshka.index.plans import FullPlan
 
 
 def _corpus(n=3000, d=64, seed=0):
@@ -106,24 +107,51 @@ def test_near_duplicates_that_int8_rounding_flips_get_float16_codes():
 
 
 def test_a_budget_builds_only_the_structures_that_fit_it():
-    """Under a budget of bytes per vector, autotune builds no graph (and no recoding) whose modelled RAM exceeds it;
+    """Under a budget of bytes per vector, autotune tunes no graph (and no recoding) whose modelled RAM exceeds it;
     when nothing fits, the smallest is still tried. The model is the built index's own count."""
-    from matryoshka.index.autotune import _ram_bytes, _siblings_to_try, structure_of
+    from matryoshka.index.autotune import _pairs_to_try, _ram_bytes, _Siblings, structure_of
 
     x = _corpus(20_000, 128)
     for tier in ("ram", "disk"):
         index = MatryoshkaIndex(128, [16], full_vectors=tier)
         index.add(x)
         current = structure_of(index)
-        every = _siblings_to_try(index, current, "auto", True, None)
-        assert all(s["ram_bytes_per_vector"] == _ram_bytes(index, s, s["encoding"]) for s, _ in every)
-        sizes = sorted(s["ram_bytes_per_vector"] for s, _ in every)
+        every = _pairs_to_try(index, current, "auto", True, None)
+        assert every[0] == (current, index.encoding) and len(every) == len({str(p) for p in every})
+        builder = _Siblings()
+        for structure, encoding in every:
+            built, sibling = builder.get(index, current, structure, encoding)
+            assert built["ram_bytes_per_vector"] == _ram_bytes(index, structure, encoding)
+            assert (sibling.encoding, sibling.shortlist_dims) == (encoding, structure["shortlist_dims"])
+        graphs = {str(s) for s, _ in every if s is not current}
+        assert len(builder.graphs) == len(graphs)  # each graph built once, its recodings share it
+        sizes = sorted(_ram_bytes(index, *p) for p in every[1:])
         budget = sizes[len(sizes) // 2]
-        kept = _siblings_to_try(index, current, "auto", True, None, budget)
-        assert kept and all(s["ram_bytes_per_vector"] <= budget for s, _ in kept)
-        assert len(kept) == sum(size <= budget for size in sizes)
-    tiny = _siblings_to_try(index, current, "auto", True, None, 1)
-    assert len(tiny) <= 1  # at most the smallest (here the index itself, which is always tuned)
+        kept = _pairs_to_try(index, current, "auto", True, None, budget)
+        assert kept[0] == every[0] and all(_ram_bytes(index, *p) <= budget for p in kept[1:])
+        assert len(kept) == 1 + sum(size <= budget for size in sizes)
+    tiny = _pairs_to_try(index, current, "auto", True, None, 1)
+    assert len(tiny) <= 2  # the index itself, which is always tuned, and the smallest
+
+
+def test_tuning_for_memory_stops_at_the_first_size_that_reaches_the_target():
+    """The memory objective tunes the pairs from the smallest modelled RAM up and tries none larger than the first
+    that reaches the target: the same choice as trying them all, at a fraction of the builds."""
+    from matryoshka.index.autotune import _pairs_to_try, structure_of
+
+    x = _corpus(20_000, 128)
+    q = (x[::400] + 0.05 * _corpus(50, 128, seed=9)).astype(np.float32)
+    index = MatryoshkaIndex(128, [16])
+    index.add(x)
+    pairs = _pairs_to_try(index, structure_of(index), "auto", True, None)
+    tuned = autotune(index, q, 10, 0.9, objective="memory", rotate="raw")
+    chosen = tuned.structure["ram_bytes_per_vector"]
+    tried = {id(c["structure"]): c["structure"] for c in tuned.candidates if not isinstance(c["plan"], FullPlan)}
+    assert all(s["ram_bytes_per_vector"] <= chosen for s in tried.values())
+    assert any(c["recall"] >= 0.9 for c in tuned.candidates if c["structure"] is tuned.structure)
+    assert all(c["recall"] < 0.9 for c in tuned.candidates if c["structure"]["ram_bytes_per_vector"] < chosen)
+    assert len(tried) < len(pairs)
+    assert index.bytes_per_vector() == tuned.structure["bytes_per_vector"]
 
 
 def test_the_graph_codes_table_measures_each_code():

@@ -402,13 +402,16 @@ def search(
     from matryoshka.io import read_npy
 
     parsed = parse_plan(plan) if plan is not None else None
+    vectors = read_npy(queries, "queries")
+    if vectors.ndim == 2 and len(vectors) == 0:  # nothing to answer: say so rather than print nothing
+        raise InputError(f"queries file {queries} holds no queries (shape {vectors.shape})")
     if looks_like_uri(index) and not Path(index).exists():
-        scores, ids = _search_engine(index, collection, read_npy(queries, "queries"), k, parsed)
+        scores, ids = _search_engine(index, collection, vectors, k, parsed)
     else:
         if collection is not None:
             raise InputError(f"--collection goes with an engine address as --index; {index} is a folder")
         with IndexStore.open(Path(index), writable=False, mmap=mmap, full_vectors=full_vectors) as store:
-            scores, ids = store.search(read_npy(queries, "queries"), k, parsed, exact=exact)
+            scores, ids = store.search(vectors, k, parsed, exact=exact)
     if out is not None:  # the file holds the results: one summary line, not the first queries' hits
         np.savez(out, ids=ids.astype(str) if ids.dtype == object else ids, scores=scores)
         typer.echo(f"wrote {ids.shape[0]} x {ids.shape[1]} results to {out}")

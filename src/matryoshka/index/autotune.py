@@ -215,48 +215,51 @@ def _ram_bytes(index, structure: dict, encoding: str) -> int:
     ``encoding`` (the model of :meth:`MatryoshkaIndex.bytes_per_vector`), without building anything."""
     keys = ("shortlist", "shortlist_dims", "hnsw_m", "shortlist_codes")
     structures = structure_bytes(*(structure[key] for key in keys))
-    rows = storage.bytes_per_vector(index.dim, encoding) if index.full_vectors == "ram" else 0
+    in_ram = getattr(index, "full_vectors", "ram") == "ram"
+    rows = storage.bytes_per_vector(index.dim, encoding) if in_ram else 0
     return rows + structures + 8
 
 
-def _siblings_to_try(
-    index, current: dict, structures: str, compact: bool, plans, budget: float | None = None
-) -> list[tuple[dict, object]]:
-    """(structure, sibling index) pairs to tune besides ``index`` itself: HNSW graphs over short prefixes (large
-    :class:`MatryoshkaIndex` only) and, when tuning for memory (``compact``), each structure with compact full-dim
-    codes and each graph with compact prefix codes. With a ``budget`` of bytes per vector in RAM, graphs and codes
-    that would hold more are not built (the smallest graph is, when none would fit)."""
+def _pairs_to_try(index, current: dict, structures: str, compact: bool, plans, budget: float | None = None):
+    """(structure, full-dim encoding) pairs to tune for ``index``, its own first: HNSW graphs over short prefixes
+    (large :class:`MatryoshkaIndex` only) and, when tuning for memory (``compact``), each structure with compact
+    full-dim codes and each graph with compact prefix codes. With a ``budget`` of bytes per vector in RAM, pairs
+    that would hold more are left out (the smallest is kept when none would fit)."""
+    pairs = [(current, index.encoding)]
     if not isinstance(index, MatryoshkaIndex):
-        return []
+        return pairs
     graphs = []
     if structures == "auto" and index.ntotal >= STRUCTURE_MIN_ROWS and not plans:
         same = ("shortlist", "shortlist_dims", "hnsw_m", "shortlist_codes")
         graphs = [s for s in candidate_structures(index, compact) if any(s[key] != current[key] for key in same)]
-    encodings = [e for e in COMPACT_ENCODINGS if e != index.encoding] if compact else []
-    every_encoding = [index.encoding, *encodings]
-    pairs = [(s, e) for s in [current, *graphs] for e in every_encoding]
+    encodings = [index.encoding, *(e for e in COMPACT_ENCODINGS if e != index.encoding and compact)]
+    pairs = [(s, e) for s in [current, *graphs] for e in encodings]
     smallest = min(pairs, key=lambda pair: _ram_bytes(index, *pair))
+    return [p for p in pairs if p is pairs[0] or budget is None or _ram_bytes(index, *p) <= budget or p == smallest]
 
-    def wanted(structure: dict, encoding: str) -> bool:
-        fits = budget is None or _ram_bytes(index, structure, encoding) <= budget
-        return fits or (structure, encoding) == smallest
 
-    def recoded(structure: dict, base, encoding: str) -> tuple[dict, object]:
+class _Siblings:
+    """Builds the index a (structure, encoding) pair describes, each graph once (its recodings share it)."""
+
+    def __init__(self) -> None:
+        self.graphs: dict[tuple, tuple[dict, object]] = {}
+
+    def get(self, index, current: dict, structure: dict, encoding: str) -> tuple[dict, object]:
+        if structure is current:
+            base, built = index, current
+        else:
+            key = (id(index), structure["shortlist"], tuple(structure["shortlist_dims"]), structure["hnsw_m"],
+                   structure["shortlist_codes"])  # fmt: skip
+            if key not in self.graphs:
+                t0 = time.perf_counter()
+                dims, m, codes = structure["shortlist_dims"], structure["hnsw_m"], structure["shortlist_codes"]
+                sibling = index.with_shortlists(dims, "hnsw", m, codes=codes)
+                self.graphs[key] = {**structure_of(sibling), "build_s": time.perf_counter() - t0}, sibling
+            built, base = self.graphs[key]
+        if encoding == index.encoding:
+            return built, base
         sibling = base.with_encoding(encoding)
-        return {**structure, "encoding": encoding, **_sizes(sibling)}, sibling
-
-    out = [recoded(current, index, e) for e in encodings if wanted(current, e)]
-    for structure in graphs:
-        if not any(wanted(structure, e) for e in every_encoding):
-            continue
-        t0 = time.perf_counter()
-        dims, m, codes = structure["shortlist_dims"], structure["hnsw_m"], structure["shortlist_codes"]
-        sibling = index.with_shortlists(dims, "hnsw", m, codes=codes)
-        built = {**structure_of(sibling), "build_s": time.perf_counter() - t0}
-        if wanted(structure, index.encoding):
-            out.append((built, sibling))
-        out += [recoded(built, sibling, e) for e in encodings if wanted(structure, e)]
-    return out
+        return {**built, "encoding": encoding, **_sizes(sibling)}, sibling
 
 
 def autotune(
@@ -319,29 +322,41 @@ def autotune(
     read_flops = disk_read_flops(timed(index))
     compact = objective == "memory" or max_bytes_per_vector is not None
     table: list[dict] = []
-    siblings = {}
+    siblings: dict = {}
+    work = []  # (RAM modelled, variant, its own structure, structure, encoding)
     for variant in _basis_variants(index, rotate, plans):
         current = structure_of(variant)
-        if variant is not index:
-            siblings[id(current)] = variant
         if not table:  # on a small corpus the exact scan can win; it reads no prefix, so any variant serves it
             flops = plan_flops(FullPlan(), index, k)
             full = {"plan": FullPlan(), "recall": 1.0, "flops": flops, "cost": flops, "structure": current}
             full["latency_ms"] = batch1_ms(timed(variant), queries, k, FullPlan())
             table.append(full)
-        siblings_here = _siblings_to_try(variant, current, structures, compact, plans, max_bytes_per_vector)
-        tried = [(current, variant), *siblings_here]
-        for structure, sibling in tried:
-            rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure, read_flops, timed)
-            if sibling is not index:
-                siblings[id(structure)] = sibling
-            table.extend(rows)
-            best_here = min((c["latency_ms"] for c in rows if "latency_ms" in c), default=float("nan"))
-            console.print(
-                f"{structure['shortlist']} over {structure['shortlist_dims']} dims ({structure['basis']} prefixes), "
-                f"{structure['shortlist_codes']} prefix codes, {structure['encoding']} codes: fastest plan reaching "
-                f"{target_recall} recall: {best_here:.3f} ms ({structure['ram_bytes_per_vector']} B/vector in RAM)"
-            )
+        if variant is not index:
+            siblings[id(current)] = variant
+        pairs = _pairs_to_try(variant, current, structures, compact, plans, max_bytes_per_vector)
+        work += [(_ram_bytes(variant, s, e), variant, current, s, e) for s, e in pairs]
+    if objective == "memory":  # the smallest first: once a size reaches the target, larger ones cannot win
+        work.sort(key=lambda w: w[0])
+    reached_at = None
+    builder = _Siblings()
+    for position, (ram, variant, current, wanted, encoding) in enumerate(work):
+        if reached_at is not None and ram > reached_at:
+            console.print(f"{len(work) - position} larger structures not tried: {reached_at} B/vector in RAM "
+                          f"reach {target_recall}")  # fmt: skip
+            break
+        structure, sibling = builder.get(variant, current, wanted, encoding)
+        rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure, read_flops, timed)
+        if sibling is not index:
+            siblings[id(structure)] = sibling
+        table.extend(rows)
+        if objective == "memory" and any(c["recall"] >= target_recall for c in rows):
+            reached_at = ram if reached_at is None else min(reached_at, ram)
+        best_here = min((c["latency_ms"] for c in rows if "latency_ms" in c), default=float("nan"))
+        console.print(
+            f"{structure['shortlist']} over {structure['shortlist_dims']} dims ({structure['basis']} prefixes), "
+            f"{structure['shortlist_codes']} prefix codes, {structure['encoding']} codes: fastest plan reaching "
+            f"{target_recall} recall: {best_here:.3f} ms ({structure['ram_bytes_per_vector']} B/vector in RAM)"
+        )
     finalists = final_round(within_budget(table, max_bytes_per_vector, console), index, siblings, queries, k, timed)
     if objective == "memory":
         best = min(finalists, key=lambda c: (c["structure"]["ram_bytes_per_vector"], c["latency_ms"]))
