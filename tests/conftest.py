@@ -49,7 +49,7 @@ def pg08_server():
     server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def pg08(pg08_server):
     """The same server where its pgvector's distances run on this CPU."""
     if pg08_server.vector_trouble:
