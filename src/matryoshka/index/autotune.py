@@ -349,8 +349,8 @@ def autotune(
         if sibling is not index:
             siblings[id(structure)] = sibling
         table.extend(rows)
-        if objective == "memory" and any(c["recall"] >= target_recall for c in rows):
-            reached_at = ram if reached_at is None else min(reached_at, ram)
+        if objective == "memory" and reached_at is None and any(c["recall"] >= target_recall for c in rows):
+            reached_at = ram  # the work is sorted: the first size that reaches is the smallest
         best_here = min((c["latency_ms"] for c in rows if "latency_ms" in c), default=float("nan"))
         console.print(
             f"{structure['shortlist']} over {structure['shortlist_dims']} dims ({structure['basis']} prefixes), "
