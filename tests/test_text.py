@@ -14,6 +14,7 @@ from matryoshka.data.wordnet import load_wordnet, parse_data_line, read_synsets
 from matryoshka.evaluate.metrics import reciprocal_ranks
 from matryoshka.evaluate.text import prefix_retrieval_metrics
 from matryoshka.nesting import NestingError, halving_nesting
+from matryoshka.nn.distillation import PrefixDistillationLoss
 from matryoshka.train import ConfigError, parse_config
 from matryoshka.train.config import TextExperimentConfig
 from matryoshka.train.text_trainer import TextTrainer
@@ -175,6 +176,49 @@ def test_prefix_distillation_joins_the_loss_only_when_asked(tmp_path):
     # ... and Matryoshka-only settings do not make it another run: it resumes whatever they are
     other = TextTrainer(_tiny(tmp_path, "p", {"loss_weights": [2, 1], "matryoshka": False}), progress=False)
     assert other.comparable_config() == plain.comparable_config()
+
+
+def test_the_memory_adds_candidates_to_the_loss_after_the_first_batch(tmp_path):
+    trainer = TextTrainer(_tiny(tmp_path, "m", {"memory": 64, "distill": 1.0}), progress=False)
+    trainer.build()
+    assert trainer.memory is not None and len(trainer.memory) == 0
+    trainer.train_step(torch.arange(32))
+    assert len(trainer.memory) == 32
+    seen = []
+    original = PrefixDistillationLoss.forward
+
+    def spy(self, queries, documents):
+        seen.append(documents.shape[0])
+        return original(self, queries, documents)
+
+    PrefixDistillationLoss.forward = spy
+    try:
+        trainer.train_step(torch.arange(32, 64))
+    finally:
+        PrefixDistillationLoss.forward = original
+    assert seen == [64] and len(trainer.memory) == 64  # the batch's 32 documents and the 32 remembered
+
+
+def test_a_run_with_a_memory_resumes_exactly(tmp_path, monkeypatch):
+    straight = TextTrainer(_tiny(tmp_path, "straight", {"memory": 48}), progress=False).fit()
+    calls = {"n": 0}
+    original = TextTrainer.train_step
+
+    def crash_on_fifth(self, idx):
+        calls["n"] += 1
+        if calls["n"] == 5:  # after 4 of the 8 steps: the memory (48 rows, 32 a step) has wrapped
+            raise KeyboardInterrupt
+        return original(self, idx)
+
+    monkeypatch.setattr(TextTrainer, "train_step", crash_on_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        TextTrainer(_tiny(tmp_path, "crashed", {"memory": 48}), progress=False).fit()
+    monkeypatch.setattr(TextTrainer, "train_step", original)
+    resumed = TextTrainer(_tiny(tmp_path, "crashed", {"memory": 48}), progress=False).fit()
+    a = load_file(str(tmp_path / "straight/model/model.safetensors"))
+    b = load_file(str(tmp_path / "crashed/model/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.test == straight.test
 
 
 def test_mrl_train_text_config_saves_a_truncatable_sentence_transformer(tmp_path):

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,23 +64,28 @@ class MatryoshkaLoss(nn.Module):
         self.register_buffer("weights", torch.tensor(nesting_weights(self.nesting, weights)), persistent=False)
         self.normalize = normalize
 
-    def per_dim(self, outputs: Sequence[torch.Tensor] | torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Unweighted loss at each nesting dim, as a tensor of shape (len(nesting),)."""
+    def per_dim(
+        self, outputs: Sequence[torch.Tensor] | torch.Tensor, target: torch.Tensor, **loss_kwargs: Any
+    ) -> torch.Tensor:
+        """Unweighted loss at each nesting dim, as a tensor of shape (len(nesting),); ``loss_kwargs`` go to every
+        call of the per-dim loss (e.g. InfoNCELoss's ``exclude``)."""
         if isinstance(outputs, torch.Tensor):
-            return torch.stack(self._embedding_losses(outputs, target))
+            return torch.stack(self._embedding_losses(outputs, target, **loss_kwargs))
         outputs = list(outputs)
         if len(outputs) != len(self.nesting):
             raise ValueError(
                 f"got {len(outputs)} outputs for {len(self.nesting)} nesting dims {self.nesting}; "
                 "pass the list of per-dim logits returned by MRLHead, or the embedding tensor"
             )
-        return torch.stack([self.loss_fn(out, target) for out in outputs])
+        return torch.stack([self.loss_fn(out, target, **loss_kwargs) for out in outputs])
 
-    def forward(self, outputs: Sequence[torch.Tensor] | torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        losses = self.per_dim(outputs, target)
+    def forward(
+        self, outputs: Sequence[torch.Tensor] | torch.Tensor, target: torch.Tensor, **loss_kwargs: Any
+    ) -> torch.Tensor:
+        losses = self.per_dim(outputs, target, **loss_kwargs)
         return (self.weights.to(losses.device, losses.dtype) * losses).sum()
 
-    def _embedding_losses(self, z: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+    def _embedding_losses(self, z: torch.Tensor, target: torch.Tensor, **loss_kwargs: Any) -> list[torch.Tensor]:
         if z.ndim != 2:
             raise ValueError(f"embedding outputs must have shape (batch, d), got {tuple(z.shape)}")
         if self.nesting[-1] > z.shape[1]:
@@ -97,6 +103,7 @@ class MatryoshkaLoss(nn.Module):
             self.loss_fn(
                 truncate(z, m, self.normalize),
                 truncate(target, m, self.normalize) if paired else target,
+                **loss_kwargs,
             )
             for m in self.nesting
         ]
@@ -107,7 +114,9 @@ class InfoNCELoss(nn.Module):
 
     Inputs are expected to be L2-normalised (``MatryoshkaLoss`` does this per prefix); ``scale`` is the
     inverse temperature. ``symmetric=True`` averages the a->b and b->a directions. ``b`` may hold extra rows after
-    the batch's positives (hard negatives): they are candidates for every query, and not queries themselves.
+    the batch's positives (hard negatives, a :class:`~matryoshka.nn.memory.CandidateMemory`): they are candidates
+    for every query, and not queries themselves. ``exclude`` (batch, extra rows), True where an extra row must not
+    count against that query (one of its own relevant documents), leaves those rows out of its softmax.
 
     Example::
 
@@ -125,13 +134,20 @@ class InfoNCELoss(nn.Module):
         self.scale = scale
         self.symmetric = symmetric
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, b: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or b.shape[0] < a.shape[0]:
             raise ValueError(
                 f"InfoNCELoss expects (batch, dim) queries and (batch + negatives, dim) candidates, got {a.shape}, "
                 f"{b.shape}"
             )
         scores = self.scale * a @ b.T
+        if exclude is not None:
+            if exclude.shape != (a.shape[0], b.shape[0] - a.shape[0]):
+                raise ValueError(
+                    f"exclude must be (batch, extra candidates) = {(a.shape[0], b.shape[0] - a.shape[0])}, got "
+                    f"{tuple(exclude.shape)}"
+                )
+            scores = torch.cat([scores[:, : a.shape[0]], scores[:, a.shape[0] :].masked_fill(exclude, -torch.inf)], 1)
         labels = torch.arange(a.shape[0], device=a.device)
         loss = nn.functional.cross_entropy(scores, labels)
         if self.symmetric:

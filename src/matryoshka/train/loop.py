@@ -130,6 +130,14 @@ class TrainingLoop:
     def should_validate(self, epoch: int) -> bool:
         return True
 
+    def extra_state(self) -> dict[str, Any]:
+        """Training state beyond model, optimizer, scheduler and RNGs that a checkpoint must hold to resume exactly
+        (e.g. a candidate memory); restored by :meth:`restore_extra_state`."""
+        return {}
+
+    def restore_extra_state(self, state: dict[str, Any]) -> None:
+        """Put back what :meth:`extra_state` saved (``state`` is the whole trainer state of the checkpoint)."""
+
     # -- the loop -------------------------------------------------------------------------------------------
     @property
     def epochs(self) -> int:
@@ -251,6 +259,7 @@ class TrainingLoop:
         args = (self.model, self.optimizer, self.scheduler, self.device, self.comparable_config(), self.history)
         keep = self.train_config.keep_checkpoints
         extra = {"running": self.running} if self.checkpoint_unit == "step" else {}
+        extra |= self.extra_state()
         save_training(self.run_dir, self._number(step), *args, keep=keep, unit=self.checkpoint_unit, **extra)
 
     def _try_resume(self) -> int:
@@ -262,5 +271,6 @@ class TrainingLoop:
             return 0
         self.history = state["history"]
         self.running = list(state.get("running", [0.0, 0]))
+        self.restore_extra_state(state)
         number = int(state[self.checkpoint_unit])
         return number * self.steps_per_epoch if self.checkpoint_unit == "epoch" else number

@@ -25,6 +25,17 @@ class TextModelConfig(StrictModel):
     distill: float = Field(
         0.0, ge=0, description="weight of the full-dim -> prefix ranking distillation (PrefixDistillationLoss); 0: off"
     )
+    memory: int = Field(
+        0,
+        ge=0,
+        description="documents of the last batches kept as extra candidates of the next ones (CandidateMemory: their "
+        "embeddings from the step that trained them, no gradient, no extra encoding); 0: off",
+    )
+    memory_use: Literal["both", "negatives", "distillation"] = Field(
+        "both",
+        description="what the memory's documents are: negatives of the Matryoshka loss at every dim (a query's own "
+        "relevant documents left out), candidates of the distillation (model.distill), or both",
+    )
     scale: float = Field(20.0, gt=0, description="inverse temperature of the in-batch-negatives loss")
     symmetric: bool = Field(True, description="also rank queries for each document")
     max_seq_length: int = Field(
@@ -47,6 +58,15 @@ class TextModelConfig(StrictModel):
     def _check(self) -> TextModelConfig:
         if self.nesting is not None:
             validate_nesting(self.nesting)
+        if self.memory and self.memory_use == "distillation" and self.distill == 0:
+            raise ValueError(
+                "model.memory_use: distillation needs model.distill > 0 (e.g. model.distill=1.0), or memory_use: both"
+            )
+        if self.memory and self.frozen_base:
+            raise ValueError(
+                "model.memory goes with full fine-tuning; the frozen base's adaptor already sees 1,024 pairs per step "
+                "(drop model.memory, or model.frozen_base)"
+            )
         if self.projection == "svd" and self.frozen_base:
             raise ValueError(
                 "projection: svd goes with full fine-tuning; the frozen base's adaptor already starts from that "

@@ -4,8 +4,9 @@ The encoder runs once per batch on each tower; :class:`~matryoshka.MatryoshkaLos
 nesting dim, re-normalises them and sums an InfoNCE (multiple-negatives ranking) loss per dim. With
 ``model.matryoshka: false`` the same loop trains at the full dim only: the baseline a Matryoshka model must beat at
 small dims. ``model.distill`` adds :class:`~matryoshka.nn.distillation.PrefixDistillationLoss` (each prefix learns
-the full dim's in-batch ranking). Like the image :class:`~matryoshka.train.Trainer` it is seeded, checkpoints every
-``train.checkpoint_every`` steps (atomically, with checksums) and resumes where it stopped.
+the full dim's in-batch ranking); ``model.memory`` keeps the documents of the last batches as extra candidates
+(:class:`~matryoshka.nn.memory.CandidateMemory`). Like the image :class:`~matryoshka.train.Trainer` it is seeded,
+checkpoints every ``train.checkpoint_every`` steps (atomically, with checksums) and resumes where it stopped.
 
 Output (``train.out_dir``)::
 
@@ -42,6 +43,7 @@ from matryoshka.index.basis import fit_basis
 from matryoshka.io import atomic_write_json
 from matryoshka.nn.distillation import PrefixDistillationLoss
 from matryoshka.nn.losses import InfoNCELoss, MatryoshkaLoss
+from matryoshka.nn.memory import CandidateMemory
 from matryoshka.nn.text_encoder import (
     embedding_dimension,
     encode_texts,
@@ -126,6 +128,12 @@ class TextTrainer(TrainingLoop):
         weights = m.resolved_loss_weights(trained)
         self.criterion = MatryoshkaLoss(InfoNCELoss(m.scale, m.symmetric), trained, weights)
         self.distillation = PrefixDistillationLoss(trained, m.scale) if m.matryoshka and m.distill > 0 else None
+        self.memory = CandidateMemory(m.memory, d, self.device, key_columns=2) if m.memory and m.matryoshka else None
+        # Each pair's query and document text as integers: remembered rows sharing either are never its negatives.
+        ids: tuple[dict[str, int], dict[str, int]] = ({}, {})
+        self.pair_keys = torch.tensor(
+            [[ids[0].setdefault(p.query, len(ids[0])), ids[1].setdefault(p.document, len(ids[1]))] for p in self.pairs]
+        )
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(decay_groups(self.model, o.weight_decay), lr=o.lr)
         self.steps_per_epoch = len(self.pairs) // cfg.train.batch_size
@@ -167,7 +175,7 @@ class TextTrainer(TrainingLoop):
         cfg["optim"].pop("adaptor_lr")
         cfg["train"].pop("adaptor_steps")
         if not cfg["model"]["matryoshka"]:  # settings a full-dim-only run ignores do not make it another run
-            for key in ("loss_weights", "distill"):
+            for key in ("loss_weights", "distill", "memory", "memory_use"):
                 cfg["model"].pop(key)
         return cfg
 
@@ -191,11 +199,38 @@ class TextTrainer(TrainingLoop):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             queries = self._embed([p.query for p in pairs])
             documents = self._embed([p.document for p in pairs] + negatives)
-        loss = self.criterion(queries.float(), documents.float())
-        if self.distillation is not None:
-            loss = loss + self.config.model.distill * self.distillation(queries.float(), documents.float())
+        queries, documents = queries.float(), documents.float()
+        loss = self._ranking_loss(queries, documents, batch)
+        if self.memory is not None:  # after the loss: a batch never counts its own documents twice
+            self.memory.add(documents[: len(pairs)], self.pair_keys[batch])
         self.optimizer_step(loss, self.config.optim.grad_clip)
         return loss.detach()
+
+    def _ranking_loss(self, queries: torch.Tensor, documents: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """The Matryoshka loss (and distillation) over the batch's documents, its hard negatives and, with
+        ``model.memory``, the documents of the last batches."""
+        m, memory = self.config.model, self.memory
+        remembered = memory is not None and len(memory) > 0
+        negatives_too = remembered and m.memory_use in ("both", "negatives")
+        if negatives_too:
+            own = memory.mask_for(self.pair_keys[batch])
+            hard = own.new_zeros(len(queries), len(documents) - len(queries))
+            candidates = torch.cat([documents, memory.rows()])
+            loss = self.criterion(queries, candidates, exclude=torch.cat([hard, own], 1))
+        else:
+            loss = self.criterion(queries, documents)
+        if self.distillation is not None:
+            distilled = remembered and m.memory_use in ("both", "distillation")
+            candidates = torch.cat([documents, memory.rows()]) if distilled else documents
+            loss = loss + m.distill * self.distillation(queries, candidates)
+        return loss
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"memory": self.memory.state_dict()} if self.memory is not None else {}
+
+    def restore_extra_state(self, state: dict[str, Any]) -> None:
+        if self.memory is not None:
+            self.memory.load_state_dict(state["memory"])
 
     def validate(self) -> dict[str, float]:
         """Validation mAP@k per nesting dim (the model is put back in training mode afterwards)."""
