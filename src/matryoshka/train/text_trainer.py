@@ -128,12 +128,17 @@ class TextTrainer(TrainingLoop):
         weights = m.resolved_loss_weights(trained)
         self.criterion = MatryoshkaLoss(InfoNCELoss(m.scale, m.symmetric), trained, weights)
         self.distillation = PrefixDistillationLoss(trained, m.scale) if m.matryoshka and m.distill > 0 else None
-        self.memory = CandidateMemory(m.memory, d, self.device, key_columns=2) if m.memory and m.matryoshka else None
-        # Each pair's query and document text as integers: remembered rows sharing either are never its negatives.
-        ids: tuple[dict[str, int], dict[str, int]] = ({}, {})
-        self.pair_keys = torch.tensor(
-            [[ids[0].setdefault(p.query, len(ids[0])), ids[1].setdefault(p.document, len(ids[1]))] for p in self.pairs]
-        )
+        self.memory = None
+        if m.memory and m.matryoshka:
+            self.memory = CandidateMemory(m.memory, d, self.device, key_columns=2)
+            # Each pair's query and document text as integers: remembered rows sharing either are never its negatives.
+            ids: tuple[dict[str, int], dict[str, int]] = ({}, {})
+            self.pair_keys = torch.tensor(
+                [
+                    [ids[0].setdefault(p.query, len(ids[0])), ids[1].setdefault(p.document, len(ids[1]))]
+                    for p in self.pairs
+                ]
+            )
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(decay_groups(self.model, o.weight_decay), lr=o.lr)
         self.steps_per_epoch = len(self.pairs) // cfg.train.batch_size
@@ -211,18 +216,16 @@ class TextTrainer(TrainingLoop):
         ``model.memory``, the documents of the last batches."""
         m, memory = self.config.model, self.memory
         remembered = memory is not None and len(memory) > 0
-        negatives_too = remembered and m.memory_use in ("both", "negatives")
-        if negatives_too:
+        with_memory = torch.cat([documents, memory.rows()]) if remembered else documents
+        if remembered and m.memory_use in ("both", "negatives"):
             own = memory.mask_for(self.pair_keys[batch])
             hard = own.new_zeros(len(queries), len(documents) - len(queries))
-            candidates = torch.cat([documents, memory.rows()])
-            loss = self.criterion(queries, candidates, exclude=torch.cat([hard, own], 1))
+            loss = self.criterion(queries, with_memory, exclude=torch.cat([hard, own], 1))
         else:
             loss = self.criterion(queries, documents)
         if self.distillation is not None:
             distilled = remembered and m.memory_use in ("both", "distillation")
-            candidates = torch.cat([documents, memory.rows()]) if distilled else documents
-            loss = loss + m.distill * self.distillation(queries, candidates)
+            loss = loss + m.distill * self.distillation(queries, with_memory if distilled else documents)
         return loss
 
     def extra_state(self) -> dict[str, Any]:
