@@ -1,5 +1,5 @@
-"""Compact shortlist structures: HNSW graphs whose prefixes are float16, int8 or int4 codes, and autotune's memory
-budget."""
+"""Compact shortlist structures: HNSW graphs whose prefixes are float16, int8, int4 or product-quantised codes, and
+autotune's memory budget."""
 
 import numpy as np
 import pytest
@@ -24,21 +24,24 @@ def test_compact_graphs_find_what_the_float_graph_finds_in_fewer_bytes(codes, sh
     small = MatryoshkaIndex(64, [16], shortlist="hnsw", shortlist_codes=codes)
     small.add(x)
     plan = f"adaptive:16:{shortlist_k}:64"
-    agree = np.mean(
-        [
-            len(set(a) & set(b)) / 10
-            for a, b in zip(full.search(q, 10, plan)[1], small.search(q, 10, plan)[1], strict=True)
-        ]
-    )
-    assert agree > 0.95
+    assert _agreement(full.search(q, 10, plan)[1], small.search(q, 10, plan)[1]) > 0.95
     assert small.bytes_per_vector() == full.bytes_per_vector() - 16 * (
         4 - {"float16": 2, "int8": 1, "int4": 0.5}[codes]
     )
     assert small.memory_bytes() < full.memory_bytes()
-    small.save(tmp_path / "i")
+    _check_reloaded(small, q, plan, tmp_path)
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a, b, strict=True)]))
+
+
+def _check_reloaded(index: MatryoshkaIndex, q: np.ndarray, plan: str, tmp_path) -> None:
+    """A saved compact graph opens with its codes and answers as before."""
+    index.save(tmp_path / "i")
     back = MatryoshkaIndex.load(tmp_path / "i")
-    assert back.shortlist_codes == codes
-    np.testing.assert_array_equal(back.search(q, 10, plan)[1], small.search(q, 10, plan)[1])
+    assert back.shortlist_codes == index.shortlist_codes
+    np.testing.assert_array_equal(back.search(q, 10, plan)[1], index.search(q, 10, plan)[1])
 
 
 def test_a_rotated_index_reranks_from_its_decoded_prefix_codes(tmp_path):
@@ -66,8 +69,53 @@ def test_compact_codes_need_a_graph():
 def test_compact_tuning_tries_compact_prefix_codes():
     index = MatryoshkaIndex(512, [32])
     plain = {s["shortlist_codes"] for s in candidate_structures(index)}
-    compact = {s["shortlist_codes"] for s in candidate_structures(index, compact=True)}
-    assert plain == {"float32"} and compact == {"float32", "float16", "int8", "int4"}
+    compact = {(s["shortlist_dims"][0], s["shortlist_codes"]) for s in candidate_structures(index, compact=True)}
+    assert plain == {"float32"}
+    assert compact == {(d, c) for d in (32, 64, 128) for c in ("float32", "float16", "int8", "int4")} | {
+        (d, c) for d in (128, 256) for c in ("pq4", "pq2")
+    }
+
+
+@pytest.mark.parametrize("codes", ["pq4", "pq2"])
+def test_product_quantised_graphs_are_linked_over_float_prefixes(codes, tmp_path):
+    """A pq graph's links come from float distances (faiss's own add to IndexHNSWPQ compares codes with codes and
+    links a graph that finds far fewer neighbours), whether its rows arrive at once or in several adds."""
+    x, q = _corpus(4000), _corpus(60, seed=4)
+    plan = "adaptive:32:100:64"
+    reference = MatryoshkaIndex(64, [32], shortlist="hnsw")
+    reference.add(x)
+    expected = reference.search(q, 10, plan)[1]
+    at_once = MatryoshkaIndex(64, [32], shortlist="hnsw", shortlist_codes=codes)
+    at_once.add(x)
+    in_parts = MatryoshkaIndex(64, [32], shortlist="hnsw", shortlist_codes=codes)
+    for part in np.array_split(x, 4):
+        in_parts.add(part)
+    assert in_parts._shortlist[32].ntotal == at_once._shortlist[32].ntotal == 4000
+    for index in (at_once, in_parts):
+        assert _agreement(index.search(q, 10, plan)[1], expected) > 0.9
+    assert at_once.bytes_per_vector() == reference.bytes_per_vector() - 32 * 4 + 32 * {"pq4": 0.5, "pq2": 0.25}[codes]
+    _check_reloaded(at_once, q, plan, tmp_path)
+
+
+def test_a_pq_graph_of_few_rows_uses_fewer_bits_and_a_store_keeps_its_codes(tmp_path):
+    x = _corpus(40)
+    index = MatryoshkaIndex(64, [16], shortlist="hnsw", shortlist_codes="pq4")
+    index.add(x)  # 40 rows cannot fit 256 centroids a byte: 5-bit codes
+    _, ids = index.search(x[:5], 1, "adaptive:16:20:64")
+    np.testing.assert_array_equal(ids[:, 0], np.arange(5))
+    index.save(tmp_path / "s")
+    with IndexStore.open(tmp_path / "s", compact_threshold=0) as store:
+        store.add(_corpus(500, seed=5), ids=np.arange(1000, 1500))
+        store.compact()
+        assert store.index.shortlist_codes == "pq4" and store.index.rows == 540
+        assert store.search(x[3:4], 1, "adaptive:16:20:64")[1][0, 0] == 3
+
+
+def test_pq_codes_need_dims_they_divide():
+    with pytest.raises(IndexInputError, match="pq2 codes need shortlist dims divisible by 4; 18 is not"):
+        MatryoshkaIndex(64, [16, 18], shortlist="hnsw", shortlist_codes="pq2")
+    with pytest.raises(IndexInputError, match="with shortlist='hnsw' only"):
+        MatryoshkaIndex(64, [16], shortlist_codes="pq4")
 
 
 def test_autotune_within_a_memory_budget():
@@ -161,10 +209,13 @@ def test_the_graph_codes_table_measures_each_code():
 
     x, q = normalize(_corpus(3000)), normalize(_corpus(40, seed=3))
     rows = graph_codes_table(x, q, ks=(10, 200))["graphs"]
-    assert [(r["dims"], r["codes"]) for r in rows] == [(d, c) for d in (8, 16) for c in ("float32", "int8", "int4")]
+    expected = [(d, c) for d in (8, 16) for c in ("float32", "int8", "int4")]
+    assert [(r["dims"], r["codes"]) for r in rows] == expected + [(d, c) for d in (16, 32) for c in ("pq4", "pq2")]
     for d in (8, 16):
-        sizes = [r["bytes_per_vector"] for r in rows if r["dims"] == d]
-        assert sizes[0] > sizes[1] > sizes[2] == 8 * 16 + 8 + d // 2  # links, id, half a byte a dim
+        sizes = [r["bytes_per_vector"] for r in rows[:6] if r["dims"] == d]
+        assert sizes[0] > sizes[1] > sizes[2] == 8 * 16 + 16 + 8 + d // 2  # links, bookkeeping, id, half a byte a dim
     for r in rows:
         assert r["recall"]["10"] < r["recall"]["200"]  # K=10 candidates cannot all be the exact ten
     assert min(r["recall"]["200"] for r in rows if r["dims"] == 16) > 0.9
+    pq = {(r["dims"], r["codes"]): r["bytes_per_vector"] for r in rows[6:]}
+    assert pq == {(16, "pq4"): 160, (16, "pq2"): 156, (32, "pq4"): 168, (32, "pq2"): 160}

@@ -11,9 +11,10 @@ of their corpus's right singular vectors (:mod:`matryoshka.index.basis`, what an
 shortlists by), which changes no full-dim score. Writes ``fidelity.json`` to ``--out``.
 
 ``--graph-codes`` adds what an index's graph keeps of that fidelity when its prefixes are compact codes: for each
-model, an HNSW graph (M=16) over the d/8 and d/4 rotated prefixes with float32, int8 and int4 codes, its bytes per
-vector, and recall@10 after an exact full-dim re-rank of its K candidates (the search an index built for the disk
-tier runs, where every candidate is a read).
+model, an HNSW graph (M=16) over the d/8 and d/4 rotated prefixes with float32, int8 and int4 codes, and over the
+d/4 and d/2 ones with product-quantised codes of 4 and 2 bits a dim (pq4, pq2), its bytes per vector, and
+recall@10 after an exact full-dim re-rank of its K candidates (the search an index built for the disk tier runs,
+where every candidate is a read).
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from matryoshka.errors import InputError
 from matryoshka.evaluate.ranking import recall_against
 from matryoshka.index import MatryoshkaIndex, storage
 from matryoshka.index.basis import fit_basis
+from matryoshka.index.shortlists import PQ_DIMS
 from matryoshka.index.storage import normalize
 from matryoshka.io import atomic_write_json
 
 TARGETS = (0.95, 0.99)
 GRAPH_CODES = ("float32", "int8", "int4")
+GRAPH_PQ_CODES = ("pq4", "pq2")  # of the longer prefixes: the same bytes as int4 / int8 codes of a shorter one
 GRAPH_KS = (30, 50, 80, 200)
 
 
@@ -85,8 +88,9 @@ def run(
     return results
 
 
-def graph_codes_table(x, q, ks=GRAPH_KS, codes=GRAPH_CODES) -> dict[str, Any]:
-    """Recall@10 of an index whose HNSW graph (M=16) holds d/8 or d/4 rotated prefixes as ``codes``, after an exact
+def graph_codes_table(x, q, ks=GRAPH_KS, codes=GRAPH_CODES, pq_codes=GRAPH_PQ_CODES) -> dict[str, Any]:
+    """Recall@10 of an index whose HNSW graph (M=16) holds d/8 or d/4 rotated prefixes as ``codes`` (d/4 or d/2
+    ones as ``pq_codes``), after an exact
     full-dim re-rank of K candidates (``adaptive:D:K:d``), for each K in ``ks``; with each graph's bytes per vector
     (the index's own count, full-dim rows excluded: on the disk tier they stay in the file)."""
     d = x.shape[1]
@@ -94,13 +98,15 @@ def graph_codes_table(x, q, ks=GRAPH_KS, codes=GRAPH_CODES) -> dict[str, Any]:
     basis = fit_basis(x)
     rows = []
     print(f"{'graph (M=16, rotated)':<28}{'B/vector':>10}" + "".join(f"{'K=' + str(k):>9}" for k in ks))
-    for dims in dict.fromkeys(m for m in (d // 8, d // 4) if 1 <= m < d):
-        for code in codes:
-            index = MatryoshkaIndex(d, [dims], shortlist="hnsw", hnsw_m=16, shortlist_codes=code).with_basis(basis)
-            index.add(x)
-            recalls = {str(k): recall_against(index.search(q, K, f"adaptive:{dims}:{k}:{d}")[1], truth) for k in ks}
-            graph_bytes = index.bytes_per_vector() - storage.bytes_per_vector(d, index.encoding)
-            rows.append({"dims": dims, "codes": code, "bytes_per_vector": graph_bytes, "recall": recalls})
-            cells = "".join(f"{recalls[str(k)]:>9.3f}" for k in ks)
-            print(f"{f'{dims} dims, {code}':<28}{graph_bytes:>10}" + cells, flush=True)
+    graphs = [(m, c) for m in dict.fromkeys(m for m in (d // 8, d // 4) if 1 <= m < d) for c in codes]
+    wider = dict.fromkeys(m for m in (d // 4, d // 2) if 1 <= m < d)
+    graphs += [(m, c) for m in wider for c in pq_codes if m % PQ_DIMS[c] == 0]
+    for dims, code in graphs:
+        index = MatryoshkaIndex(d, [dims], shortlist="hnsw", hnsw_m=16, shortlist_codes=code).with_basis(basis)
+        index.add(x)
+        recalls = {str(k): recall_against(index.search(q, K, f"adaptive:{dims}:{k}:{d}")[1], truth) for k in ks}
+        graph_bytes = index.bytes_per_vector() - storage.bytes_per_vector(d, index.encoding)
+        rows.append({"dims": dims, "codes": code, "bytes_per_vector": graph_bytes, "recall": recalls})
+        cells = "".join(f"{recalls[str(k)]:>9.3f}" for k in ks)
+        print(f"{f'{dims} dims, {code}':<28}{graph_bytes:>10}" + cells, flush=True)
     return {"graphs": rows}

@@ -105,7 +105,8 @@ def fidelity(
     queries: Annotated[int, typer.Option(help="texts held out as queries")] = 1000,
     out: Annotated[Path, typer.Option()] = Path("runs/bench/fidelity"),
     graph_codes: Annotated[
-        bool, typer.Option(help="also: recall per K of HNSW graphs over rotated prefixes as float32/int8/int4 codes")
+        bool,
+        typer.Option(help="also: recall per K of HNSW graphs over rotated prefixes as float32/int8/int4/pq4/pq2 codes"),
     ] = False,
 ) -> None:
     """Prefix fidelity of text models: the shortlist K each prefix needs for recall@10 0.95 / 0.99 after a

@@ -26,7 +26,7 @@ from matryoshka.index.errors import DuplicateIdError, IndexInputError, UnknownId
 from matryoshka.index.faiss_rows import concatenated_rows
 from matryoshka.index.ids import check_new_ids, empty_ids, listed, lookup_ids
 from matryoshka.index.plans import Plan, check_rotated_stages, checked_stages, plan_or_default
-from matryoshka.index.shortlists import SHORTLIST_CODES, ShortlistStructures, structure_bytes
+from matryoshka.index.shortlists import ShortlistStructures, check_shortlist_codes, structure_bytes
 from matryoshka.index.stages import StagedSearch
 from matryoshka.index.state import IndexArrays, live_arrays
 from matryoshka.index.storage import normalize, row_squares
@@ -47,7 +47,8 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, CompiledPaths, IndexVar
         hnsw_m, hnsw_ef_search: HNSW graph degree and search breadth (raised to the stage's K when smaller).
         shortlist_codes: how an HNSW shortlist stores its prefixes: "float32", "float16", "int8" or "int4"
             (faiss's scalar quantiser, trained on the first rows added): a half, a quarter or an eighth of the
-            graph's vector bytes.
+            graph's vector bytes; or "pq4" / "pq2" (product quantiser, 4 or 2 bits a dim, also fitted on the
+            first rows added; the shortlist dims must be even / multiples of 4).
         full_vectors: where the full-dim vectors live once the index is saved and opened again: "ram", "mmap"
             (memory-mapped) or "disk" (read per query with direct I/O; only the prefix structures stay in RAM,
             see :mod:`matryoshka.index.disk`). :meth:`load` can choose another.
@@ -107,11 +108,7 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, CompiledPaths, IndexVar
         if shortlist not in ("flat", "hnsw"):
             raise IndexInputError(f"unknown shortlist index {shortlist!r}; choose flat or hnsw")
         self.shortlist = shortlist
-        if shortlist_codes not in SHORTLIST_CODES or (shortlist == "flat" and shortlist_codes != "float32"):
-            raise IndexInputError(
-                f"unknown shortlist codes {shortlist_codes!r}; choose one of {', '.join(SHORTLIST_CODES)} (compact "
-                "codes with shortlist='hnsw' only)"
-            )
+        check_shortlist_codes(shortlist, shortlist_codes, self.shortlist_dims)
         self.shortlist_codes = shortlist_codes
         self.hnsw_m = hnsw_m
         self.hnsw_ef_search = hnsw_ef_search

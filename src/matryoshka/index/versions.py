@@ -215,7 +215,9 @@ def read_version(
             raise CorruptIndexError(f"{file} does not match its checksum: the index is corrupt")
         try:
             if key.startswith("shortlist-"):
-                arrays[key] = faiss.read_index(str(file))
+                # A pq graph's table of code-to-code distances (12 MiB at 48 bytes a code) serves only faiss's own
+                # graph building, which these graphs do not use (shortlists.py).
+                arrays[key] = faiss.read_index(str(file), faiss.IO_FLAG_PQ_SKIP_SDC_TABLE)
             elif key == "codes" and tier == "disk":
                 arrays[key] = DiskRows(file)
             elif key == "codes" and tier == "ram":
