@@ -114,7 +114,8 @@ def test_fidelity_of_the_base_model_on_real_texts(tmp_path, text_cache):
     assert rotated["192"]["0.95"] is not None
     assert any(text_cache.rglob("chunk-*.npy"))  # encodings are cached for the next run
     saved = json.loads((tmp_path / "out" / "fidelity.json").read_text())["graph_codes"]["base"]["graphs"]
-    assert [(g["dims"], g["codes"]) for g in saved] == [(d, c) for d in (48, 96) for c in ("float32", "int8", "int4")]
+    scalar = [(d, c) for d in (48, 96) for c in ("float32", "int8", "int4")]
+    assert [(g["dims"], g["codes"]) for g in saved] == scalar + [(d, c) for d in (96, 192) for c in ("pq4", "pq2")]
 
 
 def test_retrieval_benchmark_on_the_text_corpus(tmp_path, text_cache):

@@ -97,7 +97,10 @@ def build(
         float, typer.Option(help="with --shortlist auto: recall@10 vs exact to keep")
     ] = DEFAULT_TARGET_RECALL,
     objective: Annotated[
-        str, typer.Option(help="with --shortlist auto: latency (fastest) or memory (smallest, float16/int8 codes)")
+        str,
+        typer.Option(
+            help="with --shortlist auto: latency (fastest) or memory (smallest: float16/int8 rows, compact graph codes)"
+        ),
     ] = "latency",
     full_vectors: Annotated[
         str,

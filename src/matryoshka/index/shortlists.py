@@ -74,15 +74,23 @@ class ShortlistStructures:
         self._take_graphs(builders)
 
     def _add_to_shortlists(self, rows: np.ndarray, builders: dict | None = None) -> None:
-        """Add full-dim rows to every shortlist structure, as their (rotated) unit prefixes. A product-quantised
-        graph grows in ``builders`` (kept across calls, then :meth:`_take_graphs`; None: taken now)."""
+        """Add full-dim rows (already appended to the stored rows) to every shortlist structure, as their (rotated)
+        unit prefixes. A product-quantised graph grows in ``builders`` (kept across calls, then
+        :meth:`_take_graphs`; None: taken now)."""
+        if not len(rows):
+            return
+        if builders is None and self._narrow_pq_codes() and self.rows >= PQ_MIN_TRAINING:
+            self._fill_shortlist()  # fitted on fewer rows than 8-bit codes need: fitted again on all of them
+            return
         pending = {} if builders is None else builders
         for d, index in self._shortlist.items():
             prefixes = normalize(self.query_prefix(rows, d))
             if not index.is_trained:  # compact codes: the quantiser is fitted on the first rows added
+                training = prefixes
                 if self.shortlist_codes in PQ_DIMS and len(prefixes) < PQ_MIN_TRAINING:
-                    index = self._shortlist[d] = self._new_shortlist(d, len(prefixes))
-                index.train(prefixes)
+                    training = np.repeat(prefixes, 2, axis=0) if len(prefixes) == 1 else prefixes  # 2 centroids
+                    index = self._shortlist[d] = self._new_shortlist(d, len(training))
+                index.train(training)
                 if self.shortlist_codes in PQ_DIMS:  # its code-to-code table (12 MiB at 48 bytes) goes unused
                     faiss.downcast_index(index.storage).pq.sdc_table.swap(faiss.Float32Vector())
             if self.shortlist_codes in PQ_DIMS:
@@ -94,6 +102,12 @@ class ShortlistStructures:
                 index.add(prefixes)
         if builders is None:
             self._take_graphs(pending)
+
+    def _narrow_pq_codes(self) -> bool:
+        """Whether a product-quantised graph has codes of fewer than 8 bits (fitted on fewer rows than that needs)."""
+        return self.shortlist_codes in PQ_DIMS and any(
+            index.is_trained and faiss.downcast_index(index.storage).pq.nbits < 8 for index in self._shortlist.values()
+        )
 
     def _take_graphs(self, builders: dict) -> None:
         for d, builder in builders.items():
@@ -135,9 +149,10 @@ class ShortlistStructures:
 
 def _float_builder(graph: faiss.IndexHNSWPQ) -> faiss.IndexHNSWFlat:
     """An HNSW index over float vectors holding ``graph``'s links (a copy) and its rows decoded, to which new rows
-    are added. The links are built from float distances and then given back to ``graph``: faiss's own add to a
-    product-quantised graph compares codes with codes, and its graphs found about half the neighbours (recall@10
-    0.47 against 0.95 at the same K, 67k texts, 96 dims)."""
+    are added (while it lives, 4 bytes a prefix dim of every row: the RAM of a float32 graph). The links are built
+    from float distances and then given back to ``graph``: faiss's own add to a product-quantised graph compares
+    codes with codes, and its graphs found about half the neighbours (recall@10 0.47 against 0.95 at the same K, 67k
+    texts, 96 dims)."""
     builder = faiss.IndexHNSWFlat(graph.d, graph.hnsw.nb_neighbors(1), IP)
     builder.hnsw = graph.hnsw
     if graph.ntotal:

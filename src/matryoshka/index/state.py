@@ -86,4 +86,5 @@ def _faiss_bytes(index: faiss.Index) -> int:
     storage = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
     stored = index.ntotal * getattr(storage, "code_size", index.d * 4)
     hnsw = getattr(index, "hnsw", None)
-    return stored + (hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 if hnsw is not None else 0)
+    links = hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 + hnsw.offsets.size() * 8 if hnsw is not None else 0
+    return stored + links

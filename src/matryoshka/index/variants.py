@@ -12,6 +12,7 @@ import numpy as np
 from matryoshka.index import storage
 from matryoshka.index.basis import check_basis
 from matryoshka.index.errors import IndexInputError
+from matryoshka.index.shortlists import check_shortlist_codes
 from matryoshka.index.stages import EXACT_CHUNK
 
 
@@ -29,8 +30,10 @@ class IndexVariants:
     ):
         """This index's rows (shared, not copied) under other shortlist structures (in its basis, their prefixes
         stored as ``codes``), built now."""
+        dims = sorted(set(int(d) for d in dims))
+        check_shortlist_codes(shortlist, codes, dims)
         out = self._snapshot()
-        out.shortlist_dims, out.shortlist = sorted(set(int(d) for d in dims)), shortlist
+        out.shortlist_dims, out.shortlist = dims, shortlist
         out.shortlist_codes = codes
         out.hnsw_m, out.hnsw_ef_search, out._params = hnsw_m, hnsw_ef_search, {}
         out.default_plan = None  # tuned for other structures
