@@ -1,6 +1,7 @@
 """Compact shortlist structures: HNSW graphs whose prefixes are float16, int8, int4 or product-quantised codes, and
 autotune's memory budget."""
 
+import faiss
 import numpy as np
 import pytest
 
@@ -95,19 +96,35 @@ def test_product_quantised_graphs_are_linked_over_float_prefixes(codes, tmp_path
         assert _agreement(index.search(q, 10, plan)[1], expected) > 0.9
     assert at_once.bytes_per_vector() == reference.bytes_per_vector() - 32 * 4 + 32 * {"pq4": 0.5, "pq2": 0.25}[codes]
     _check_reloaded(at_once, q, plan, tmp_path)
+    assert _pq(MatryoshkaIndex.load(tmp_path / "i"), 32).sdc_table.size() == 0  # skipped on load
 
 
-def test_a_pq_graph_of_few_rows_uses_fewer_bits_and_a_store_keeps_its_codes(tmp_path):
+def _pq(index: MatryoshkaIndex, d: int):
+    return faiss.downcast_index(index._shortlist[d].storage).pq
+
+
+def test_a_pq_graph_of_few_rows_uses_fewer_bits_until_it_has_enough_and_a_store_keeps_its_codes(tmp_path):
+    one = MatryoshkaIndex(64, [16], shortlist="hnsw", shortlist_codes="pq2")
+    one.add(_corpus(1))  # one row: trained on it twice, 1-bit codes
+    one.add(_corpus(0))
+    assert one.rows == one._shortlist[16].ntotal == 1 and _pq(one, 16).nbits == 1
     x = _corpus(40)
     index = MatryoshkaIndex(64, [16], shortlist="hnsw", shortlist_codes="pq4")
     index.add(x)  # 40 rows cannot fit 256 centroids a byte: 5-bit codes
+    assert _pq(index, 16).nbits == 5
     _, ids = index.search(x[:5], 1, "adaptive:16:20:64")
     np.testing.assert_array_equal(ids[:, 0], np.arange(5))
+    grown = MatryoshkaIndex(64, [16], shortlist="hnsw", shortlist_codes="pq4")
+    grown.add(x)
+    grown.add(_corpus(300, seed=6))  # enough rows now: fitted again with 8-bit codes
+    assert _pq(grown, 16).nbits == 8 and grown._shortlist[16].ntotal == 340
+    assert _pq(grown, 16).sdc_table.size() == 0  # faiss's code-to-code table is never kept
     index.save(tmp_path / "s")
     with IndexStore.open(tmp_path / "s", compact_threshold=0) as store:
         store.add(_corpus(500, seed=5), ids=np.arange(1000, 1500))
         store.compact()
         assert store.index.shortlist_codes == "pq4" and store.index.rows == 540
+        assert _pq(store.index, 16).nbits == 8 and _pq(store.index, 16).sdc_table.size() == 0
         assert store.search(x[3:4], 1, "adaptive:16:20:64")[1][0, 0] == 3
 
 
