@@ -90,9 +90,9 @@ def run(
 
 def graph_codes_table(x, q, ks=GRAPH_KS, codes=GRAPH_CODES, pq_codes=GRAPH_PQ_CODES) -> dict[str, Any]:
     """Recall@10 of an index whose HNSW graph (M=16) holds d/8 or d/4 rotated prefixes as ``codes`` (d/4 or d/2
-    ones as ``pq_codes``), after an exact
-    full-dim re-rank of K candidates (``adaptive:D:K:d``), for each K in ``ks``; with each graph's bytes per vector
-    (the index's own count, full-dim rows excluded: on the disk tier they stay in the file)."""
+    ones as ``pq_codes``), after an exact full-dim re-rank of K candidates (``adaptive:D:K:d``), for each K in
+    ``ks``; with each graph's bytes per vector (the index's own count, full-dim rows excluded: on the disk tier they
+    stay in the file)."""
     d = x.shape[1]
     truth = faiss.knn(q, x, K, metric=faiss.METRIC_INNER_PRODUCT)[1]
     basis = fit_basis(x)

@@ -82,18 +82,18 @@ class ShortlistStructures:
         if builders is None and self._narrow_pq_codes() and self.rows >= PQ_MIN_TRAINING:
             self._fill_shortlist()  # fitted on fewer rows than 8-bit codes need: fitted again on all of them
             return
+        pq = self.shortlist_codes in PQ_DIMS
         pending = {} if builders is None else builders
         for d, index in self._shortlist.items():
             prefixes = normalize(self.query_prefix(rows, d))
             if not index.is_trained:  # compact codes: the quantiser is fitted on the first rows added
-                training = prefixes
-                if self.shortlist_codes in PQ_DIMS and len(prefixes) < PQ_MIN_TRAINING:
-                    training = np.repeat(prefixes, 2, axis=0) if len(prefixes) == 1 else prefixes  # 2 centroids
+                training = np.repeat(prefixes, 2, axis=0) if len(prefixes) == 1 else prefixes  # k-means: 2 or more
+                if pq and len(training) < PQ_MIN_TRAINING:
                     index = self._shortlist[d] = self._new_shortlist(d, len(training))
                 index.train(training)
-                if self.shortlist_codes in PQ_DIMS:  # its code-to-code table (12 MiB at 48 bytes) goes unused
+                if pq:  # its code-to-code table (12 MiB at 48 bytes) goes unused
                     faiss.downcast_index(index.storage).pq.sdc_table.swap(faiss.Float32Vector())
-            if self.shortlist_codes in PQ_DIMS:
+            if pq:
                 if d not in pending:
                     pending[d] = _float_builder(index)
                 pending[d].add(prefixes)
@@ -151,7 +151,7 @@ def _float_builder(graph: faiss.IndexHNSWPQ) -> faiss.IndexHNSWFlat:
     """An HNSW index over float vectors holding ``graph``'s links (a copy) and its rows decoded, to which new rows
     are added (while it lives, 4 bytes a prefix dim of every row: the RAM of a float32 graph). The links are built
     from float distances and then given back to ``graph``: faiss's own add to a product-quantised graph compares
-    codes with codes, and its graphs found about half the neighbours (recall@10 0.47 against 0.95 at the same K, 67k
+    codes with codes, and its graphs found about half the neighbours (recall@10 0.47 against 0.96 at the same K, 67k
     texts, 96 dims)."""
     builder = faiss.IndexHNSWFlat(graph.d, graph.hnsw.nb_neighbors(1), IP)
     builder.hnsw = graph.hnsw
