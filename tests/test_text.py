@@ -242,3 +242,47 @@ def test_mrl_train_text_config_saves_a_truncatable_sentence_transformer(tmp_path
     assert z.shape == (2, 48)
     bad = CliRunner().invoke(app, [*args, "--set", "model.base=/no/such/model"])
     assert bad.exit_code == 2 and "neither 'all-MiniLM-L6-v2' nor a SentenceTransformer folder" in bad.output
+
+
+def test_mined_negatives_are_hard_and_never_a_positive_of_their_query(tmp_path):
+    """`model.mine_negatives`: each training pair gets the document the starting model ranks highest for its query
+    among those that are no positive of it and that keep the margin below the positive's cosine; a training step
+    then ranks against the batch's documents and their negatives."""
+    trainer = TextTrainer(_tiny(tmp_path, "mined", {"mine_negatives": True, "mine_margin": 0.05}), progress=False)
+    trainer.build()
+    pairs = trainer.pairs
+    mined = [p for p in pairs if p.negative is not None]
+    assert len(mined) >= 0.9 * len(pairs)
+    positives: dict[str, set[str]] = {}
+    for p in pairs:
+        positives.setdefault(p.query, set()).add(p.document)
+    documents = {p.document for p in pairs}
+    assert all(p.negative in documents and p.negative not in positives[p.query] for p in mined)
+    base = trainer.model
+    fields = ("query", "document", "negative")
+    q, d, n = (base.encode([getattr(p, f) for p in mined], normalize_embeddings=True) for f in fields)
+    positive_cos, negative_cos = (q * d).sum(1), (q * n).sum(1)
+    assert (negative_cos <= 0.95 * positive_cos + 1e-4).all()
+    # the hardest that keeps the margin: no other allowed document scores higher for the query
+    texts = sorted(documents)
+    all_docs = base.encode(texts, normalize_embeddings=True)
+    for i, p in enumerate(mined[:20]):
+        allowed = [j for j, t in enumerate(texts) if t not in positives[p.query]]
+        scores = all_docs[allowed] @ q[i]
+        best = scores[scores <= 0.95 * positive_cos[i]].max()
+        assert negative_cos[i] >= best - 1e-4
+    seen = []
+    original = trainer._ranking_loss
+    trainer._ranking_loss = lambda queries, docs, batch: seen.append(len(docs)) or original(queries, docs, batch)
+    batch = torch.arange(32)
+    trainer.train_step(batch)
+    assert seen == [32 + sum(pairs[i].negative is not None for i in batch.tolist())]
+
+
+def test_mined_negatives_go_with_full_fine_tuning_and_misspellings_are_refused():
+    with pytest.raises(ConfigError, match="mine_negatives goes with full fine-tuning"):
+        parse_config({"data": {"name": "wordnet"}, "model": {"mine_negatives": True, "frozen_base": True}})
+    with pytest.raises(ConfigError, match="mine_negatives"):
+        parse_config({"data": {"name": "wordnet"}, "model": {"mine_negative": True}})
+    with pytest.raises(ConfigError, match="mine_margin"):
+        parse_config({"data": {"name": "wordnet"}, "model": {"mine_negatives": True, "mine_margin": 1.5}})

@@ -36,6 +36,15 @@ class TextModelConfig(StrictModel):
         description="what the memory's documents are: negatives of the Matryoshka loss at every dim (a query's own "
         "relevant documents left out), candidates of the distillation (model.distill), or both",
     )
+    mine_negatives: bool = Field(
+        False,
+        description="one hard negative per training pair, mined before the first step with the model being trained "
+        "(its starting weights): the best-ranked training document that is no positive of the query and scores at "
+        "most (1 - mine_margin) x the positive; it joins the batch's candidates (matryoshka.train.mined_negatives)",
+    )
+    mine_margin: float = Field(
+        0.05, ge=0, lt=1, description="relative margin below the positive's cosine a mined negative must keep"
+    )
     scale: float = Field(20.0, gt=0, description="inverse temperature of the in-batch-negatives loss")
     symmetric: bool = Field(True, description="also rank queries for each document")
     max_seq_length: int = Field(
@@ -66,6 +75,11 @@ class TextModelConfig(StrictModel):
             raise ValueError(
                 "model.memory goes with full fine-tuning; the frozen base's adaptor already sees 1,024 pairs per step "
                 "(drop model.memory, or model.frozen_base)"
+            )
+        if self.mine_negatives and self.frozen_base:
+            raise ValueError(
+                "model.mine_negatives goes with full fine-tuning; the frozen base's adaptor ranks each pair against "
+                "the 1,024 pairs of its step (drop model.mine_negatives, or model.frozen_base)"
             )
         if self.projection == "svd" and self.frozen_base:
             raise ValueError(

@@ -5,8 +5,10 @@ nesting dim, re-normalises them and sums an InfoNCE (multiple-negatives ranking)
 ``model.matryoshka: false`` the same loop trains at the full dim only: the baseline a Matryoshka model must beat at
 small dims. ``model.distill`` adds :class:`~matryoshka.nn.distillation.PrefixDistillationLoss` (each prefix learns
 the full dim's in-batch ranking); ``model.memory`` keeps the documents of the last batches as extra candidates
-(:class:`~matryoshka.nn.memory.CandidateMemory`). Like the image :class:`~matryoshka.train.Trainer` it is seeded,
-checkpoints every ``train.checkpoint_every`` steps (atomically, with checksums) and resumes where it stopped.
+(:class:`~matryoshka.nn.memory.CandidateMemory`); ``model.mine_negatives`` adds a hard negative per pair, mined with
+the starting weights (:mod:`matryoshka.train.mined_negatives`). Like the image :class:`~matryoshka.train.Trainer`
+it is seeded, checkpoints every ``train.checkpoint_every`` steps (atomically, with checksums) and resumes where it
+stopped.
 
 Output (``train.out_dir``)::
 
@@ -54,6 +56,7 @@ from matryoshka.posthoc.st_modules import normalize_module, rotation_module
 from matryoshka.runs.text_model import ADAPTOR_FILE
 from matryoshka.train.frozen_base import fit_frozen_base
 from matryoshka.train.loop import TrainingLoop, decay_groups, lambda_schedule
+from matryoshka.train.mined_negatives import mine_negatives
 from matryoshka.train.text_config import TextExperimentConfig
 
 SVD_TEXTS = 8192  # training texts the projection's basis is fitted on
@@ -121,6 +124,8 @@ class TextTrainer(TrainingLoop):
         self.model.max_seq_length = cfg.model.max_seq_length
         d = embedding_dimension(self.model)
         m = cfg.model
+        if m.mine_negatives:  # with the starting weights: a resumed run mines the same negatives again
+            self.pairs = mine_negatives(self.model, self.data.train, m.mine_margin, verbose=self.progress)
         if m.resolved_projection() == "svd":
             self._append_svd_projection()
         self.nesting = m.resolved_nesting(d)
@@ -281,6 +286,7 @@ class TextTrainer(TrainingLoop):
             "test_queries": len(queries),
             "test_corpus": len(corpus),
             "train_pairs": len(self.pairs),
+            "train_negatives": sum(getattr(p, "negative", None) is not None for p in self.pairs),
             **seconds,
             "machine": system_info(self.device),
         }
