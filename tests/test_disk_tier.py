@@ -201,3 +201,31 @@ def test_built_for_the_disk_tier_plans_are_tuned_and_timed_on_it(tmp_path, monke
     timed = [plan_reads(c["plan"], index, 10) for c in reached if "latency_ms" in c]
     untimed = [plan_reads(c["plan"], index, 10) for c in reached if "latency_ms" not in c]
     assert timed and untimed and max(timed) <= min(untimed)  # priced reads: the fewest-read plans are timed
+
+
+def test_on_the_disk_tier_the_graph_search_breadth_is_tuned_and_kept(tmp_path):
+    """Reads cost more than graph work on the disk tier, so autotune also tries wider HNSW searches
+    (:data:`~matryoshka.index.autotune.DISK_EF_SEARCH`): each breadth is measured, a wider one reaches the target
+    with a shortlist no longer than the narrowest's, and the index keeps (and saves) the breadth of the winner. In
+    RAM only the index's own breadth is tuned."""
+    from matryoshka.index.autotune import DISK_EF_SEARCH, autotune
+    from matryoshka.index.disk import DiskTier
+    from matryoshka.index.plans import AdaptivePlan
+
+    x, q = _data(n=6000, queries=100)
+    index = MatryoshkaIndex.build(x, shortlist_dims=[12], shortlist="hnsw", hnsw_m=4, hnsw_ef_search=16)
+    ram = autotune(index, q, k=10, target_recall=0.95, structures="keep")
+    assert {c["structure"]["hnsw_ef_search"] for c in ram.candidates} == {16}
+
+    index = MatryoshkaIndex.build(x, shortlist_dims=[12], shortlist="hnsw", hnsw_m=4, hnsw_ef_search=16)
+    tuned = autotune(index, q, k=10, target_recall=0.95, structures="keep", disk_tier=DiskTier(tmp_path))
+    assert {c["structure"]["hnsw_ef_search"] for c in tuned.candidates} >= set(DISK_EF_SEARCH)
+
+    def shortest_k(ef):
+        reached = [c for c in tuned.candidates if c["recall"] >= 0.95 and isinstance(c["plan"], AdaptivePlan)]
+        return min(c["plan"].shortlist_k for c in reached if c["structure"]["hnsw_ef_search"] == ef)
+
+    assert shortest_k(max(DISK_EF_SEARCH)) <= shortest_k(min(DISK_EF_SEARCH))
+    assert index.hnsw_ef_search == tuned.structure["hnsw_ef_search"]
+    index.save(tmp_path / "ix")
+    assert MatryoshkaIndex.load(tmp_path / "ix", full_vectors="disk").hnsw_ef_search == index.hnsw_ef_search

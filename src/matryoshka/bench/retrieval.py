@@ -288,7 +288,8 @@ def _saved(
 
 def _codes(structure: dict) -> str:
     rotated = " rotated" if structure.get("basis") == "svd" else ""
-    return f"{structure['encoding']}/{structure.get('shortlist_codes', 'float32')}{rotated}"
+    graph = f" M{structure['hnsw_m']} ef{structure['hnsw_ef_search']}" if structure.get("shortlist") == "hnsw" else ""
+    return f"{structure['encoding']}/{structure.get('shortlist_codes', 'float32')}{rotated}{graph}"
 
 
 def measure(methods: list[Method], corpus: Corpus, truth: np.ndarray, single: int, rounds: int) -> None:

@@ -45,6 +45,11 @@ SHORTLIST_FACTORS = (1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 40, 80)  # shortlist K a
 COMPACT_ENCODINGS = ("float16", "int8")  # full-dim codes that compact tuning tries
 COMPACT_PREFIX_CODES = ("float16", "int8", "int4")  # HNSW prefix codes that compact tuning tries
 COMPACT_PQ_CODES = ("pq4", "pq2")  # and product-quantised ones, of longer prefixes
+COMPACT_PQ_M = (16, 8)  # with M=8 a pq2 graph's links drop from 128 to 64 bytes a vector, over half its size
+# HNSW search breadths tried on the disk tier, where one row read (about 15 us on a cloud disk) costs more than
+# widening the graph search: a wider search finds the same neighbours in a shorter shortlist, so fewer reads (16: the
+# breadth is the shortlist's K).
+DISK_EF_SEARCH = (16, 32, 64, 128)
 
 
 @dataclass
@@ -73,6 +78,7 @@ def structure_of(index) -> dict:
         "shortlist": index.shortlist,
         "shortlist_dims": list(index.shortlist_dims),
         "hnsw_m": index.hnsw_m,
+        "hnsw_ef_search": index.hnsw_ef_search,
         "shortlist_codes": getattr(index, "shortlist_codes", "float32"),
         "encoding": index.encoding,
         "basis": "svd" if getattr(index, "rotated", False) else "raw",
@@ -86,7 +92,13 @@ def _sizes(index) -> dict:
     total = index.bytes_per_vector()
     in_file = getattr(index, "full_vectors", "ram") != "ram"
     rows = storage.bytes_per_vector(index.dim, index.encoding) if in_file else 0
-    return {"bytes_per_vector": total, "ram_bytes_per_vector": total - rows}
+    return {"bytes_per_vector": total, "ram_bytes_per_vector": total - rows + _basis_share(index)}
+
+
+def _basis_share(index) -> int:
+    """A rotated index's basis (d x d float32, held once) per vector: 9 bytes at 67k vectors of 384 dims, enough
+    to matter to a budget of a few hundred."""
+    return int(np.ceil(4 * index.dim**2 / max(index.ntotal, 1))) if getattr(index, "rotated", False) else 0
 
 
 def plan_flops(plan: Plan, index, k: int) -> float:
@@ -149,16 +161,16 @@ def candidate_plans(index, k: int) -> list[Plan]:
 def candidate_structures(index: MatryoshkaIndex, compact: bool = False) -> list[dict]:
     """HNSW graphs (M=16) over one short prefix each: d/16, d/8 and d/4 dims (at least 16, below d), their prefixes
     as float32 codes; ``compact`` adds float16, int8 and int4 codes of them, and product-quantised codes
-    (:data:`COMPACT_PQ_CODES`) of the d/4 and d/2 prefixes: as many bytes as int4 or int8 codes of a shorter prefix,
-    and closer to the full dim's neighbours (text, 67k x 384, rotated: 192 dims as pq2 codes in 48 bytes reach
-    recall 0.957 at K=30 where 48 int8 dims reach 0.747)."""
+    (:data:`COMPACT_PQ_CODES`) of the d/4 and d/2 prefixes, at M=16 and M=8: as many bytes as int4 or int8 codes of a
+    shorter prefix, and closer to the full dim's neighbours (text, 67k x 384, rotated: 192 dims as pq2 codes in 48
+    bytes reach recall 0.957 at K=30 where 48 int8 dims reach 0.747)."""
     dims = dict.fromkeys(d for d in (index.dim // 16, index.dim // 8, index.dim // 4) if 16 <= d < index.dim)
     codes = ("float32", *COMPACT_PREFIX_CODES) if compact else ("float32",)
-    graphs = [(d, c) for d in dims for c in codes]
+    graphs = [(d, c, 16) for d in dims for c in codes]
     if compact:
         wider = dict.fromkeys(d for d in (index.dim // 4, index.dim // 2) if 16 <= d < index.dim)
-        graphs += [(d, c) for d in wider for c in COMPACT_PQ_CODES if d % PQ_DIMS[c] == 0]
-    return [{"shortlist": "hnsw", "shortlist_dims": [d], "hnsw_m": 16, "shortlist_codes": c} for d, c in graphs]
+        graphs += [(d, c, m) for d in wider for c in COMPACT_PQ_CODES for m in COMPACT_PQ_M if d % PQ_DIMS[c] == 0]
+    return [{"shortlist": "hnsw", "shortlist_dims": [d], "hnsw_m": m, "shortlist_codes": c} for d, c, m in graphs]
 
 
 def _families(plans: list[Plan]) -> list[list[Plan]]:
@@ -223,7 +235,7 @@ def _ram_bytes(index, structure: dict, encoding: str) -> int:
     structures = structure_bytes(*(structure[key] for key in keys))
     in_ram = getattr(index, "full_vectors", "ram") == "ram"
     rows = storage.bytes_per_vector(index.dim, encoding) if in_ram else 0
-    return rows + structures + 8
+    return rows + structures + 8 + _basis_share(index)
 
 
 def _pairs_to_try(index, current: dict, structures: str, compact: bool, plans, budget: float | None = None):
@@ -268,6 +280,15 @@ class _Siblings:
             return built, base
         sibling = base.with_encoding(encoding)
         return {**built, "encoding": encoding, **_sizes(sibling)}, sibling
+
+
+def _breadths(structure: dict, index, read_flops: float) -> list[tuple[dict, object]]:
+    """``index`` with each HNSW search breadth worth tuning: on the disk tier (rows priced at ``read_flops``) those
+    of :data:`DISK_EF_SEARCH`, elsewhere its own (a re-ranked candidate in RAM costs less than the graph search that
+    would have found it)."""
+    if not (read_flops > 0 and index.shortlist == "hnsw" and isinstance(index, MatryoshkaIndex)):
+        return [(structure, index)]
+    return [({**structure, "hnsw_ef_search": ef}, index.with_ef_search(ef)) for ef in DISK_EF_SEARCH]
 
 
 def autotune(
@@ -352,18 +373,21 @@ def autotune(
             console.print(f"{len(work) - position} larger structures not tried: {reached_at} B/vector in RAM "
                           f"reach {target_recall}")  # fmt: skip
             break
-        structure, sibling = builder.get(variant, current, wanted, encoding)
-        rows = _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure, read_flops, timed)
-        if sibling is not index:
-            siblings[id(structure)] = sibling
+        rows = []
+        for structure, sibling in _breadths(*builder.get(variant, current, wanted, encoding), read_flops):
+            rows += _tune(sibling, queries, truth, k, target_recall, plans, time_top, structure, read_flops, timed)
+            if sibling is not index:
+                siblings[id(structure)] = sibling
         table.extend(rows)
         if objective == "memory" and reached_at is None and any(c["recall"] >= target_recall for c in rows):
             reached_at = ram  # the work is sorted: the first size that reaches is the smallest
-        best_here = min((c["latency_ms"] for c in rows if "latency_ms" in c), default=float("nan"))
+        fastest = min((c for c in rows if "latency_ms" in c), key=lambda c: c["latency_ms"], default=None)
+        best_here = fastest["latency_ms"] if fastest else float("nan")
+        breadth = f", efSearch {fastest['structure']['hnsw_ef_search']}" if fastest and read_flops > 0 else ""
         console.print(
             f"{structure['shortlist']} over {structure['shortlist_dims']} dims ({structure['basis']} prefixes), "
             f"{structure['shortlist_codes']} prefix codes, {structure['encoding']} codes: fastest plan reaching "
-            f"{target_recall} recall: {best_here:.3f} ms ({structure['ram_bytes_per_vector']} B/vector in RAM)"
+            f"{target_recall} recall: {best_here:.3f} ms{breadth} ({structure['ram_bytes_per_vector']} B/vector in RAM)"
         )
     finalists = final_round(within_budget(table, max_bytes_per_vector, console), index, siblings, queries, k, timed)
     if objective == "memory":

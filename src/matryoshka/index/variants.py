@@ -40,6 +40,13 @@ class IndexVariants:
         out._fill_shortlist()
         return out
 
+    def with_ef_search(self, hnsw_ef_search: int):
+        """This index's rows and structures (shared) searched with another HNSW breadth: on the disk tier a wider
+        graph search can buy a shorter shortlist, and so fewer reads."""
+        out = self._snapshot()
+        out.hnsw_ef_search, out._params = int(hnsw_ef_search), {}
+        return out
+
     def with_basis(self, basis: np.ndarray | None):
         """This index's rows (shared) with its shortlist structures rebuilt over the first coordinates of each row
         in ``basis`` (a (dim, dim) orthogonal matrix; see :mod:`matryoshka.index.basis`), or over the raw prefixes
