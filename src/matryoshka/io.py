@@ -8,6 +8,9 @@ Files get the usual permissions (0666 less the umask, i.e. 0644 by default), not
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import os
@@ -20,6 +23,15 @@ from typing import Any
 import numpy as np
 
 from matryoshka.errors import InputError
+
+
+def return_freed_memory() -> None:
+    """Give the heap pages freed so far back to the system (glibc's ``malloc_trim``; elsewhere nothing). glibc keeps
+    freed pages for later allocations, so a process that has just read a large file into structures holds more
+    than they need: about 2 MB more after opening an index of 67k vectors, a tenth of its size."""
+    # No C library found, or one without malloc_trim (musl, macOS): nothing to do.
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
 
 
 def _current_umask() -> int:

@@ -33,6 +33,7 @@ from matryoshka.index.storage import normalize, row_squares
 from matryoshka.index.texts import check_texts, joined
 from matryoshka.index.threads import search_threads
 from matryoshka.index.variants import IndexVariants
+from matryoshka.io import return_freed_memory
 
 
 class MatryoshkaIndex(ShortlistStructures, StagedSearch, CompiledPaths, IndexVariants):
@@ -422,4 +423,6 @@ class MatryoshkaIndex(ShortlistStructures, StagedSearch, CompiledPaths, IndexVar
         root = Path(path)
         current = versions.read_current(root, mmap, verify, full_vectors)
         base = cls.from_arrays(current.stored.state, **current.stored.options)
-        return logged.with_log(base, current.records, root)
+        index = logged.with_log(base, current.records, root)
+        return_freed_memory()  # what reading freed would otherwise stay with this process
+        return index
