@@ -383,9 +383,11 @@ def autotune(
             reached_at = ram  # the work is sorted: the first size that reaches is the smallest
         fastest = min((c for c in rows if "latency_ms" in c), key=lambda c: c["latency_ms"], default=None)
         best_here = fastest["latency_ms"] if fastest else float("nan")
-        breadth = f", efSearch {fastest['structure']['hnsw_ef_search']}" if fastest and read_flops > 0 else ""
+        graph = structure["shortlist"] == "hnsw"
+        breadth = f", efSearch {fastest['structure']['hnsw_ef_search']}" if fastest and graph and read_flops > 0 else ""
+        links = f" M={structure['hnsw_m']}" if graph else ""
         console.print(
-            f"{structure['shortlist']} over {structure['shortlist_dims']} dims ({structure['basis']} prefixes), "
+            f"{structure['shortlist']}{links} over {structure['shortlist_dims']} dims ({structure['basis']} prefixes), "
             f"{structure['shortlist_codes']} prefix codes, {structure['encoding']} codes: fastest plan reaching "
             f"{target_recall} recall: {best_here:.3f} ms{breadth} ({structure['ram_bytes_per_vector']} B/vector in RAM)"
         )
