@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from matryoshka.io import return_freed_memory
+
 
 def rss_anon() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -75,6 +77,9 @@ def file_bytes(path: Path) -> int:
 
 if __name__ == "__main__":
     load = opener(sys.argv[1], sys.argv[2])
+    # The heap freed so far goes back first: our load returns freed pages to the system, and without this its
+    # growth would be measured net of what the imports had freed (below zero for a small index).
+    return_freed_memory()
     before = rss_anon()
     index = load()
     print(json.dumps({"rss_bytes": rss_anon() - before}))

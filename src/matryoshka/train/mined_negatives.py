@@ -26,6 +26,8 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import sys
+import time
 from typing import Any
 
 from matryoshka.data.pairs import TextPair
@@ -39,13 +41,15 @@ def mine_negatives(
     model: Any, pairs: list, margin: float = 0.05, batch_size: int = 64, verbose: bool = True
 ) -> list[TextPair]:
     """``pairs`` with a mined hard negative each (``negative`` stays None where no document passes the margin, and
-    a negative already there is kept)."""
+    a negative already there is kept). ``verbose``: sentence-transformers' bars and counts on a terminal, and one
+    line with what was mined."""
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
     todo = [p for p in pairs if getattr(p, "negative", None) is None]
     if not todo:
         return list(pairs)
+    started = time.perf_counter()
     dataset = Dataset.from_dict({"query": [p.query for p in todo], "document": [p.document for p in todo]})
     mined = mine_hard_negatives(
         dataset,
@@ -59,13 +63,18 @@ def mine_negatives(
         output_format="triplet",
         batch_size=batch_size,
         use_faiss=True,  # a compiled top-k over the documents; no (queries x documents) matrix is held
-        verbose=verbose,
+        verbose=verbose and sys.stdout.isatty(),  # its bars would fill a log file
     )
     found = {(row["query"], row["document"]): row["negative"] for row in mined}
-    return [
+    out = [
         p if getattr(p, "negative", None) is not None else _with_negative(p, found.get((p.query, p.document)))
         for p in pairs
     ]
+    if verbose:
+        mined_count = sum((p.query, p.document) in found for p in todo)
+        seconds = time.perf_counter() - started
+        print(f"mined hard negatives for {mined_count:,} of {len(todo):,} pairs (margin {margin}) in {seconds:.0f} s")
+    return out
 
 
 def _with_negative(pair, negative: str | None) -> TextPair:
