@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import hashlib
 import json
 import os
@@ -25,13 +26,22 @@ import numpy as np
 from matryoshka.errors import InputError
 
 
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, looked up once (finding the C library runs ``ldconfig``), or None without one."""
+    # No C library found, or one without malloc_trim (musl, macOS): nothing to call.
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    return None
+
+
 def return_freed_memory() -> None:
     """Give the heap pages freed so far back to the system (glibc's ``malloc_trim``; elsewhere nothing). glibc keeps
     freed pages for later allocations, so a process that has just read a large file into structures holds more
     than they need: about 2 MB more after opening an index of 67k vectors, a tenth of its size."""
-    # No C library found, or one without malloc_trim (musl, macOS): nothing to do.
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _current_umask() -> int:

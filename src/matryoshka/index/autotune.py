@@ -98,7 +98,8 @@ def _sizes(index) -> dict:
 def _basis_share(index) -> int:
     """A rotated index's basis (d x d float32, held once) per vector: 9 bytes at 67k vectors of 384 dims, enough
     to matter to a budget of a few hundred."""
-    return int(np.ceil(4 * index.dim**2 / max(index.ntotal, 1))) if getattr(index, "rotated", False) else 0
+    basis = getattr(index, "basis", None)
+    return 0 if basis is None else int(np.ceil(basis.nbytes / max(index.ntotal, 1)))
 
 
 def plan_flops(plan: Plan, index, k: int) -> float:

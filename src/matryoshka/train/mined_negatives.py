@@ -26,11 +26,11 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from typing import Any
 
 from matryoshka.data.pairs import TextPair
+from matryoshka.nn.text_encoder import bars_on_terminal
 
 # Best-ranked documents searched for one that keeps the margin (sentence-transformers' default, 10 + the most
 # positives of a query, left 34 of 128 WordNet pairs of the tests without one).
@@ -41,8 +41,8 @@ def mine_negatives(
     model: Any, pairs: list, margin: float = 0.05, batch_size: int = 64, verbose: bool = True
 ) -> list[TextPair]:
     """``pairs`` with a mined hard negative each (``negative`` stays None where no document passes the margin, and
-    a negative already there is kept). ``verbose``: sentence-transformers' bars and counts on a terminal, and one
-    line with what was mined."""
+    a negative already there is kept). ``verbose``: one line with what was mined, and sentence-transformers' table
+    of scores on a terminal (its encoding bars it always shows)."""
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
@@ -63,7 +63,7 @@ def mine_negatives(
         output_format="triplet",
         batch_size=batch_size,
         use_faiss=True,  # a compiled top-k over the documents; no (queries x documents) matrix is held
-        verbose=verbose and sys.stdout.isatty(),  # its bars would fill a log file
+        verbose=verbose and bars_on_terminal(),  # its table of scores and skips, a screenful in a log file
     )
     found = {(row["query"], row["document"]): row["negative"] for row in mined}
     out = [
